@@ -26,6 +26,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -270,24 +271,61 @@ class CacheWriteStage(Stage):
                 record.scores.pop(transient, None)
 
 
-def model_stages(settings: AlignmentSettings, only: str | None = None) -> list[Stage]:
+class ModelStage(Stage):
+    """An actor stage around one model: resources from the recipe section `section`, the model loaded
+    once per actor on first use, and only the pairs still to be scored passed to `score`."""
+
+    section: ClassVar[str]
+
+    def __init__(self, settings: AlignmentSettings):
+        self.settings = settings
+        resources = getattr(settings, self.section).resources
+        self.num_gpus, self.num_cpus, self.batch_size = resources.num_gpus, resources.num_cpus, resources.batch_size
+        self.model = None
+
+    def load(self):
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        self.model = self.load()
+
+    def wants(self, record: Record) -> bool:
+        return bool(record.scores.get(TODO))
+
+    def score(self, records: list[Record]) -> None:
+        raise NotImplementedError
+
+    def process_batch(self, records: list[Record]) -> None:
+        todo = [record for record in records if self.wants(record)]
+        if not todo:
+            return
+        if self.model is None:
+            self.setup()
+        self.score(todo)
+
+
+def model_stage_classes() -> list[type[ModelStage]]:
     """The actor stages in order: captions, then S, then M, then the optional BiomedCLIP column."""
     from filters.biomedclip import BiomedCLIPStage
     from filters.e5 import E5Stage
     from filters.medgemma import CaptionStage
     from filters.medsiglip import MedSigLIPStage
 
+    return [CaptionStage, E5Stage, MedSigLIPStage, BiomedCLIPStage]
+
+
+def model_stages(settings: AlignmentSettings, only: str | None = None) -> list[Stage]:
+    captions, similarity, siglip, biomedclip = model_stage_classes()
     if only == BIOMEDCLIP:
-        return [BiomedCLIPStage(settings)]
-    stages: list[Stage] = [CaptionStage(settings), E5Stage(settings), MedSigLIPStage(settings)]
+        return [biomedclip(settings)]
+    stages: list[Stage] = [captions(settings), similarity(settings), siglip(settings)]
     if settings.biomedclip.model:
-        stages.append(BiomedCLIPStage(settings))
+        stages.append(biomedclip(settings))
     return stages
 
 
 def stage_resources(settings: AlignmentSettings) -> dict[str, ModelResources]:
-    return {"medgemma_captions": settings.captioner.resources, "e5_similarity": settings.embedder.resources,
-            "medsiglip_score": settings.siglip.resources, "biomedclip_score": settings.biomedclip.resources}
+    return {stage.name: getattr(settings, stage.section).resources for stage in model_stage_classes()}
 
 
 def describe_models(settings: AlignmentSettings) -> dict[str, dict]:

@@ -12,11 +12,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from filters.alignment import TEXT, TODO, scored_image, to_pil
-from pipeline.config import AlignmentSettings, ImageTextSettings
+from filters.alignment import TEXT, ModelStage, scored_image, to_pil
+from pipeline.config import ImageTextSettings
 from pipeline.models import device_and_dtype, quiet_transformers, resolve_model
 from pipeline.records import Record
-from pipeline.stages import Stage
 
 
 class BiomedCLIPScorer:
@@ -47,25 +46,15 @@ class BiomedCLIPScorer:
         return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
 
 
-class BiomedCLIPStage(Stage):
+class BiomedCLIPStage(ModelStage):
     name: ClassVar[str] = "biomedclip_score"
+    section: ClassVar[str] = "biomedclip"
 
-    def __init__(self, settings: AlignmentSettings):
-        self.settings = settings
-        resources = settings.biomedclip.resources
-        self.num_gpus, self.num_cpus, self.batch_size = resources.num_gpus, resources.num_cpus, resources.batch_size
-        self.scorer = None
+    def load(self) -> BiomedCLIPScorer:
+        return BiomedCLIPScorer(resolve_model(self.settings.biomedclip.model, self.settings.models_dir),
+                                self.settings.biomedclip)
 
-    def setup(self) -> None:
-        self.scorer = BiomedCLIPScorer(resolve_model(self.settings.biomedclip.model, self.settings.models_dir),
-                                       self.settings.biomedclip)
-
-    def process_batch(self, records: list[Record]) -> None:
-        todo = [r for r in records if r.scores.get(TODO)]
-        if not todo:
-            return
-        if self.scorer is None:
-            self.setup()
-        scores = self.scorer.score([to_pil(scored_image(r)) for r in todo], [r.scores[TEXT] for r in todo])
+    def score(self, todo: list[Record]) -> None:
+        scores = self.model.score([to_pil(scored_image(r)) for r in todo], [r.scores[TEXT] for r in todo])
         for record, value in zip(todo, scores):
             record.scores["align_bmc"] = float(value)

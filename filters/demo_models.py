@@ -11,6 +11,7 @@ models at them.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 CORPUS = [
@@ -158,7 +159,11 @@ def build_biomedclip(path: Path, seed: int = 0) -> Path:
     (path / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg},
                                                            indent=2))
     torch.manual_seed(seed)
-    model = open_clip.create_model(f"local-dir:{path.resolve()}", load_weights=False)
+    logging.disable(logging.WARNING)  # open_clip warns that the folder has no weights yet: they are written next
+    try:
+        model = open_clip.create_model(f"local-dir:{path.resolve()}", load_weights=False)
+    finally:
+        logging.disable(logging.NOTSET)
     torch.save(model.state_dict(), path / "open_clip_pytorch_model.bin")
     tokenizer.save_pretrained(path)
     return _mark(path, "CLIP (BiomedCLIP open_clip hub layout)")

@@ -13,11 +13,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from filters.alignment import CAPTIONS, TEXT, TODO
-from pipeline.config import AlignmentSettings, EmbedderSettings
+from filters.alignment import CAPTIONS, TEXT, TODO, ModelStage
+from pipeline.config import EmbedderSettings
 from pipeline.models import device_and_dtype, quiet_transformers, resolve_model
 from pipeline.records import Record
-from pipeline.stages import Stage
 
 
 class E5Embedder:
@@ -55,25 +54,17 @@ def max_cosine(original: np.ndarray, candidates: np.ndarray) -> tuple[float, int
     return float(similarities[best]), best
 
 
-class E5Stage(Stage):
+class E5Stage(ModelStage):
     name: ClassVar[str] = "e5_similarity"
+    section: ClassVar[str] = "embedder"
 
-    def __init__(self, settings: AlignmentSettings):
-        self.settings = settings
-        resources = settings.embedder.resources
-        self.num_gpus, self.num_cpus, self.batch_size = resources.num_gpus, resources.num_cpus, resources.batch_size
-        self.embedder = None
+    def load(self) -> E5Embedder:
+        return E5Embedder(resolve_model(self.settings.embedder.model, self.settings.models_dir), self.settings.embedder)
 
-    def setup(self) -> None:
-        self.embedder = E5Embedder(resolve_model(self.settings.embedder.model, self.settings.models_dir),
-                                   self.settings.embedder)
+    def wants(self, record: Record) -> bool:
+        return bool(record.scores.get(TODO) and record.scores.get(CAPTIONS))
 
-    def process_batch(self, records: list[Record]) -> None:
-        todo = [r for r in records if r.scores.get(TODO) and r.scores.get(CAPTIONS)]
-        if not todo:
-            return
-        if self.embedder is None:
-            self.setup()
+    def score(self, todo: list[Record]) -> None:
         e = self.settings.embedder
         texts, spans = [], []
         for record in todo:
@@ -81,7 +72,7 @@ class E5Stage(Stage):
             spans.append((len(texts), len(captions)))
             texts.append(e.original_prefix + record.scores[TEXT])
             texts.extend(e.candidate_prefix + caption for caption in captions)
-        vectors = self.embedder.embed(texts)
+        vectors = self.model.embed(texts)
         for record, (start, count) in zip(todo, spans):
             s, best = max_cosine(vectors[start], vectors[start + 1:start + 1 + count])
             record.scores["align_s_raw"] = s

@@ -21,11 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar
 
-from filters.alignment import CAPTIONS, KEY, TODO, scored_image, to_pil
-from pipeline.config import AlignmentSettings, CaptionerSettings
+from filters.alignment import CAPTIONS, KEY, ModelStage, scored_image, to_pil
+from pipeline.config import CaptionerSettings
 from pipeline.models import device_and_dtype, quiet_transformers, resolve_model
 from pipeline.records import Record
-from pipeline.stages import Stage
 
 log = logging.getLogger(__name__)
 PROMPTS = Path(__file__).parent / "prompts"
@@ -138,32 +137,21 @@ class OpenAICaptioner:
             return list(pool.map(lambda item: self._one(item[1], seed + item[0]), enumerate(images)))
 
 
-class CaptionStage(Stage):
+class CaptionStage(ModelStage):
     """K MedGemma captions per pair still to be scored, into the transient `_align_captions`."""
 
     name: ClassVar[str] = "medgemma_captions"
+    section: ClassVar[str] = "captioner"
 
-    def __init__(self, settings: AlignmentSettings):
-        self.settings = settings
-        resources = settings.captioner.resources
-        self.num_gpus, self.num_cpus, self.batch_size = resources.num_gpus, resources.num_cpus, resources.batch_size
-        self.captioner = None
-
-    def setup(self) -> None:
+    def load(self) -> OpenAICaptioner | TransformersCaptioner:
         c = self.settings.captioner
         if c.backend == "openai":
-            self.captioner = OpenAICaptioner(c)
-        else:
-            self.captioner = TransformersCaptioner(resolve_model(c.model, self.settings.models_dir), c)
+            return OpenAICaptioner(c)
+        return TransformersCaptioner(resolve_model(c.model, self.settings.models_dir), c)
 
-    def process_batch(self, records: list[Record]) -> None:
-        todo = [r for r in records if r.scores.get(TODO)]
-        if not todo:
-            return
-        if self.captioner is None:
-            self.setup()
+    def score(self, todo: list[Record]) -> None:
         images = [to_pil(scored_image(r)) for r in todo]
-        outputs = self.captioner.generate(images, batch_seed(self.settings.captioner.seed,
+        outputs = self.model.generate(images, batch_seed(self.settings.captioner.seed,
                                                              [r.scores[KEY] for r in todo]))
         for record, output in zip(todo, outputs):
             if isinstance(output, str):  # the backend failed for this image

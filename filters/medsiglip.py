@@ -13,11 +13,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from filters.alignment import TEXT, TODO, scored_image, to_pil
-from pipeline.config import AlignmentSettings, ImageTextSettings
+from filters.alignment import TEXT, ModelStage, scored_image, to_pil
+from pipeline.config import ImageTextSettings
 from pipeline.models import device_and_dtype, quiet_transformers, resolve_model
 from pipeline.records import Record
-from pipeline.stages import Stage
 
 
 class SiglipScorer:
@@ -51,25 +50,14 @@ class SiglipScorer:
         return values.astype(np.float32), (1.0 / (1.0 + np.exp(-values))).astype(np.float32)
 
 
-class MedSigLIPStage(Stage):
+class MedSigLIPStage(ModelStage):
     name: ClassVar[str] = "medsiglip_score"
+    section: ClassVar[str] = "siglip"
 
-    def __init__(self, settings: AlignmentSettings):
-        self.settings = settings
-        resources = settings.siglip.resources
-        self.num_gpus, self.num_cpus, self.batch_size = resources.num_gpus, resources.num_cpus, resources.batch_size
-        self.scorer = None
+    def load(self) -> SiglipScorer:
+        return SiglipScorer(resolve_model(self.settings.siglip.model, self.settings.models_dir), self.settings.siglip)
 
-    def setup(self) -> None:
-        self.scorer = SiglipScorer(resolve_model(self.settings.siglip.model, self.settings.models_dir),
-                                   self.settings.siglip)
-
-    def process_batch(self, records: list[Record]) -> None:
-        todo = [r for r in records if r.scores.get(TODO)]
-        if not todo:
-            return
-        if self.scorer is None:
-            self.setup()
-        logits, probs = self.scorer.score([to_pil(scored_image(r)) for r in todo], [r.scores[TEXT] for r in todo])
+    def score(self, todo: list[Record]) -> None:
+        logits, probs = self.model.score([to_pil(scored_image(r)) for r in todo], [r.scores[TEXT] for r in todo])
         for record, logit, prob in zip(todo, logits, probs):
             record.scores["align_m_logit"], record.scores["align_m_prob"] = float(logit), float(prob)

@@ -104,9 +104,9 @@ def test_captions_k_per_image_and_reproducible(demo_dir):
     s.captioner.k = 3
     stage = CaptionStage(s)
     stage.setup()
-    first = stage.captioner.generate(images(2), seed=11)
+    first = stage.model.generate(images(2), seed=11)
     assert [len(c) for c in first] == [3, 3]
-    assert stage.captioner.generate(images(2), seed=11) == first
+    assert stage.model.generate(images(2), seed=11) == first
 
 
 class FakeCaptioner:
@@ -125,7 +125,7 @@ def test_malformed_caption_output_is_a_null_score_with_a_reason():
     settings.captioner.min_caption_chars = 5
     prepare(records, settings, None)
     stage = CaptionStage(settings)
-    stage.captioner = FakeCaptioner([["", "   ", "abc"], "backend error: HTTP 503", ["", "A usable caption."]])
+    stage.model = FakeCaptioner([["", "   ", "abc"], "backend error: HTTP 503", ["", "A usable caption."]])
     stage.process_batch(records)
     assert records[0].scores[CAPTIONS] == [] and records[0].scores["align_reason"].startswith("caption_malformed")
     assert "empty" in records[0].scores["align_reason"] and "too_short" in records[0].scores["align_reason"]

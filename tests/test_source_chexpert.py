@@ -5,15 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image as PILImage
 
-from pipeline.records import Record, Rejection
+from pipeline.records import Rejection
 from sources.base import SourceError
 from sources.chexpert import Chexpert
-from sources.io.image import load_pixels
 from sources.samples import chexpert as sample
+from tests.label_source_checks import (check_label_pair, check_rejected_pair, check_sample_tree,
+                                       check_two_items_per_image, check_units_chunked, collect)
 
 OBSERVATIONS = ("No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
                 "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other",
@@ -85,79 +84,26 @@ def root(tmp_path: Path) -> Path:
     return sample.write(tmp_path)
 
 
-def collect(source: Chexpert) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out, f"duplicate id {item.id}"
-            assert item.split == unit.split
-            out[item.id] = item
-    return out
-
-
 def test_every_item_gives_two_samples_or_two_rejections(root):
-    expected = {f"chexpert/{stem}/{kind}" for stem in [*RECORDS, *REJECTED] for kind in ("caption", "t2i")}
-    assert set(collect(Chexpert(root))) == expected
+    check_two_items_per_image(Chexpert(root), [*RECORDS, *REJECTED])
 
 
 @pytest.mark.parametrize("stem", sorted(RECORDS))
 def test_records_exact(root, stem):
-    instruction, caption, prompt, provenance, (width, height, channels, file_format), meta = RECORDS[stem]
-    items = collect(Chexpert(root))
-    split = stem.split("/")[0]
-    i2t, t2i = items[f"chexpert/{stem}/caption"], items[f"chexpert/{stem}/t2i"]
-    assert isinstance(i2t, Record) and isinstance(t2i, Record)
-    assert (i2t.source, i2t.split, i2t.modality, i2t.task_family, i2t.main_task_type, i2t.sub_task_type) == (
-        "chexpert", split, "chest_xray", "i2t", "image_understanding", "classification_caption")
-    assert i2t.message == [{"from": "human", "value": f"<image>\n{instruction}"}, {"from": "gpt", "value": caption}]
-    assert i2t.output_images == [] and len(i2t.input_images) == 1
-    assert (t2i.source, t2i.split, t2i.modality, t2i.task_family, t2i.main_task_type, t2i.sub_task_type) == (
-        "chexpert", split, "chest_xray", "t2i", "image_generation", "text_to_image")
-    assert t2i.message == [{"from": "human", "value": prompt}]
-    assert t2i.input_images == [] and len(t2i.output_images) == 1
-    image_path = next(path for path in provenance if path.endswith((".png", ".jpg", ".jpeg")))
-    for record in (i2t, t2i):
-        (image,) = record.images
-        assert (image.width, image.height, image.channels, image.format, image.source_path) == (
-            width, height, channels, file_format, image_path)
-        if file_format == "jpg":  # the JPEG passes through byte for byte
-            assert image.encoded == (root / image_path).read_bytes() and image.pixels is None
-        else:
-            with PILImage.open(root / image_path) as original:
-                assert np.array_equal(load_pixels(image), np.asarray(original.convert("L" if channels == 1 else "RGB")))
-        assert record.provenance == provenance
-        assert record.meta == meta
-    assert i2t.images[0] is not t2i.images[0] and i2t.meta is not t2i.meta
+    check_label_pair(root, Chexpert(root), stem, "chest_xray", RECORDS[stem])
 
 
 @pytest.mark.parametrize("stem", sorted(REJECTED))
 def test_rejections_exact(root, stem):
-    reason, detail, provenance = REJECTED[stem]
-    items = collect(Chexpert(root))
-    for kind, family in (("caption", "i2t"), ("t2i", "t2i")):
-        assert items[f"chexpert/{stem}/{kind}"] == Rejection(
-            id=f"chexpert/{stem}/{kind}", source="chexpert", split=stem.split("/")[0], reason=reason, detail=detail,
-            modality="chest_xray", task_family=family, provenance=provenance)
+    check_rejected_pair(Chexpert(root), stem, "chest_xray", REJECTED[stem])
 
 
 def test_units_are_chunked_with_stable_ids(root):
-    source = Chexpert(root, options={"items_per_unit": 2})
-    units = source.work_units()
-    assert all(len(unit.items) <= 2 for unit in units)
-    expected, per_split = [], {}
-    for unit in units:
-        expected.append(f"chexpert/{unit.split}/{per_split.get(unit.split, 0):05d}")
-        per_split[unit.split] = per_split.get(unit.split, 0) + 1
-    assert [unit.id for unit in units] == expected
-    assert collect(source).keys() == collect(Chexpert(root)).keys()
+    check_units_chunked(Chexpert, root)
 
 
 def test_sample_tree_is_deterministic_and_small(tmp_path):
-    first, second = sample.write(tmp_path / "a"), sample.write(tmp_path / "b")
-    files = sorted(path.relative_to(first) for path in first.rglob("*") if path.is_file())
-    assert files == sorted(path.relative_to(second) for path in second.rglob("*") if path.is_file())
-    assert all((first / name).read_bytes() == (second / name).read_bytes() for name in files)
-    assert sum((first / name).stat().st_size for name in files) < 1_000_000
+    check_sample_tree(sample, tmp_path)
 
 
 
