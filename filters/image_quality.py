@@ -1,4 +1,9 @@
-"""Blank or near-constant images: the intensity spread (std on a [0, 1] scale) of the flattest image."""
+"""Blank or near-constant images: the intensity spread (std on a [0, 1] scale) of the flattest image.
+
+A segmentation record's output is a mask: an all-background mask is an image with no spread by
+nature, and whether it is wanted is the segmentation builder's rule (`mask_empty`, or kept under
+`tasks.keep_empty_masks`), so only the input images of such a record are judged here.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,12 @@ from pipeline.config import FilterSettings
 from pipeline.records import Record
 
 
+def judged_images(record: Record) -> list:
+    return record.input_images if record.main_task_type == "segmentation" else record.images
+
+
 def score(record: Record, settings: FilterSettings) -> dict:
-    images = record.images
+    images = judged_images(record)
     return {"pixel_std": min(im.pixel_std for im in images) if images else None}
 
 

@@ -52,6 +52,26 @@ def test_each_rule_rejects_with_its_reason(record, settings, reason):
     assert record.detail
 
 
+def segmentation_record(image, mask):
+    return Record(id="t/train/seg", source="t", split="train", modality="ultrasound", task_family="interleaved",
+                  main_task_type="segmentation", sub_task_type="prompt_segmentation",
+                  message=[{"from": "human", "value": f"{IMAGE_TOKEN}\nSegment the breast lesion."},
+                           {"from": "gpt", "value": IMAGE_TOKEN}],
+                  input_images=[image_from_array(image, source_path="x.png")],
+                  output_images=[image_from_array(mask, source_path="x_mask.png")])
+
+
+def test_an_empty_mask_is_left_to_the_segmentation_builder():
+    textured, empty = phantom(rng_for("s"), 256, 256), np.zeros((256, 256), np.uint8)
+    record = segmentation_record(textured, empty)
+    assert decided(record) == ("kept", None)  # the builder decides: mask_empty, or keep_empty_masks
+    assert record.scores["pixel_std"] > 0.05
+    assert decided(segmentation_record(np.full((256, 256), 9, np.uint8), empty)) == ("rejected", "image_blank")
+    cross_modal = segmentation_record(textured, empty)
+    cross_modal.main_task_type = "cross_modal_synthesis"  # a blank output image of any other task is blank
+    assert decided(cross_modal) == ("rejected", "image_blank")
+
+
 def test_thresholds_come_from_the_recipe():
     record = make_record(phantom(rng_for("j"), 100, 300))
     assert decided(record, min_side=64) == ("kept", None)

@@ -62,6 +62,14 @@ def test_query_counts_per_task_and_source(stage3):
     assert sum(row["n"] for row in rows) == stage3.result.kept
 
 
+def test_an_all_background_mask_is_rejected_by_the_builder_rule(stage3):
+    con = open_build(stage3.out_dir)
+    reasons = dict(con.execute("SELECT id, reason FROM rejected WHERE source = 'busi'").fetchall())
+    assert reasons["busi/unsplit/normal (1)/segmentation"] == "mask_empty"
+    assert "image_blank" not in con.execute(
+        "SELECT list(reason) FROM rejected WHERE main_task_type = 'segmentation'").fetchone()[0]
+
+
 def test_shards_open_and_sr_inputs_rebuild_from_the_row(stage3):
     out = stage3.out_dir
     meta = dict(open_build(out).execute("SELECT key, meta FROM kept").fetchall())
