@@ -12,6 +12,7 @@ from pipeline.records import Record, Rejection
 from sources.base import SourceError
 from sources.bci import INSTRUCTIONS, Bci
 from sources.samples import bci as sample
+from tests.source_checks import collect
 
 DONE = "The requested image has been generated."
 RECORDS = {
@@ -41,15 +42,6 @@ REJECTED = {
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     return sample.write(tmp_path_factory.mktemp("sources"))
-
-
-def collect(source: Bci) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out and item.split == unit.split
-            out[item.id] = item
-    return out
 
 
 def test_every_pair_in_one_place(root):

@@ -14,7 +14,7 @@ from sources.base import SourceError
 from sources.busi import Busi
 from sources.io.image import load_pixels
 from sources.samples import busi as sample
-from tests.label_source_checks import (check_label_pair, check_sample_tree,
+from tests.source_checks import (check_label_pair, check_sample_tree,
                                        check_two_items_per_image, check_units_chunked, collect)
 
 RECORDS = {

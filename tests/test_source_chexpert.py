@@ -11,7 +11,7 @@ from pipeline.records import Rejection
 from sources.base import SourceError
 from sources.chexpert import Chexpert
 from sources.samples import chexpert as sample
-from tests.label_source_checks import (check_label_pair, check_rejected_pair, check_sample_tree,
+from tests.source_checks import (check_label_pair, check_rejected_pair, check_sample_tree,
                                        check_two_items_per_image, check_units_chunked, collect)
 
 OBSERVATIONS = ("No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",

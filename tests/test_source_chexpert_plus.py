@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import Record, Rejection
+from pipeline.records import Rejection
 from sources.base import SourceError
 from sources.chexpert_plus import ChexpertPlus
 from sources.samples import chexpert_plus as sample
+from tests.source_checks import collect
 
 PROVIDE = "Provide the radiology report for this chest radiograph."
 WHAT = "What does this chest X-ray show? Answer with a report."
@@ -52,15 +53,6 @@ REJECTED = {
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return sample.write(tmp_path)
-
-
-def collect(source: ChexpertPlus) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out and item.split == unit.split
-            out[item.id] = item
-    return out
 
 
 def test_every_row_has_one_item(root):

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from pipeline.records import Record, Rejection
+from pipeline.records import Record
 from sources.base import SourceError
 from sources.drive import Drive
 from sources.samples import drive as sample
+from tests.source_checks import collect
 
 ASK = "<image>\nPlease help me segment the blood vessels."
 RECORDS = {
@@ -28,15 +29,6 @@ RECORDS = {
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     return sample.write(tmp_path_factory.mktemp("sources"))
-
-
-def collect(source: Drive) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out and item.split == unit.split
-            out[item.id] = item
-    return out
 
 
 def test_every_image_in_one_place(root):

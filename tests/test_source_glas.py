@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from pipeline.records import Record, Rejection
+from pipeline.records import Record
 from sources.base import SourceError
 from sources.glas import Glas
 from sources.samples import glas as sample
+from tests.source_checks import collect
 
 ASK = "<image>\nPlease help me segment the glands."
 A = "Sure, this is the gland segmentation of the histology image."
@@ -27,15 +28,6 @@ RECORDS = {  # id -> (response, part, patient, grade, Sirinukunwattana grade, gl
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     return sample.write(tmp_path_factory.mktemp("sources"))
-
-
-def collect(source: Glas) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out and item.split == unit.split
-            out[item.id] = item
-    return out
 
 
 def test_every_tile_once(root):

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import Record, Rejection
+from pipeline.records import Rejection
 from sources.base import SourceError
 from sources.icg_cxr import IcgCxr
 from sources.samples import icg_cxr as sample
+from tests.source_checks import collect
 
 CHEX = "chexpertplus/pa/1/train/p00023/i01s0001-i04s0002"
 MIMIC = "mimic_cxr/pa/1/p10/p10000032/i01s50414267-i02s53189527"
@@ -18,16 +19,6 @@ MIMIC = "mimic_cxr/pa/1/p10/p10000032/i01s50414267-i02s53189527"
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return sample.write(tmp_path)
-
-
-def collect(source: IcgCxr) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out, f"duplicate id {item.id}"
-            assert item.split == unit.split
-            out[item.id] = item
-    return out
 
 
 def _paths(folder: str) -> list[str]:

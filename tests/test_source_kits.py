@@ -12,6 +12,7 @@ from pipeline.records import Record, Rejection
 from sources.base import SourceError
 from sources.kits import Kits
 from sources.samples import kits as sample
+from tests.source_checks import collect
 
 IMAGING, SEG = "data/case_00000/imaging.nii.gz", "data/case_00000/segmentation.nii.gz"
 BASE = "kits/train/case_00000"
@@ -36,15 +37,6 @@ def root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def items(root) -> dict[str, Record | Rejection]:
     return collect(Kits(root))
-
-
-def collect(source: Kits) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out and item.split == unit.split
-            out[item.id] = item
-    return out
 
 
 def canonical_slice(path: Path, k: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from pipeline.records import Rejection
 from sources.base import SourceError
 from sources.kvasir import Kvasir
 from sources.samples import kvasir as sample
-from tests.label_source_checks import (check_label_pair, check_sample_tree,
+from tests.source_checks import (check_label_pair, check_sample_tree,
                                        check_two_items_per_image, check_units_chunked, collect)
 
 RECORDS = {

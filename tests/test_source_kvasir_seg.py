@@ -11,7 +11,7 @@ from PIL import Image as PILImage
 from sources.base import SourceError
 from sources.kvasir_seg import KvasirSeg
 from sources.samples import kvasir_seg as sample
-from tests.label_source_checks import (check_label_pair, check_rejected_pair, check_sample_tree,
+from tests.source_checks import (check_label_pair, check_rejected_pair, check_sample_tree,
                                        check_two_items_per_image, check_units_chunked, collect)
 
 

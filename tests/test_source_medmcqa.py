@@ -11,6 +11,7 @@ from pipeline.records import Record, Rejection
 from sources.base import SourceError
 from sources.medmcqa import Medmcqa
 from sources.samples import medmcqa as sample
+from tests.source_checks import collect
 
 FIRST = "medmcqa/train/4e1715fe-0bc3-494e-b6eb-2d4617245aef"
 SECOND = "medmcqa/train/9b3c0a1e-1111-4c2d-8e5f-000000000002"
@@ -21,16 +22,6 @@ TEST = "medmcqa/test/84f328d3-fca4-422d-8fb2-19d55eb31503"
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return sample.write(tmp_path)
-
-
-def collect(source: Medmcqa) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out, f"duplicate id {item.id}"
-            assert item.split == unit.split
-            out[item.id] = item
-    return out
 
 
 def test_ids(root):

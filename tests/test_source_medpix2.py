@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import Record, Rejection
+from pipeline.records import Rejection
 from sources.base import SourceError
 from sources.medpix2 import Medpix2
 from sources.samples import medpix2 as sample
+from tests.source_checks import collect
 
 WRITE = "Write a caption for this radiology image."
 BRIEF = "Provide a brief description of this medical image."
@@ -39,16 +40,6 @@ RECORDS = {
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return sample.write(tmp_path)
-
-
-def collect(source: Medpix2) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out, f"duplicate id {item.id}"
-            assert item.split == unit.split
-            out[item.id] = item
-    return out
 
 
 def test_ids(root):

@@ -10,6 +10,7 @@ from pipeline.records import Record, Rejection
 from sources.base import SourceError
 from sources.medqa import Medqa
 from sources.samples import medqa as sample
+from tests.source_checks import collect
 
 US = "questions/US"
 
@@ -17,16 +18,6 @@ US = "questions/US"
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return sample.write(tmp_path)
-
-
-def collect(source: Medqa) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out, f"duplicate id {item.id}"
-            assert item.split == unit.split
-            out[item.id] = item
-    return out
 
 
 def test_ids_and_outcomes(root):

@@ -11,7 +11,7 @@ import pytest
 from sources.base import SourceError
 from sources.oct2017 import Oct2017
 from sources.samples import oct2017 as sample
-from tests.label_source_checks import (check_label_pair, check_rejected_pair, check_sample_tree,
+from tests.source_checks import (check_label_pair, check_rejected_pair, check_sample_tree,
                                        check_two_items_per_image, check_units_chunked, collect)
 
 RECORDS = {

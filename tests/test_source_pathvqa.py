@@ -12,6 +12,7 @@ from pipeline.records import Record, Rejection
 from sources.base import SourceError
 from sources.pathvqa import PathVqa
 from sources.samples import pathvqa as sample
+from tests.source_checks import collect
 
 # id -> (pickle, image path, question, answer, answer_type, (width, height))
 RECORDS = {
@@ -35,15 +36,6 @@ REJECTED = {
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return sample.write(tmp_path)
-
-
-def collect(source: PathVqa) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out and item.split == unit.split
-            out[item.id] = item
-    return out
 
 
 def test_every_row_is_one_record_or_rejection(root):

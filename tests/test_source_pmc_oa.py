@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import Record, Rejection
+from pipeline.records import Rejection
 from sources.base import SourceError
 from sources.pmc_oa import CAPTION_PROMPTS, PmcOa
 from sources.samples import pmc_oa as sample
+from tests.source_checks import collect
 
 FOLDER = sample.FOLDER
 # key -> (caption, pmcid, (width, height))
@@ -32,15 +33,6 @@ REJECTED = {
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return sample.write(tmp_path)
-
-
-def collect(source: PmcOa) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out and item.split == unit.split
-            out[item.id] = item
-    return out
 
 
 def test_every_line_gives_two_samples_or_two_rejections(root):

@@ -10,6 +10,7 @@ from pipeline.records import Record, Rejection
 from sources.base import SourceError
 from sources.pmc_vqa import PmcVqa, choice_text
 from sources.samples import pmc_vqa as sample
+from tests.source_checks import collect
 
 # id -> (csv, image path, question, answer, label, choices, (width, height))
 RECORDS = {
@@ -38,15 +39,6 @@ REJECTED = {
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return sample.write(tmp_path)
-
-
-def collect(source: PmcVqa) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out and item.split == unit.split
-            out[item.id] = item
-    return out
 
 
 def test_every_row_is_one_record_or_rejection_and_test_clean_is_not_read(root):

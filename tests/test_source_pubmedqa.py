@@ -11,6 +11,7 @@ from pipeline.records import Record, Rejection
 from sources.base import SourceError
 from sources.pubmedqa import Pubmedqa
 from sources.samples import pubmedqa as sample
+from tests.source_checks import collect
 
 PQAL = "data/ori_pqal.json"
 
@@ -18,16 +19,6 @@ PQAL = "data/ori_pqal.json"
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return sample.write(tmp_path)
-
-
-def collect(source: Pubmedqa) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out, f"duplicate id {item.id}"
-            assert item.split == unit.split
-            out[item.id] = item
-    return out
 
 
 def test_ids_and_splits(root):

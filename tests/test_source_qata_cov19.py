@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from pipeline.records import Record, Rejection
+from pipeline.records import Record
 from sources.base import SourceError
 from sources.qata_cov19 import QataCov19
 from sources.samples import qata_cov19 as sample
+from tests.source_checks import collect
 
 ASK = "<image>\nPlease help me segment the COVID-19 infected regions."
 C = "Sure, this is the COVID-19 infection segmentation of the chest X-ray."
@@ -26,15 +27,6 @@ RECORDS = {  # id -> (set folder, name, response, foreground fraction)
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     return sample.write(tmp_path_factory.mktemp("sources"))
-
-
-def collect(source: QataCov19) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out and item.split == unit.split
-            out[item.id] = item
-    return out
 
 
 def test_every_image_once(root):

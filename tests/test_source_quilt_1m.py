@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import Record, Rejection
+from pipeline.records import Rejection
 from sources.base import SourceError
 from sources.quilt_1m import CAPTION_PROMPTS, Quilt1m, literal_list
 from sources.samples import quilt_1m as sample
+from tests.source_checks import collect
 
 LOOKUP = "quilt_1M_lookup.csv"
 VIDEO = sample.VIDEO_IMAGE
@@ -34,15 +35,6 @@ REJECTED = {"train/4": ("caption_empty", "''", "laion_000123.jpg"),
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return sample.write(tmp_path)
-
-
-def collect(source: Quilt1m) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out and item.split == unit.split
-            out[item.id] = item
-    return out
 
 
 def test_every_row_gives_two_samples_or_two_rejections(root):

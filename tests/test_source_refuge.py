@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from pipeline.records import Record, Rejection
+from pipeline.records import Record
 from sources.base import SourceError
 from sources.refuge import Refuge
 from sources.samples import refuge as sample
+from tests.source_checks import collect
 
 TRAIN_G = ("Training400/Glaucoma/g0001.jpg", "Annotation-Training400/Disc_Cup_Masks/Glaucoma/g0001.bmp")
 TRAIN_N = ("Training400/Non-Glaucoma/n0001.jpg", "Annotation-Training400/Disc_Cup_Masks/Non-Glaucoma/n0001.bmp")
@@ -38,15 +39,6 @@ RECORDS = {  # id -> (paths, response, glaucoma, foreground fraction)
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     return sample.write(tmp_path_factory.mktemp("sources"))
-
-
-def collect(source: Refuge) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out and item.split == unit.split
-            out[item.id] = item
-    return out
 
 
 def test_every_target_once(root):

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import Record, Rejection
+from pipeline.records import Rejection
 from sources.base import SourceError
 from sources.roco import Roco
 from sources.samples import roco as sample
+from tests.source_checks import collect
 
 DESCRIBE = "Describe this medical image."
 WRITE = "Write a caption for this radiology image."
@@ -45,15 +46,6 @@ MALFORMED = "roco/test/data/test/radiology/captions.txt#1"
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return sample.write(tmp_path)
-
-
-def collect(source: Roco) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out and item.split == unit.split
-            out[item.id] = item
-    return out
 
 
 def test_every_line_gives_two_samples_or_rejections(root):

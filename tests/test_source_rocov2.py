@@ -11,6 +11,7 @@ from pipeline.records import Record, Rejection
 from sources.base import SourceError
 from sources.rocov2 import Rocov2
 from sources.samples import rocov2 as sample
+from tests.source_checks import collect
 
 ASK_DESCRIBE = "Describe this medical image."
 ASK_WRITE = "Write a caption for this radiology image."
@@ -70,16 +71,6 @@ REJECTED = {
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return sample.write(tmp_path)
-
-
-def collect(source: Rocov2) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out, f"duplicate id {item.id}"
-            assert item.split == unit.split
-            out[item.id] = item
-    return out
 
 
 def test_every_row_gives_two_samples_or_two_rejections(root):

@@ -10,6 +10,7 @@ from pipeline.records import Record, Rejection
 from sources.base import SourceError
 from sources.samples import vqa_rad as sample
 from sources.vqa_rad import VqaRad
+from tests.source_checks import collect
 
 JSON = "VQA_RAD Dataset Public.json"
 FOLDER = "VQA_RAD Image Folder"
@@ -38,15 +39,6 @@ REJECTED = {
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return sample.write(tmp_path)
-
-
-def collect(source: VqaRad) -> dict[str, Record | Rejection]:
-    out = {}
-    for unit in source.work_units():
-        for item in source.iter_records(unit):
-            assert item.id not in out and item.split == unit.split
-            out[item.id] = item
-    return out
 
 
 def test_every_row_is_one_record_or_rejection(root):

@@ -1,4 +1,5 @@
-"""Checks shared by the tests of classification sources, whose every image gives an I2T caption and a T2I prompt.
+"""Checks shared by the source tests: `collect` for every source; the `check_*` functions for the
+classification sources, whose every image gives an I2T caption and a T2I prompt.
 
 Each test module keeps its own exact expectations (`RECORDS`, `REJECTED`, fixture tree); these
 functions only compare a source's output with them, the same way for every such source.
