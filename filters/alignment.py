@@ -12,7 +12,10 @@ prompts): exempt pairs are neither scored nor cut.
 
 Cache: raw scores are stored per (scoring settings, image pixels, scored text) under the build's
 `.state/align_cache/`, so a rebuild with new sources or thresholds never rescores an old pair. Only
-complete scores are cached: a pair whose captioner failed is tried again next build.
+complete scores are cached: a pair whose captioner failed is tried again next build. Workers append
+one Parquet file per batch; at the start of each scoring the driver folds those files into one
+DuckDB table indexed by key (`compact_cache`), and lookups probe that index only: a batch's lookup
+is an index probe, not a scan of everything ever cached (which grew with the square of the corpus).
 
 What is scored (`only`): None, the full F_align (every model stage); or "biomedclip", the BiomedCLIP
 column alone (`unimed score --only biomedclip`), cached in a folder of its own.
@@ -25,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import ClassVar
 
@@ -150,19 +154,85 @@ def prepare(records: list[Record], settings: AlignmentSettings, cache_dir: str |
             record.scores[TODO] = False
 
 
-def read_cache(cache_dir: str, digest: str, keys: list[str]) -> list[dict]:
+CACHE_INDEX = "index.duckdb"
+HEX_KEY = re.compile(r"[0-9a-f]{32}")
+
+
+def _sql_path(path: Path) -> str:
+    return path.as_posix().replace("'", "''")
+
+
+def compact_cache(cache_dir: str, digest: str) -> int:
+    """Fold a scorer's per-batch cache files into its indexed table; returns the rows it now holds.
+
+    The new table is written beside the old one and renamed over it, then the folded files are
+    deleted: a crash at any point leaves either the old table and the files, or the new table
+    (files folded twice are harmless: the first score of a key wins, so a decision never moves).
+    """
+    import duckdb
+
     folder = Path(cache_dir) / digest
-    if not any(folder.glob("*.parquet")):
+    files = sorted(folder.glob("*.parquet"))
+    if not files:
+        return 0
+    index, tmp = folder / CACHE_INDEX, folder / f".{CACHE_INDEX}.tmp"
+    tmp.unlink(missing_ok=True)
+    listed = ", ".join(f"'{_sql_path(path)}'" for path in files)
+    con = duckdb.connect(str(tmp))
+    try:
+        parts = [f"SELECT *, 1 AS _batch_order, filename AS _file FROM read_parquet([{listed}], filename = true)"]
+        if index.exists():
+            con.execute(f"ATTACH '{_sql_path(index)}' AS previous (READ_ONLY)")
+            parts.insert(0, "SELECT *, 0 AS _batch_order, '' AS _file FROM previous.scores")
+        con.execute(f"""
+            CREATE TABLE scores AS SELECT * EXCLUDE (_batch_order, _file)
+            FROM ({" UNION ALL BY NAME ".join(parts)})
+            QUALIFY row_number() OVER (PARTITION BY key ORDER BY _batch_order, _file) = 1
+            ORDER BY key""")
+        con.execute("CREATE UNIQUE INDEX scores_key ON scores (key)")
+        rows = con.execute("SELECT count(*) FROM scores").fetchone()[0]
+    finally:
+        con.close()
+    os.replace(tmp, index)
+    for path in files:
+        path.unlink(missing_ok=True)
+    return rows
+
+
+def read_cache(cache_dir: str, digest: str, keys: list[str]) -> list[dict]:
+    """The cached rows of `keys`, by index probes into the compacted table."""
+    index = Path(cache_dir) / digest / CACHE_INDEX
+    if not keys or not index.exists():
         return []
     import duckdb
 
-    con = duckdb.connect()
-    con.register("wanted", pa.table({"key": keys}))
-    glob = (folder / "*.parquet").as_posix().replace("'", "''")
-    cursor = con.execute(f"SELECT c.* FROM read_parquet('{glob}') c SEMI JOIN wanted USING (key) "
-                         "QUALIFY row_number() OVER (PARTITION BY c.key) = 1")
-    names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
+    if not all(HEX_KEY.fullmatch(key) for key in keys):
+        raise ValueError("cache keys are 32 hex digits")
+    con = duckdb.connect(str(index), read_only=True)
+    try:
+        # a constant IN list is answered from the key index; a join would scan the table
+        cursor = con.execute(f"SELECT * FROM scores WHERE key IN ({', '.join(repr(key) for key in keys)})")
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+    finally:
+        con.close()
+
+
+def cache_relation(con, cache_dir: str | Path, digest: str) -> str | None:
+    """SQL over everything cached for a scorer (indexed table and files not yet folded), or None.
+
+    Its `_cache_order` column is 0 for the table and 1 for files: order by it so that, as in
+    `compact_cache`, the first score of a key wins."""
+    folder = Path(cache_dir) / digest
+    parts = []
+    if (folder / CACHE_INDEX).exists():
+        alias = f"cache_{digest.replace('-', '_')}"
+        if not con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [alias]).fetchone()[0]:
+            con.execute(f"ATTACH '{_sql_path(folder / CACHE_INDEX)}' AS {alias} (READ_ONLY)")
+        parts.append(f"SELECT *, 0 AS _cache_order FROM {alias}.scores")
+    if any(folder.glob("*.parquet")):
+        parts.append(f"SELECT *, 1 AS _cache_order FROM read_parquet('{_sql_path(folder)}/*.parquet')")
+    return f"({' UNION ALL BY NAME '.join(parts)})" if parts else None
 
 
 def write_cache(records: list[Record], settings: AlignmentSettings, cache_dir: str, only: str | None = None) -> int:
@@ -401,6 +471,8 @@ def ray_stages(ds, settings: AlignmentSettings, cache_dir: str | None, retries: 
         return dataset.map_batches(run_task_stage, fn_kwargs={"stage": stage}, batch_size=stage.batch_size,
                                    num_cpus=stage.num_cpus, max_retries=retries)
 
+    if cache_dir:
+        compact_cache(cache_dir, scorer_digest(settings, only))
     ds = task(ds, PrepareStage(settings, cache_dir, only))
     stages = model_stages(settings, only)
     resources = ray.cluster_resources()

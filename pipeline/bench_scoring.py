@@ -4,6 +4,10 @@ CPU: the tiny demo models (their numbers show per-pair overhead, not real model 
 GPU, also MedSigLIP-448-sized random weights (SigLIP-400M towers, 448 px, 64 text tokens) in bf16,
 with model FLOPs per pair x pairs/s as a fraction of the GPU's dense bf16 peak.
 
+Also the score cache: the cost of one batch's lookup (256 keys) at two cache sizes ten times apart,
+probing the compacted, key-indexed table against scanning every per-batch file (the lookup before
+compaction existed), in the same run.
+
     python -m pipeline.bench_scoring [--pairs 32] [--out bench-scoring.json]
 """
 
@@ -107,6 +111,54 @@ def bench_gpu_medsiglip(pairs: int) -> dict:
             "fraction_of_peak": (flops * rate / (peak * 1e12)) if peak else None, "peak_tflops": peak}
 
 
+def bench_cache(sizes: tuple[int, ...] = (20_000, 200_000), batch: int = 256, repeats: int = 5) -> dict:
+    import hashlib
+
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from filters.alignment import CACHE_SCHEMA, compact_cache, read_cache
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "digest"
+            folder.mkdir()
+            keys = [hashlib.blake2b(str(i).encode(), digest_size=16).hexdigest() for i in range(size)]
+            values = rng.random(size, dtype=np.float32)
+            for start in range(0, size, batch):  # one file per batch, as the cache-write stage leaves them
+                part = keys[start:start + batch]
+                column = pa.array(values[start:start + batch])
+                pq.write_table(pa.table({"key": part, "align_s_raw": column, "align_m_logit": column,
+                                         "align_m_prob": column, "align_bmc": column,
+                                         "align_caption": ["a caption"] * len(part),
+                                         "captions": ['["a caption"]'] * len(part)}, schema=CACHE_SCHEMA),
+                               folder / f"{start:09d}.parquet")
+            wanted = [keys[i] for i in rng.integers(0, size, batch)]
+
+            def scan():
+                con = duckdb.connect()
+                con.register("wanted", pa.table({"key": wanted}))
+                rows = con.execute(f"SELECT c.* FROM read_parquet('{folder.as_posix()}/*.parquet') c "
+                                   "SEMI JOIN wanted USING (key)").fetchall()
+                con.close()
+                return rows
+
+            assert len(scan()) == len(set(wanted))
+            scan_s = _timed(scan, repeats)
+            started = time.perf_counter()
+            compact_cache(tmp, "digest")
+            compact_s = time.perf_counter() - started
+            index_s = _timed(lambda: read_cache(tmp, "digest", wanted), repeats)
+            assert len(read_cache(tmp, "digest", wanted)) == len(set(wanted))  # the same hits as the scan
+            out[size] = {"files": -(-size // batch), "scan_ms": scan_s * 1e3, "index_ms": index_s * 1e3,
+                         "speedup": scan_s / index_s, "compact_s": compact_s}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_scoring", description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=32)
@@ -116,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    results = {"cpu": bench_cpu(args.pairs)}
+    results = {"cpu": bench_cpu(args.pairs), "cache_lookup_256_keys": bench_cache()}
     if torch.cuda.is_available():
         results["gpu_medsiglip_448"] = bench_gpu_medsiglip(args.gpu_batch)
     text = json.dumps(results, indent=2)

@@ -35,7 +35,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from filters.alignment import BIOMEDCLIP, CACHE_SCHEMA, KEY, prepare, ray_stages, score_columns, scorer_digest
+from filters.alignment import (BIOMEDCLIP, CACHE_SCHEMA, KEY, cache_relation, prepare, ray_stages, score_columns,
+                               scorer_digest)
 from pipeline.config import AlignmentSettings, Recipe
 from pipeline.records import Image, Record
 from pipeline.rethreshold import load_build_recipe, previous_models, refinalize
@@ -87,7 +88,7 @@ def score_build(build_dir: Path, only: str = "alignment", models_dir: str | None
     con.execute(f"SET threads TO {max(1, os.cpu_count() or 1)}")
     manifest = manifest_glob(build_dir).replace("'", "''")
     _plan(con, manifest, settings, mode)
-    _lookup_cache(con, cache_dir / scorer_digest(settings, mode), columns)
+    _lookup_cache(con, cache_dir, scorer_digest(settings, mode), columns)
     report.pairs, report.exempt, report.cached = con.execute(
         "SELECT count(cache_key), count(*) - count(cache_key), (SELECT count(*) FROM hits) FROM plan").fetchall()[0]
 
@@ -172,17 +173,18 @@ def _plan(con, manifest: str, settings: AlignmentSettings, mode: str | None) -> 
     con.unregister("plan_arrow")
 
 
-def _lookup_cache(con, folder: Path, columns: tuple[str, ...]) -> None:
+def _lookup_cache(con, cache_dir: Path, digest: str, columns: tuple[str, ...]) -> None:
     """Table `hits`: the cached raw scores of planned pairs (one row per sample id)."""
     cached = [c for c in columns if c in CACHE_SCHEMA.names]
-    if not any(folder.glob("*.parquet")):
+    relation = cache_relation(con, cache_dir, digest)
+    if relation is None:
         con.execute(f"CREATE TABLE hits AS SELECT '' AS id, {_nulls(tuple(cached))} LIMIT 0")
         return
     names = ", ".join(f"c.{c}" for c in cached)
     con.execute(f"""
         CREATE TABLE hits AS SELECT p.id, {names}
-        FROM plan p JOIN read_parquet('{_sql_path(folder)}/*.parquet') c ON p.cache_key = c.key
-        QUALIFY row_number() OVER (PARTITION BY p.id ORDER BY c.key) = 1
+        FROM plan p JOIN {relation} c ON p.cache_key = c.key
+        QUALIFY row_number() OVER (PARTITION BY p.id ORDER BY c._cache_order) = 1
     """)
 
 

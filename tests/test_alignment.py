@@ -14,7 +14,8 @@ import pyarrow as pa
 import pytest
 
 from filters import alignment
-from filters.alignment import CAPTIONS, KEY, TEXT, TODO, apply_cut, prepare, write_cache
+from filters.alignment import (CACHE_INDEX, CAPTIONS, KEY, TEXT, TODO, apply_cut, cache_relation, compact_cache,
+                               prepare, read_cache, scorer_digest, write_cache)
 from pipeline.config import AlignmentSettings, CaptionerSettings, ImageTextSettings, parse_recipe
 from pipeline.models import ModelNotAvailable, resolve_model
 from pipeline.records import IMAGE_TOKEN, Record
@@ -266,6 +267,10 @@ def test_text_policy_and_cache_hits(tmp_path):
         record.scores.update({"align_s_raw": value, "align_m_logit": 1.0, "align_m_prob": 0.7,
                               CAPTIONS: ["c1", "c2"], "align_caption": "c1"})
     assert write_cache([vqa, interleaved, caption], settings, str(tmp_path)) == 2
+    unfolded = [make_record(3)]
+    prepare(unfolded, settings, str(tmp_path))
+    assert unfolded[0].scores[TODO] is True  # lookups read the folded table only, never a scan of batch files
+    assert compact_cache(str(tmp_path), scorer_digest(settings)) == 2  # what each scoring does first
 
     again = [make_record(3), make_record(4)]
     prepare(again, settings, str(tmp_path))
@@ -276,6 +281,50 @@ def test_text_policy_and_cache_hits(tmp_path):
     fresh = [make_record(3)]
     prepare(fresh, other, str(tmp_path))
     assert fresh[0].scores[TODO] is True and KEY in fresh[0].scores
+
+
+def cached_batch(records_scores: list[tuple[int, float]], settings: AlignmentSettings) -> list[Record]:
+    """Records as the model stages leave them: prepared, scored, ready for the cache write."""
+    records = [make_record(index) for index, _ in records_scores]
+    prepare(records, settings, None)
+    for record, (_, value) in zip(records, records_scores):
+        record.scores.update({"align_s_raw": value, "align_m_logit": value, "align_m_prob": 0.5,
+                              CAPTIONS: ["c"], "align_caption": "c"})
+    return records
+
+
+def test_cache_compaction_first_score_wins_and_survives_a_crash(tmp_path):
+    settings, cache = cpu_settings(), str(tmp_path)
+    digest = scorer_digest(settings)
+    folder = tmp_path / digest
+    first = cached_batch([(1, 0.1), (2, 0.2)], settings)
+    write_cache(first, settings, cache)
+    assert compact_cache(cache, digest) == 2
+    assert (folder / CACHE_INDEX).exists() and not list(folder.glob("*.parquet"))
+    assert compact_cache(cache, digest) == 0  # nothing new: the table is left as it is
+
+    # a later batch scores pair 2 again (say MedGemma batched differently) and adds pair 3
+    write_cache(cached_batch([(2, 0.9), (3, 0.3)], settings), settings, cache)
+    (later,) = folder.glob("*.parquet")
+    kept_copy = later.read_bytes()
+    (folder / f".{CACHE_INDEX}.tmp").write_bytes(b"half-written table of a crashed compaction")
+    assert compact_cache(cache, digest) == 3
+    keys = {index: record.scores[KEY] for index, record in zip((1, 2), first)}
+    rows = {row["key"]: row for row in read_cache(cache, digest, [keys[1], keys[2], "0" * 32])}
+    assert set(rows) == {keys[1], keys[2]}
+    assert rows[keys[2]]["align_s_raw"] == pytest.approx(0.2)  # the first score stays: decisions never move
+
+    # a crash after the rename but before the folded file was deleted: folding it again changes nothing
+    later.write_bytes(kept_copy)
+    con = duckdb.connect()
+    relation = cache_relation(con, cache, digest)
+    assert con.execute(f"SELECT count(*), count(DISTINCT key) FROM {relation}").fetchone() == (5, 3)
+    con.close()
+    assert compact_cache(cache, digest) == 3
+    again = read_cache(cache, digest, [keys[2]])
+    assert [row["align_s_raw"] for row in again] == [pytest.approx(0.2)]
+    with pytest.raises(ValueError, match="hex"):
+        read_cache(cache, digest, ["x' OR 1=1 --"])
 
 
 def test_missing_model_says_how_to_provide_it(tmp_path):
