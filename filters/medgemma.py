@@ -152,7 +152,7 @@ class CaptionStage(ModelStage):
     def score(self, todo: list[Record]) -> None:
         images = [to_pil(scored_image(r)) for r in todo]
         outputs = self.model.generate(images, batch_seed(self.settings.captioner.seed,
-                                                             [r.scores[KEY] for r in todo]))
+                                                         [r.scores[KEY] for r in todo]))
         for record, output in zip(todo, outputs):
             if isinstance(output, str):  # the backend failed for this image
                 record.scores.update({CAPTIONS: [], "align_reason": f"caption_{output}"})
