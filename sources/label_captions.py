@@ -29,10 +29,14 @@ Usage in an adapter::
 An image that failed to decode, or a label the templates do not know, gives a `Rejection` for both ids
 (reason: the decoder's reason, or `label_unknown`); `label_rejections` rejects both ids for any other
 reason the adapter finds first (e.g. a CSV row without a label).
+
+Sources with free-text captions (ROCO, ROCOv2, PMC-OA, Quilt-1M, MedICaT) give the same pair with the
+caption as answer and as prompt (`caption_records`, sub_task_type "image_captioning").
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -114,3 +118,23 @@ def label_records(source: Source, record_id_stem: str, split: str, modality: str
         message=[{"from": "human", "value": templates.prompt(t2i_id, label_key)}],
         output_images=[dataclasses.replace(image)], provenance=list(provenance), meta=dict(facts))
     return [caption, t2i]
+
+
+def caption_records(source: Source, record_id_stem: str, split: str, modality: str, image: Image, caption: str,
+                    instructions: Sequence[str], *, provenance: Sequence[str] = (),
+                    meta: Mapping[str, Any] | None = None) -> list[Record]:
+    """The `/caption` (i2t: instruction -> the caption) and `/t2i` (the caption -> the image) samples of one
+    captioned image, each with its own `Image` and a deep copy of `meta`."""
+    caption_id, t2i_id = f"{record_id_stem}/{CAPTION_SUFFIX}", f"{record_id_stem}/{T2I_SUFFIX}"
+    instruction = source.pick(caption_id, instructions)
+    return [
+        Record(id=caption_id, source=source.name, split=split, modality=modality, task_family="i2t",
+               main_task_type="image_understanding", sub_task_type="image_captioning",
+               message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{instruction}"},
+                        {"from": "gpt", "value": caption}],
+               input_images=[image], provenance=list(provenance), meta=copy.deepcopy(dict(meta or {}))),
+        Record(id=t2i_id, source=source.name, split=split, modality=modality, task_family="t2i",
+               main_task_type="image_generation", sub_task_type="text_to_image",
+               message=[{"from": "human", "value": caption}], output_images=[dataclasses.replace(image)],
+               provenance=list(provenance), meta=copy.deepcopy(dict(meta or {}))),
+    ]

@@ -29,14 +29,13 @@ human/gpt starting with human, ends on a human turn, or has an empty turn is `co
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 from pipeline.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
+from sources.io.jsonfile import load_json_list
 
 FILES = {  # kind -> candidate files in order (the first present is read)
     "alignment": ("alignment/llava_med_alignment_500k.json",),
@@ -44,15 +43,6 @@ FILES = {  # kind -> candidate files in order (the first present is read)
 }
 SUB_TASKS = {"alignment": "image_captioning", "instruct": "medical_vqa"}
 DOMAINS = {"chest_xray": "chest_xray", "mri": "mri", "ct_scan": "ct", "histology": "histopathology", "gross": "other"}
-
-
-@lru_cache(maxsize=4)
-def _load_items(path: str, mtime_ns: int) -> list:
-    with open(path, encoding="utf-8") as handle:
-        items = json.load(handle)
-    if not isinstance(items, list):
-        raise ValueError(f"expected a JSON list of conversations, got {type(items).__name__}")
-    return items
 
 
 def conversation(turns, images: int) -> list[dict[str, str]] | str:
@@ -115,7 +105,7 @@ class LlavaMed(Source):
                 continue
             relative = self.relative(base / name)
             try:
-                items = _load_items(str(base / name), (base / name).stat().st_mtime_ns)
+                items = load_json_list(base / name, "conversations")
             except (ValueError, UnicodeDecodeError) as err:
                 units.append(WorkUnit(self.name, f"llava_med/unsplit/{relative}", "unsplit",
                                       ({"file": relative, "error": str(err)},)))
@@ -131,7 +121,7 @@ class LlavaMed(Source):
             yield self.reject(f"llava_med/unsplit/{first['file']}", "unsplit", "malformed_json", first["error"],
                               provenance=[first["file"]])
             return
-        items = _load_items(str(self.root / first["file"]), (self.root / first["file"]).stat().st_mtime_ns)
+        items = load_json_list(self.root / first["file"], "conversations")
         for entry in unit.items:
             yield self._record(items[entry["index"]], entry)
 

@@ -34,15 +34,15 @@ is read as endoscopy (the sample's scope rows are colonoscopy and endoscopy figu
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from pipeline.records import IMAGE_TOKEN, Record, Rejection
+from pipeline.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
+from sources.label_captions import caption_records, label_rejections
 from sources.rocov2 import FIGURE_REF
 
 FIGURES_FILE = "s2_full_figures_oa_nonroco_combined_medical_top4_public.jsonl"
@@ -135,27 +135,14 @@ class Medicat(Source):
         base = f"{self.name}/{split}/{item['stem']}"
         caption, modality, provenance = item["caption"], item["modality"], [FIGURES_FILE, item["figure"]]
         if FIGURE_REF.fullmatch(caption):
-            yield from self._reject_both(base, split, "caption_empty", f"line {item['line']}", modality, provenance)
+            yield from label_rejections(self, base, split, "caption_empty", f"line {item['line']}",
+                                        modality=modality, provenance=provenance)
             return
         try:
             image = decode_file(self.root / item["figure"], source_path=item["figure"])
         except ImageDecodeError as err:
-            yield from self._reject_both(base, split, err.reason, err.detail, modality, provenance)
+            yield from label_rejections(self, base, split, err.reason, err.detail,
+                                        modality=modality, provenance=provenance)
             return
-        instruction = self.pick(f"{base}/caption", CAPTION_PROMPTS)
-        yield Record(id=f"{base}/caption", source=self.name, split=split, modality=modality, task_family="i2t",
-                     main_task_type="image_understanding", sub_task_type="image_captioning",
-                     message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{instruction}"},
-                              {"from": "gpt", "value": caption}],
-                     input_images=[image], provenance=list(provenance), meta=dict(item["meta"]))
-        yield Record(id=f"{base}/t2i", source=self.name, split=split, modality=modality, task_family="t2i",
-                     main_task_type="image_generation", sub_task_type="text_to_image",
-                     message=[{"from": "human", "value": caption}],
-                     output_images=[dataclasses.replace(image)], provenance=list(provenance),
-                     meta=dict(item["meta"]))
-
-    def _reject_both(self, base: str, split: str, reason: str, detail: str, modality: str,
-                     provenance: list[str]) -> Iterator[Rejection]:
-        for suffix, family in (("caption", "i2t"), ("t2i", "t2i")):
-            yield self.reject(f"{base}/{suffix}", split, reason, detail, modality=modality, task_family=family,
-                              provenance=list(provenance))
+        yield from caption_records(self, base, split, modality, image, caption, CAPTION_PROMPTS,
+                                   provenance=provenance, meta=item["meta"])

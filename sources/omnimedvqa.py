@@ -35,15 +35,14 @@ where its punctuation differs from the option; Restricted-access files are read 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
-from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 from pipeline.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
+from sources.io.jsonfile import load_json_list
 
 QA_DIR = "QA_information"
 LABELS = ("A", "B", "C", "D")
@@ -60,15 +59,6 @@ MODALITY_BY_LETTERS = {
 }
 # The one free-text rule: an x-ray dataset is a chest one when its name says so.
 CHEST_DATASET = re.compile(r"chest|cxr|thora|lung|pulmonary|pneumonia|covid|tubercul", re.IGNORECASE)
-
-
-@lru_cache(maxsize=8)
-def _load_items(path: str, mtime_ns: int) -> list:
-    with open(path, encoding="utf-8") as handle:
-        items = json.load(handle)
-    if not isinstance(items, list):
-        raise ValueError(f"expected a JSON list of QA items, got {type(items).__name__}")
-    return items
 
 
 def modality(item: dict) -> str:
@@ -113,7 +103,7 @@ class OmniMedVqa(Source):
         for path in self._qa_files():
             relative = self.relative(path)
             try:
-                items = _load_items(str(path), path.stat().st_mtime_ns)
+                items = load_json_list(path, "QA items")
             except (ValueError, UnicodeDecodeError) as err:
                 units.append(WorkUnit(self.name, f"omnimedvqa/unsplit/{relative}", "unsplit",
                                       ({"file": relative, "error": str(err)},)))
@@ -129,7 +119,7 @@ class OmniMedVqa(Source):
                               provenance=[first["file"]])
             return
         path = self.root / first["file"]
-        items = _load_items(str(path), path.stat().st_mtime_ns)
+        items = load_json_list(path, "QA items")
         for entry in unit.items:
             yield self._record(items[entry["index"]], entry)
 

@@ -28,14 +28,14 @@ JSON object with an `image` is `malformed_row`; an empty caption, or one that is
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections.abc import Iterator
 
-from pipeline.records import IMAGE_TOKEN, Record, Rejection
+from pipeline.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
+from sources.label_captions import caption_records, label_rejections
 
 SPLIT_FILES = {"train.jsonl": "train", "valid.jsonl": "validate", "test.jsonl": "test"}
 ALL_FILE = "pmc_oa.jsonl"
@@ -122,27 +122,14 @@ class PmcOa(Source):
         caption = " ".join(item["caption"].split())
         provenance = [item["file"], item["image"]]
         if FIGURE_REF.fullmatch(caption):
-            yield from self._reject_both(base, split, "caption_empty", repr(caption), provenance)
+            yield from label_rejections(self, base, split, "caption_empty", repr(caption), provenance=provenance)
             return
         try:
             image = decode_file(self.root / item["image"], source_path=item["image"])
         except ImageDecodeError as err:
-            yield from self._reject_both(base, split, err.reason, err.detail, provenance)
+            yield from label_rejections(self, base, split, err.reason, err.detail, provenance=provenance)
             return
         prefix = item["key"].split("_", 1)[0]  # PMC-OA names images <PMCID>_<figure>
         meta = {"pmcid": item["pmcid"] or (prefix if re.fullmatch(r"PMC\d+", prefix) else None)}
-        instruction = self.pick(f"{base}/caption", CAPTION_PROMPTS)
-        yield Record(id=f"{base}/caption", source=self.name, split=split, modality="other", task_family="i2t",
-                     main_task_type="image_understanding", sub_task_type="image_captioning",
-                     message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{instruction}"},
-                              {"from": "gpt", "value": caption}],
-                     input_images=[image], provenance=list(provenance), meta=meta)
-        yield Record(id=f"{base}/t2i", source=self.name, split=split, modality="other", task_family="t2i",
-                     main_task_type="image_generation", sub_task_type="text_to_image",
-                     message=[{"from": "human", "value": caption}], output_images=[dataclasses.replace(image)],
-                     provenance=list(provenance), meta=dict(meta))
-
-    def _reject_both(self, base: str, split: str, reason: str, detail: str, provenance: list[str]):
-        for suffix, family in (("caption", "i2t"), ("t2i", "t2i")):
-            yield self.reject(f"{base}/{suffix}", split, reason, detail, task_family=family,
-                              provenance=list(provenance))
+        yield from caption_records(self, base, split, "other", image, caption, CAPTION_PROMPTS,
+                                   provenance=provenance, meta=meta)

@@ -33,15 +33,14 @@ moved; a malformed conversation is `conversation_malformed`; a missing image is 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
-from functools import lru_cache
 from pathlib import PurePosixPath
 
 from pipeline.records import IMAGE_TOKEN, Image, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
+from sources.io.jsonfile import load_json_list
 
 FILES = {  # kind -> (file, task family, sub task)
     "alignment": ("PubMedVision_Alignment_VQA.json", "i2t", "image_captioning"),
@@ -60,15 +59,6 @@ MODALITY_BY_LETTERS = {
     "endoscopy": "endoscopy",
 }
 CHEST_PART = re.compile(r"chest|thora|lung", re.IGNORECASE)
-
-
-@lru_cache(maxsize=4)
-def _load_items(path: str, mtime_ns: int) -> list:
-    with open(path, encoding="utf-8") as handle:
-        items = json.load(handle)
-    if not isinstance(items, list):
-        raise ValueError(f"expected a JSON list of items, got {type(items).__name__}")
-    return items
 
 
 def modality(item: dict) -> str:
@@ -121,7 +111,7 @@ class PubMedVision(Source):
             return units
         for kind, (name, *_) in present.items():
             try:
-                items = _load_items(str(self.root / name), (self.root / name).stat().st_mtime_ns)
+                items = load_json_list(self.root / name, "items")
             except (ValueError, UnicodeDecodeError) as err:
                 units.append(WorkUnit(self.name, f"pubmedvision/unsplit/{name}", "unsplit",
                                       ({"file": name, "error": str(err)},)))
@@ -137,7 +127,7 @@ class PubMedVision(Source):
                               provenance=[first["file"]])
             return
         name = FILES[first["kind"]][0]
-        items = _load_items(str(self.root / name), (self.root / name).stat().st_mtime_ns)
+        items = load_json_list(self.root / name, "items")
         for entry in unit.items:
             yield self._record(items[entry["index"]], entry)
 

@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import ast
 import csv
-import dataclasses
 import sys
 from collections.abc import Iterator
 
-from pipeline.records import IMAGE_TOKEN, Record, Rejection
+from pipeline.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
+from sources.label_captions import caption_records, label_rejections
 
 LOOKUP = "quilt_1M_lookup.csv"
 IMAGE_DIRS = ("quilt_1m", "images")
@@ -113,33 +113,23 @@ class Quilt1m(Source):
     def _records(self, item: dict, split: str) -> Iterator[Record | Rejection]:
         base = f"{self.name}/{split}/{item['index']}"
         if not item["image"] or "/" in item["image"] or item["image"].startswith("."):
-            yield from self._reject_both(base, split, "malformed_row", f"image_path={item['image']!r}", [LOOKUP])
+            yield from label_rejections(self, base, split, "malformed_row", f"image_path={item['image']!r}",
+                                        modality="histopathology", provenance=[LOOKUP])
             return
         image_path = f"{item['dir']}/{item['image']}"
         provenance = [LOOKUP, image_path]
         caption = " ".join(item["caption"].split())
         if not caption:
-            yield from self._reject_both(base, split, "caption_empty", "''", provenance)
+            yield from label_rejections(self, base, split, "caption_empty", "''",
+                                        modality="histopathology", provenance=provenance)
             return
         try:
             image = decode_file(self.root / image_path, source_path=image_path)
         except ImageDecodeError as err:
-            yield from self._reject_both(base, split, err.reason, err.detail, provenance)
+            yield from label_rejections(self, base, split, err.reason, err.detail,
+                                        modality="histopathology", provenance=provenance)
             return
         meta = {"subset": item["subset"], "pathology": literal_list(item["pathology"]),
                 "umls_ids": literal_list(item["umls"]), "magnification": _float(item["magnification"])}
-        instruction = self.pick(f"{base}/caption", CAPTION_PROMPTS)
-        yield Record(id=f"{base}/caption", source=self.name, split=split, modality="histopathology",
-                     task_family="i2t", main_task_type="image_understanding", sub_task_type="image_captioning",
-                     message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{instruction}"},
-                              {"from": "gpt", "value": caption}],
-                     input_images=[image], provenance=list(provenance), meta=meta)
-        yield Record(id=f"{base}/t2i", source=self.name, split=split, modality="histopathology", task_family="t2i",
-                     main_task_type="image_generation", sub_task_type="text_to_image",
-                     message=[{"from": "human", "value": caption}], output_images=[dataclasses.replace(image)],
-                     provenance=list(provenance), meta=dict(meta))
-
-    def _reject_both(self, base: str, split: str, reason: str, detail: str, provenance: list[str]):
-        for suffix, family in (("caption", "i2t"), ("t2i", "t2i")):
-            yield self.reject(f"{base}/{suffix}", split, reason, detail, modality="histopathology",
-                              task_family=family, provenance=list(provenance))
+        yield from caption_records(self, base, split, "histopathology", image, caption, CAPTION_PROMPTS,
+                                   provenance=provenance, meta=meta)

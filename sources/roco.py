@@ -36,14 +36,14 @@ decides); figure-reference-only captions are `caption_empty`; images missing bec
 from __future__ import annotations
 
 import csv
-import dataclasses
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.records import IMAGE_TOKEN, Record, Rejection
+from pipeline.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
+from sources.label_captions import caption_records, label_rejections
 from sources.rocov2 import CAPTION_PROMPTS, FIGURE_REF
 
 SPLITS = {"train": "train", "validation": "validate", "test": "test"}  # folder -> canonical split
@@ -126,32 +126,19 @@ class Roco(Source):
         image_path = f"{item['dir']}/images/{item['id']}.jpg"
         provenance = [captions_file, image_path]
         if FIGURE_REF.fullmatch(caption):
-            yield from self._reject_both(base, split, "caption_empty", repr(caption), modality, provenance)
+            yield from label_rejections(self, base, split, "caption_empty", repr(caption),
+                                        modality=modality, provenance=provenance)
             return
         try:
             image = decode_file(self.root / image_path, source_path=image_path)
         except ImageDecodeError as err:
-            yield from self._reject_both(base, split, err.reason, err.detail, modality, provenance)
+            yield from label_rejections(self, base, split, err.reason, err.detail,
+                                        modality=modality, provenance=provenance)
             return
         meta = {"subset": item["subset"], "pmc_file": item["licence"].get("pmc_id"),
                 "licence": item["licence"].get("cc")}
-        instruction = self.pick(f"{base}/caption", CAPTION_PROMPTS)
-        yield Record(id=f"{base}/caption", source=self.name, split=split, modality=modality, task_family="i2t",
-                     main_task_type="image_understanding", sub_task_type="image_captioning",
-                     message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{instruction}"},
-                              {"from": "gpt", "value": caption}],
-                     input_images=[image], provenance=list(provenance), meta=meta)
-        yield Record(id=f"{base}/t2i", source=self.name, split=split, modality=modality, task_family="t2i",
-                     main_task_type="image_generation", sub_task_type="text_to_image",
-                     message=[{"from": "human", "value": caption}],
-                     output_images=[dataclasses.replace(image)], provenance=list(provenance), meta=dict(meta))
-
-    def _reject_both(self, base: str, split: str, reason: str, detail: str, modality: str,
-                     provenance: list[str]) -> Iterator[Rejection]:
-        for suffix, family in (("caption", "i2t"), ("t2i", "t2i")):
-            yield self.reject(f"{base}/{suffix}", split, reason, detail, modality=modality, task_family=family,
-                              provenance=list(provenance))
-
+        yield from caption_records(self, base, split, modality, image, caption, CAPTION_PROMPTS,
+                                   provenance=provenance, meta=meta)
 
 def _licences(path: Path) -> dict[str, dict[str, str | None]]:
     """ROCO_ID -> {"pmc_id", "cc"} from licences.txt (a CSV with a header); absent file: no licences known."""

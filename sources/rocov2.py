@@ -33,14 +33,14 @@ Attribution).
 from __future__ import annotations
 
 import csv
-import dataclasses
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.records import IMAGE_TOKEN, Record, Rejection
+from pipeline.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
+from sources.label_captions import caption_records, label_rejections
 
 SPLITS = {"train": "train", "valid": "validate", "test": "test"}  # file prefix -> canonical split
 PREFIXES = {split: prefix for prefix, split in SPLITS.items()}
@@ -177,31 +177,16 @@ class Rocov2(Source):
         modality = _modality(item["cuis"], caption)
         provenance = [captions_file, item["image"]]
         if FIGURE_REF.fullmatch(caption):
-            yield from self._reject_both(base, split, "caption_empty", repr(caption), modality, provenance)
+            yield from label_rejections(self, base, split, "caption_empty", repr(caption),
+                                        modality=modality, provenance=provenance)
             return
         try:
             image = decode_file(self.root / item["image"], source_path=item["image"])
         except ImageDecodeError as err:
-            yield from self._reject_both(base, split, err.reason, err.detail, modality, provenance)
+            yield from label_rejections(self, base, split, err.reason, err.detail,
+                                        modality=modality, provenance=provenance)
             return
         meta = {"cuis": list(item["cuis"]), **{key: item["licence"].get(key) for key in
                                                ("licence", "attribution", "pmcid", "link")}}
-        instruction = self.pick(f"{base}/caption", CAPTION_PROMPTS)
-        yield Record(id=f"{base}/caption", source=self.name, split=split, modality=modality, task_family="i2t",
-                     main_task_type="image_understanding", sub_task_type="image_captioning",
-                     message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{instruction}"},
-                              {"from": "gpt", "value": caption}],
-                     input_images=[image], provenance=list(provenance), meta=meta)
-        # Its own Image and meta objects, so a stage that edits one sample never touches the other.
-        yield Record(id=f"{base}/t2i", source=self.name, split=split, modality=modality, task_family="t2i",
-                     main_task_type="image_generation", sub_task_type="text_to_image",
-                     message=[{"from": "human", "value": caption}],
-                     output_images=[dataclasses.replace(image)], provenance=list(provenance),
-                     meta=dict(meta, cuis=list(item["cuis"])))
-
-    def _reject_both(self, base: str, split: str, reason: str, detail: str, modality: str,
-                     provenance: list[str]) -> Iterator[Rejection]:
-        """An image's problem rejects both of its samples, each with its own id and task family."""
-        for suffix, family in (("caption", "i2t"), ("t2i", "t2i")):
-            yield self.reject(f"{base}/{suffix}", split, reason, detail, modality=modality, task_family=family,
-                              provenance=list(provenance))
+        yield from caption_records(self, base, split, modality, image, caption, CAPTION_PROMPTS,
+                                   provenance=provenance, meta=meta)
