@@ -9,8 +9,8 @@ finalisation (filters/dedup.py).
 from __future__ import annotations
 
 from filters import image_quality, resolution, text_quality
-from pipeline.config import FilterSettings
-from pipeline.records import Record
+from filters.settings import FilterSettings
+from manifests.records import Record
 
 COARSE_FILTERS = (resolution, image_quality, text_quality)
 

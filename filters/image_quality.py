@@ -7,8 +7,8 @@ nature, and whether it is wanted is the segmentation builder's rule (`mask_empty
 
 from __future__ import annotations
 
-from pipeline.config import FilterSettings
-from pipeline.records import Record
+from filters.settings import FilterSettings
+from manifests.records import Record
 
 
 def judged_images(record: Record) -> list:

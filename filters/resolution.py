@@ -1,14 +1,14 @@
 """Image size rules: the paper's shorter side >= 128 px, an aspect-ratio bound, and the loaders' limits.
 
 UniMedVL's loaders skip an image with a side >= 4096 px or more than 20M pixels; the recipe says
-whether such images are downscaled to fit (pipeline/stages.py does it for kept records) or rejected.
+whether such images are downscaled to fit (the coarse_decision stage does it for kept records) or rejected.
 Scores are over all images of a sample (the smallest side, the most extreme aspect ratio).
 """
 
 from __future__ import annotations
 
-from pipeline.config import FilterSettings
-from pipeline.records import Record
+from filters.settings import FilterSettings
+from manifests.records import Record
 
 
 def score(record: Record, settings: FilterSettings) -> dict:

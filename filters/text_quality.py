@@ -10,8 +10,8 @@ from __future__ import annotations
 import unicodedata
 from functools import lru_cache
 
-from pipeline.config import FilterSettings
-from pipeline.records import Record
+from filters.settings import FilterSettings
+from manifests.records import Record
 
 _ALLOWED_CONTROL = {"\n", "\t", "\r"}
 

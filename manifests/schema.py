@@ -4,8 +4,8 @@ Columns other tools rely on: `id`, `source`, `split`, `modality`, `task_family`,
 `shard`, `key`. `sample` holds the record exactly as it sits in the shard's `<key>.json` (UniMedVL's
 own fields: main_task_type, sub_task_type, modality, dataset, input_img, output_img, message), so any
 sample can be rebuilt or audited from its row alone. Alignment columns: the raw scores come from the
-alignment stages (filters/medgemma, e5, medsiglip, biomedclip); the normalised ones and the cut are
-set at finalisation (filters/alignment.apply_cut); all stay empty when a recipe has no alignment.
+alignment model stages (filters/alignment: captioner, e5, medsiglip, biomedclip); the normalised ones and
+the cut are set at finalisation (filters/alignment/cut.py); all stay empty when a recipe has no alignment.
 """
 
 from __future__ import annotations
@@ -15,9 +15,24 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.records import Image, Record, Rejection, shard_key
+from manifests.records import Image, Record, Rejection, shard_key
 
 SCHEMA_VERSION = "1"
+
+# The alignment columns, one table for every user of them: the raw scores the model stages write
+# (also what the score cache keeps), and the normalised ones set at finalisation by the cut.
+ALIGNMENT_COLUMNS: dict[str, pa.DataType] = {
+    "align_s": pa.float32(),  # S normalised to [0, 1] (set at finalisation)
+    "align_m": pa.float32(),  # M normalised to [0, 1] (set at finalisation)
+    "align_final": pa.float32(),  # lambda * align_s + align_m
+    "align_s_raw": pa.float32(),  # max cosine, E5(original text) vs E5(MedGemma candidates)
+    "align_m_logit": pa.float32(),  # MedSigLIP logit of the original pair
+    "align_m_prob": pa.float32(),  # its sigmoid
+    "align_bmc": pa.float32(),  # BiomedCLIP image-text cosine (optional)
+    "align_reason": pa.string(),  # why a pair has no score: exempt, caption_malformed, ...
+    "align_caption": pa.string(),  # the candidate caption closest to the original (audit only)
+}
+ALIGN_RAW_COLUMNS = ("align_s_raw", "align_m_logit", "align_m_prob", "align_bmc", "align_reason", "align_caption")
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -64,15 +79,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("language", pa.string()),
         ("language_prob", pa.float32()),
         # alignment scores (filled by the alignment stages; empty until then)
-        ("align_s", pa.float32()),  # S normalised to [0, 1] (set at finalisation)
-        ("align_m", pa.float32()),  # M normalised to [0, 1] (set at finalisation)
-        ("align_final", pa.float32()),  # lambda * align_s + align_m
-        ("align_s_raw", pa.float32()),  # max cosine, E5(original text) vs E5(MedGemma candidates)
-        ("align_m_logit", pa.float32()),  # MedSigLIP logit of the original pair
-        ("align_m_prob", pa.float32()),  # its sigmoid
-        ("align_bmc", pa.float32()),  # BiomedCLIP image-text cosine (optional)
-        ("align_reason", pa.string()),  # why a pair has no score: exempt, caption_malformed, ...
-        ("align_caption", pa.string()),  # the candidate caption closest to the original (audit only)
+        *ALIGNMENT_COLUMNS.items(),
         ("sample", pa.string()),
         ("meta", pa.string()),
         # interleaved tasks (pipeline/tasks): who the sample comes from (leakage rule), which templates
@@ -97,7 +104,6 @@ STAGING_SCHEMA = pa.schema(
 
 SCORE_COLUMNS = ("min_side", "max_side", "max_pixels", "aspect_ratio", "pixel_std", "text_chars",
                  "garbage_ratio", "language", "language_prob")
-ALIGN_RAW_COLUMNS = ("align_s_raw", "align_m_logit", "align_m_prob", "align_bmc", "align_reason", "align_caption")
 
 
 def member_suffix(role: str, index: int, image: Image) -> str:

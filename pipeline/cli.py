@@ -59,9 +59,9 @@ def _parse_source_paths(values: list[str]) -> dict[str, Path]:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from pipeline.build import build
+    from pipeline.engine.build import build
     from pipeline.config import RecipeError, load_recipe
-    from pipeline.models import ModelNotAvailable
+    from filters.models import ModelNotAvailable
 
     try:
         recipe = load_recipe(args.recipe)
@@ -72,6 +72,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
         recipe.alignment.enabled = True
     if args.models_dir:
         recipe.alignment.models_dir = args.models_dir
+    if args.plan:
+        _print_plan(recipe)
+        return 0
     only = args.only.split(",") if args.only else None
     if args.sources_root and not Path(args.sources_root).is_dir():
         console.print(f"[red]--sources-root {args.sources_root} is not a directory[/red]")
@@ -87,6 +90,18 @@ def _cmd_build(args: argparse.Namespace) -> int:
         return 1
     _print_summary(report)
     return report.exit_code
+
+
+def _print_plan(recipe) -> None:
+    from pipeline.engine.plan import describe_plan
+
+    table = Table(title=f"recipe {recipe.name}: the stages a build runs, in order")
+    for column in ("#", "stage", "runs as", "num_cpus", "num_gpus", "actors", "batch"):
+        table.add_column(column)
+    for number, row in enumerate(describe_plan(recipe), 1):
+        table.add_row(str(number), row["stage"], row["runs_as"], f"{row['num_cpus']:g}", f"{row['num_gpus']:g}",
+                      str(row["actors"] or "-"), str(row["batch_size"] or "block"))
+    Console(width=120).print(table)
 
 
 def _print_summary(report) -> None:
@@ -151,7 +166,7 @@ def _cmd_demo_models(args: argparse.Namespace) -> int:
 
 def _cmd_rethreshold(args: argparse.Namespace) -> int:
     from pipeline.config import RecipeError
-    from pipeline.rethreshold import rethreshold
+    from pipeline.rescore.rethreshold import rethreshold
 
     changes = {"normalize": args.normalize, "normalize_scope": args.normalize_scope, "m_score": args.m_score,
                "lambda_s": args.lambda_s, "keep_fraction": args.keep_fraction, "keep_scope": args.keep_scope,
@@ -166,10 +181,10 @@ def _cmd_rethreshold(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from filters.alignment import ClusterTooSmall
+    from pipeline.engine.ray_setup import ClusterTooSmall
     from pipeline.config import RecipeError
-    from pipeline.models import ModelNotAvailable
-    from pipeline.score import score_build
+    from filters.models import ModelNotAvailable
+    from pipeline.rescore.score import score_build
 
     try:
         report = score_build(Path(args.build_dir), only=args.only, models_dir=args.models_dir,
@@ -221,7 +236,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from pipeline.export import export_unimedvl
+    from pipeline.curriculum.export import export_unimedvl
 
     try:
         report = export_unimedvl([Path(d) for d in args.build_dir], Path(args.out))
@@ -242,7 +257,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from pipeline.train import TrainConfig, loss_trend, train
+    from pipeline.curriculum.train import TrainConfig, loss_trend, train
 
     config = TrainConfig(builds=args.build or ["build/stage1"], out=args.out,
                          stages=tuple(int(s) for s in args.stage.split(",")),
@@ -287,6 +302,7 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--quiet", action="store_true", help="no progress display")
     build.add_argument("--align", action="store_true", help="run the alignment filter (MedGemma/E5/MedSigLIP)")
     build.add_argument("--models-dir", help="folder searched first for the alignment models (e.g. demo models)")
+    build.add_argument("--plan", action="store_true", help="print the ordered stages and their resources; run nothing")
     build.set_defaults(run=_cmd_build)
 
     demo = commands.add_parser("demo-models", help="write tiny random alignment models (demo weights) for tests")

@@ -19,7 +19,7 @@ Layout (Kaggle download, unzipped)::
       sample_submission.csv  placeholder grades: never read as labels
       train_images/<id_code>.png   test_images/<id_code>.png
 
-Each graded image gives an I2T caption and a T2I sample (`sources.label_captions`). Quirks handled here:
+Each graded image gives an I2T caption and a T2I sample (`sources.shapes.captions`). Quirks handled here:
 headers with BOMs or stray spaces; grades written as "2" or "2.0"; a blank grade is `label_missing`, one
 outside 0-4 `label_unknown`; test.csv rows have no grade, so every test image is a `label_missing`
 rejection (listed, not decoded); a missing image is a `missing_file` rejection; images still zipped are a
@@ -34,10 +34,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
-from sources.label_captions import LabelTemplates, label_records, label_rejections
+from sources.shapes.captions import LabelTemplates, label_records, label_rejections
 
 MODALITY = "fundus"
 SPLIT_FILES = {"train": ("train.csv", "train_images"), "test": ("test.csv", "test_images")}

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 
 ACCESS_CLASSES = ("open", "registration", "credentialed")
 

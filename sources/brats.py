@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.records import IMAGE_TOKEN, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, image_from_array
 from sources.io.nifti import NiftiVolume, axial_slice, load_nifti, mr_to_uint16

@@ -21,7 +21,7 @@ Layout::
       normal/    "normal (1).png"  "normal (1)_mask.png"        (all-zero masks)
 
 No official split: every image is `unsplit`. Each image gives an I2T caption and a T2I sample
-(`sources.label_captions`). Masks are not samples: each image lists its masks in `meta.masks` (the
+(`sources.shapes.captions`). Masks are not samples: each image lists its masks in `meta.masks` (the
 `_mask` file first, then `_mask_1`, `_mask_2`, ...; merge them by OR for one lesion mask), empty when it
 has none; a mask without its image is ignored. Quirks handled here: spaces and parentheses in names (kept
 in ids and paths; the shard key sanitises them); every name containing `_mask` is excluded from the
@@ -29,7 +29,7 @@ image listing; an RGB image whose three channels are equal is stored as greyscal
 files are skipped; a folder outside the three classes is `label_unknown`.
 
 Options: `segmentation: true` adds one interleaved prompt-segmentation record per image
-(`busi/unsplit/<stem>/segmentation`, target "breast lesion"; `sources.label_masks`): the image's masks
+(`busi/unsplit/<stem>/segmentation`, target "breast lesion"; `sources.shapes.masks`): the image's masks
 merged by OR into one 0/255 mask (`meta.mask_union` says when there were several); an image without a
 mask file is `annotation_missing`; a normal image's all-zero mask is left to the task builder
 (`mask_empty`). `captions: false` drops the caption and T2I records (a stage-3 recipe wants masks only).
@@ -43,11 +43,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.records import Image, Record, Rejection
+from manifests.records import Image, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file, image_from_array, load_pixels
-from sources.label_captions import LabelTemplates, label_records
-from sources.label_masks import mask_record
+from sources.shapes.captions import LabelTemplates, label_records
+from sources.shapes.masks import mask_record
 
 MODALITY = "ultrasound"
 TARGET = "breast lesion"

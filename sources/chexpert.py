@@ -20,7 +20,7 @@ Layout::
       train/patient00001/study1/view1_frontal.jpg  valid/patient64541/study1/view1_frontal.jpg
 
 Observations: 1.0 positive, 0.0 negative, -1.0 uncertain, blank not mentioned (valid.csv has only 0/1).
-Each image gives an I2T caption and a T2I sample (`sources.label_captions`), worded from the positive
+Each image gives an I2T caption and a T2I sample (`sources.shapes.captions`), worded from the positive
 observations only, in column order ("Frontal chest X-ray with cardiomegaly and pleural effusion."); an
 uncertain observation never appears in the text and is never turned into positive or negative (it stays
 "uncertain" in `meta.observations`); an image with no positive observation but "No Finding" = 1.0 gets a
@@ -37,10 +37,10 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
-from sources.label_captions import LabelTemplates, label_records, label_rejections
+from sources.shapes.captions import LabelTemplates, label_records, label_rejections
 
 MODALITY = "chest_xray"
 SPLIT_FILES = {"train": "train.csv", "validate": "valid.csv"}

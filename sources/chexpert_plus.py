@@ -41,7 +41,7 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from pipeline.records import IMAGE_TOKEN, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 

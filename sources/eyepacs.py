@@ -36,11 +36,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.aptos2019 import DR_TEMPLATES, grade_key, read_csv
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
-from sources.label_captions import label_records, label_rejections
+from sources.shapes.captions import label_records, label_rejections
 
 MODALITY = "fundus"
 SPLIT_FILES = {"train": ("trainLabels.csv", "train"), "test": ("retinopathy_solution.csv", "test")}

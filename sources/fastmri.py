@@ -42,7 +42,7 @@ import h5py
 import numpy as np
 from PIL import Image as PILImage
 
-from pipeline.records import IMAGE_TOKEN, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import image_from_array
 from sources.io.nifti import mr_to_uint16

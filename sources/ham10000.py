@@ -25,7 +25,7 @@ Columns: lesion_id, image_id, dx (akiec, bcc, bkl, df, mel, nv, vasc), dx_type (
 consensus, confocal), age (may be blank), sex (male/female/unknown), localization ("unknown" occurs),
 optional dataset. No official split: every record is "unsplit"; several images share one lesion, so a
 downstream split must group by `meta.lesion_id`. Each image gives a `/caption` (i2t,
-classification_caption) and a `/t2i` sample, worded from the label only (sources/label_captions.py).
+classification_caption) and a `/t2i` sample, worded from the label only (sources/shapes/captions.py).
 Quirks handled here: the metadata file with or without `.csv`; images found in either part folder; blank
 age and "unknown" sex or site become None; a listed image found in no part folder rejects both samples as
 `missing_file`; an unzipped part (only the .zip present) is a SourceError that says to unzip it.
@@ -37,10 +37,10 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
-from sources.label_captions import LabelTemplates, label_records, label_rejections
+from sources.shapes.captions import LabelTemplates, label_records, label_rejections
 
 METADATA_NAMES = ("HAM10000_metadata.csv", "HAM10000_metadata")
 IMAGE_DIRS = ("HAM10000_images_part_1", "HAM10000_images_part_2", "ham10000_images_part_1",

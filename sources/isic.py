@@ -27,7 +27,7 @@ Layout (each challenge's zips unpacked under one root, at the top or one folder 
          benign_malignant, target)
 
 Each image gives a `/caption` (i2t, classification_caption) and a `/t2i` sample worded from its label only
-(sources/label_captions.py, the dermoscopy wording shared with ham10000). Record ids carry the year
+(sources/shapes/captions.py, the dermoscopy wording shared with ham10000). Record ids carry the year
 (`isic/train/2019/ISIC_0000000`) because years reuse image ids. Quirks handled here: the image column is
 `image_id` / `image` / `image_name` by year; one-hot floats "1.0"/"0.0"; a row with no hot class is
 `label_missing`, with several `label_ambiguous`; 2020 diagnosis "unknown" falls back to benign/malignant
@@ -36,7 +36,7 @@ Each image gives a `/caption` (i2t, classification_caption) and a `/t2i` sample 
 
 Lesion masks (2017 Part 1, 2018 Task 1; option `segmentation: true`): where the download ships the task-1
 ground truth, each mask gives one interleaved prompt-segmentation record (`isic/<split>/<year>/<id>/segmentation`,
-target "skin lesion"; `sources.label_masks`), the lesion rendered 0/255 (mask grey > 127)::
+target "skin lesion"; `sources.shapes.masks`), the lesion rendered 0/255 (mask grey > 127)::
 
     ISIC2018_Task1_Training_GroundTruth/ISIC_0000000_segmentation.png   ISIC2018_Task1-2_Training_Input/ISIC_0000000.jpg
     ISIC-2017_Training_Part1_GroundTruth/ISIC_0000000_segmentation.png  ISIC-2017_Training_Data/ISIC_0000000.jpg
@@ -52,12 +52,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.ham10000 import DERMOSCOPY_LABELS, DERMOSCOPY_TEMPLATES
 from sources.io.image import ImageDecodeError, decode_file
-from sources.label_captions import LabelTemplates, label_records, label_rejections
-from sources.label_masks import mask_record
+from sources.shapes.captions import LabelTemplates, label_records, label_rejections
+from sources.shapes.masks import mask_record
 
 LABELS = {
     **DERMOSCOPY_LABELS,

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.records import IMAGE_TOKEN, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.fastmri import degrade
 from sources.io.image import ImageDecodeError, image_from_array

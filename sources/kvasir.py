@@ -28,10 +28,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
-from sources.label_captions import LabelTemplates, label_records
+from sources.shapes.captions import LabelTemplates, label_records
 
 MODALITY = "endoscopy"
 EXTENSIONS = (".jpg", ".jpeg")

@@ -19,7 +19,7 @@ Layout::
                                                       "xmin", "ymin", "xmax", "ymax"}]}}
 
 No official split: every image is `unsplit`. Each image gives an I2T caption and a T2I sample whose label
-is "polyp" (`sources.label_captions`, Kvasir's templates). The mask is paired in `meta` for the later
+is "polyp" (`sources.shapes.captions`, Kvasir's templates). The mask is paired in `meta` for the later
 segmentation task builder, never a sample of its own: `meta.mask` (path or None), `meta.mask_threshold`
 (a mask pixel is foreground when > 127: JPEG ringing makes the values spread around 0 and 255),
 `meta.mask_foreground_fraction` (after thresholding), `meta.mask_error` (why the mask cannot be used:
@@ -29,7 +29,7 @@ JSON's boxes as given, None when the image has no entry). Quirks handled here: t
 (it has no sample); hidden files are skipped.
 
 Options: `segmentation: true` adds one interleaved prompt-segmentation record per image
-(`kvasir_seg/unsplit/<stem>/segmentation`, target "polyp"; `sources.label_masks`) whose output is the JPEG
+(`kvasir_seg/unsplit/<stem>/segmentation`, target "polyp"; `sources.shapes.masks`) whose output is the JPEG
 mask thresholded at `mask_threshold` to 0/255; an image without a mask is `annotation_missing`, an
 unreadable mask its decoder's reason, differing sizes `mask_size_mismatch`. `captions: false` drops the
 caption and T2I records (a stage-3 recipe wants masks only).
@@ -44,13 +44,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file, load_pixels
 from sources.kvasir import TEMPLATES as KVASIR_TEMPLATES
 from sources.kvasir import image_files
-from sources.label_captions import label_records
-from sources.label_masks import mask_record
+from sources.shapes.captions import label_records
+from sources.shapes.masks import mask_record
 
 MODALITY = "endoscopy"
 LABEL = "polyp"

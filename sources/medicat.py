@@ -39,10 +39,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
-from sources.label_captions import caption_records, label_rejections
+from sources.shapes.captions import caption_records, label_rejections
 from sources.rocov2 import FIGURE_REF
 
 FIGURES_FILE = "s2_full_figures_oa_nonroco_combined_medical_top4_public.jsonl"

@@ -34,7 +34,7 @@ import json
 from collections.abc import Iterator
 from functools import lru_cache
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 
 SPLITS = {"train": "train", "dev": "validate", "test": "test"}  # file stem -> canonical split

@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 
 SPLITS = {"train": "train", "dev": "validate", "test": "test"}  # file stem -> canonical split

@@ -35,7 +35,7 @@ import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from pipeline.records import IMAGE_TOKEN, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, WorkUnit
 from sources.io.dicom import decode_dicom
 from sources.io.image import ImageDecodeError

@@ -44,7 +44,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.records import IMAGE_TOKEN, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 from sources.mimic_cxr import INSTRUCTIONS, KEPT_SECTIONS, REPORT_PROBLEMS, SPLIT_FILES, _read_csv_gz, report_sections

@@ -39,7 +39,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from pipeline.records import IMAGE_TOKEN, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 from sources.io.jsonfile import load_json_list

@@ -30,7 +30,7 @@ import pickle
 from collections.abc import Iterator
 from functools import lru_cache
 
-from pipeline.records import IMAGE_TOKEN, Image, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Image, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 

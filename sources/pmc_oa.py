@@ -32,10 +32,10 @@ import json
 import re
 from collections.abc import Iterator
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
-from sources.label_captions import caption_records, label_rejections
+from sources.shapes.captions import caption_records, label_rejections
 
 SPLIT_FILES = {"train.jsonl": "train", "valid.jsonl": "validate", "test.jsonl": "test"}
 ALL_FILE = "pmc_oa.jsonl"

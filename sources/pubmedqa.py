@@ -47,7 +47,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 
 SUBSET_FILES = {"pqal": "ori_pqal.json", "pqaa": "ori_pqaa.json", "pqau": "ori_pqau.json"}

@@ -37,7 +37,7 @@ import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from pipeline.records import IMAGE_TOKEN, Image, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Image, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 from sources.io.jsonfile import load_json_list

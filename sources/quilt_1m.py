@@ -35,10 +35,10 @@ import csv
 import sys
 from collections.abc import Iterator
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
-from sources.label_captions import caption_records, label_rejections
+from sources.shapes.captions import caption_records, label_rejections
 
 LOOKUP = "quilt_1M_lookup.csv"
 IMAGE_DIRS = ("quilt_1m", "images")

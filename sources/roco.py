@@ -40,10 +40,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
-from sources.label_captions import caption_records, label_rejections
+from sources.shapes.captions import caption_records, label_rejections
 from sources.rocov2 import CAPTION_PROMPTS, FIGURE_REF
 
 SPLITS = {"train": "train", "validation": "validate", "test": "test"}  # folder -> canonical split

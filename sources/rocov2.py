@@ -37,10 +37,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
-from sources.label_captions import caption_records, label_rejections
+from sources.shapes.captions import caption_records, label_rejections
 
 SPLITS = {"train": "train", "valid": "validate", "test": "test"}  # file prefix -> canonical split
 PREFIXES = {split: prefix for prefix, split in SPLITS.items()}

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from pipeline.records import IMAGE_TOKEN, Image, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Image, Record, Rejection
 from sources.base import DatasetCard, Source, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 

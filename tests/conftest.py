@@ -53,7 +53,7 @@ def sample_recipe(**changes) -> Recipe:
 
 @pytest.fixture(scope="session")
 def stage1_build(ray_session, sample_root, tmp_path_factory):
-    from pipeline.build import build
+    from pipeline.engine.build import build
 
     out = tmp_path_factory.mktemp("build")
     report = build(sample_recipe(), out, sample_root, progress=False)

@@ -13,7 +13,7 @@ from types import ModuleType
 import numpy as np
 from PIL import Image as PILImage
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import Source
 from sources.io.image import load_pixels
 

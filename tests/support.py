@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.records import IMAGE_TOKEN, Record
+from manifests.records import IMAGE_TOKEN, Record
 from sources import SOURCES
 from sources.base import DatasetCard, Source, WorkUnit
 from sources.io.image import image_from_array

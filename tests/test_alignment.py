@@ -13,12 +13,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from filters import alignment
-from filters.alignment import (CACHE_INDEX, CAPTIONS, KEY, TEXT, TODO, apply_cut, cache_relation, compact_cache,
-                               prepare, read_cache, scorer_digest, write_cache)
-from pipeline.config import AlignmentSettings, CaptionerSettings, ImageTextSettings, parse_recipe
-from pipeline.models import ModelNotAvailable, resolve_model
-from pipeline.records import IMAGE_TOKEN, Record
+from filters.alignment.cache import CACHE_INDEX, cache_relation, compact_cache, prepare, read_cache, write_cache
+from filters.alignment.pairs import CAPTIONS, KEY, TEXT, TODO, scorer_digest, to_pil
+from filters.alignment.cut import apply_cut
+from filters.settings import AlignmentSettings, CaptionerSettings, ImageTextSettings
+from pipeline.config import parse_recipe
+from filters.models import ModelNotAvailable, resolve_model
+from manifests.records import IMAGE_TOKEN, Record
 from sources.io.image import image_from_array
 
 
@@ -51,13 +52,13 @@ def make_record(index: int, family: str = "i2t", sub_task: str = "image_captioni
 
 
 def images(n: int):
-    return [alignment.to_pil(make_record(i).input_images[0]) for i in range(n)]
+    return [to_pil(make_record(i).input_images[0]) for i in range(n)]
 
 
 def test_demo_models_score_through_the_real_loaders(demo_dir):
-    from filters.biomedclip import BiomedCLIPScorer
-    from filters.e5 import E5Embedder, max_cosine
-    from filters.medsiglip import SiglipScorer
+    from filters.alignment.biomedclip import BiomedCLIPScorer
+    from filters.alignment.e5 import E5Embedder, max_cosine
+    from filters.alignment.medsiglip import SiglipScorer
 
     s = cpu_settings(demo_dir, biomedclip=ImageTextSettings(model="microsoft/BiomedCLIP-PubMedBERT_256-"
                                                                             "vit_base_patch16_224"))
@@ -78,9 +79,9 @@ def test_demo_models_score_through_the_real_loaders(demo_dir):
 
 
 def test_scores_are_deterministic_and_batch_size_invariant(demo_dir):
-    from filters.biomedclip import BiomedCLIPScorer
-    from filters.e5 import E5Embedder
-    from filters.medsiglip import SiglipScorer
+    from filters.alignment.biomedclip import BiomedCLIPScorer
+    from filters.alignment.e5 import E5Embedder
+    from filters.alignment.medsiglip import SiglipScorer
 
     texts = ["query: short", "query: a much longer caption about the chest radiograph and lungs", "query: CT"]
     runs = {}
@@ -99,11 +100,11 @@ def test_scores_are_deterministic_and_batch_size_invariant(demo_dir):
 
 
 def test_captions_k_per_image_and_reproducible(demo_dir):
-    from filters.medgemma import CaptionStage
+    from pipeline.stages.medgemma_captions import MedGemmaCaptionStage
 
     s = cpu_settings(demo_dir)
     s.captioner.k = 3
-    stage = CaptionStage(s)
+    stage = MedGemmaCaptionStage(s)
     stage.setup()
     first = stage.model.generate(images(2), seed=11)
     assert [len(c) for c in first] == [3, 3]
@@ -119,13 +120,13 @@ class FakeCaptioner:
 
 
 def test_malformed_caption_output_is_a_null_score_with_a_reason():
-    from filters.medgemma import CaptionStage
+    from pipeline.stages.medgemma_captions import MedGemmaCaptionStage
 
     records = [make_record(i) for i in range(3)]
     settings = cpu_settings()
     settings.captioner.min_caption_chars = 5
     prepare(records, settings, None)
-    stage = CaptionStage(settings)
+    stage = MedGemmaCaptionStage(settings)
     stage.model = FakeCaptioner([["", "   ", "abc"], "backend error: HTTP 503", ["", "A usable caption."]])
     stage.process_batch(records)
     assert records[0].scores[CAPTIONS] == [] and records[0].scores["align_reason"].startswith("caption_malformed")
@@ -175,7 +176,8 @@ def caption_server():
 
 
 def test_openai_backend_sends_the_same_request_and_handles_failures(caption_server):
-    from filters.medgemma import CaptionStage, load_prompt
+    from pipeline.stages.medgemma_captions import MedGemmaCaptionStage
+    from filters.alignment.captioner import load_prompt
 
     server, handler = caption_server
     settings = cpu_settings(captioner=CaptionerSettings(
@@ -183,7 +185,7 @@ def test_openai_backend_sends_the_same_request_and_handles_failures(caption_serv
         max_retries=1, model="google/medgemma-4b-it"))
     records = [make_record(i) for i in range(2)]
     prepare(records, settings, None)
-    stage = CaptionStage(settings)
+    stage = MedGemmaCaptionStage(settings)
     stage.setup()
     handler.mode = "ok"
     stage.process_batch(records)
@@ -347,8 +349,8 @@ def test_recipe_alignment_section_and_digest():
 def test_build_scores_in_ray_then_rethreshold_without_models(ray_session, sample_root, demo_dir, tmp_path,
                                                              monkeypatch):
     from manifests.query import open_build
-    from pipeline.build import build
-    from pipeline.rethreshold import rethreshold
+    from pipeline.engine.build import build
+    from pipeline.rescore.rethreshold import rethreshold
     from tests.conftest import sample_recipe
 
     recipe = sample_recipe()
@@ -368,12 +370,12 @@ def test_build_scores_in_ray_then_rethreshold_without_models(ray_session, sample
     assert cached_before == scored
 
     # Rethresholding loads and calls no model: every model entry point raises if touched.
-    from filters import biomedclip, e5, medgemma, medsiglip
+    from filters.alignment import biomedclip, captioner, e5, medsiglip
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a model was loaded during rethreshold")
 
-    for cls in (medgemma.TransformersCaptioner, medgemma.OpenAICaptioner, e5.E5Embedder, medsiglip.SiglipScorer,
+    for cls in (captioner.TransformersCaptioner, captioner.OpenAICaptioner, e5.E5Embedder, medsiglip.SiglipScorer,
                 biomedclip.BiomedCLIPScorer):
         monkeypatch.setattr(cls, "__init__", forbidden)
     again = rethreshold(report.out_dir, keep_fraction=0.25, normalize="rank")
@@ -390,7 +392,7 @@ def test_medsiglip_bf16_on_gpu_matches_cpu(demo_dir):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
-    from filters.medsiglip import SiglipScorer
+    from filters.alignment.medsiglip import SiglipScorer
 
     texts = ["a chest radiograph", "brain MRI"]
     cpu = SiglipScorer(resolve_model("google/medsiglip-448", str(demo_dir)), cpu_settings(demo_dir).siglip)

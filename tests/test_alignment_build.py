@@ -15,7 +15,9 @@ import duckdb
 import pytest
 import yaml
 
-from filters.alignment import CACHE_INDEX, ClusterTooSmall, cache_relation, check_fits, model_stages
+from filters.alignment.cache import CACHE_INDEX, cache_relation
+from pipeline.engine.ray_setup import ClusterTooSmall, check_fits
+from pipeline.engine.plan import model_stages
 from tests.conftest import REPO, sample_recipe
 from tests.test_alignment import cpu_settings, demo_dir  # noqa: F401 - the module-scoped fixture
 
@@ -33,9 +35,9 @@ def column(build_dir: Path, name: str, where: str = "status = 'kept'") -> dict[s
 
 def test_score_an_existing_build_from_its_shards(ray_session, sample_root, demo_dir, tmp_path):  # noqa: F811
     from manifests.query import open_build
-    from pipeline.build import build
-    from pipeline.rethreshold import rethreshold
-    from pipeline.score import score_build
+    from pipeline.engine.build import build
+    from pipeline.rescore.rethreshold import rethreshold
+    from pipeline.rescore.score import score_build
 
     recipe = sample_recipe()
     recipe.alignment = cpu_settings(demo_dir)
@@ -95,8 +97,8 @@ def test_rebuild_with_a_new_source_never_rescores_old_records(ray_session, sampl
     """The second build adds a source: its processing digest changes, every unit is read again, and
     the first source's pairs come from the cache. Its models are other random weights under the same
     ids, so a rescored pair would show other scores."""
-    from pipeline.build import build
-    from pipeline.score import score_build
+    from pipeline.engine.build import build
+    from pipeline.rescore.score import score_build
 
     def recipe(sources: list[str], models: Path):
         r = sample_recipe()
@@ -139,18 +141,18 @@ def test_gpu_stages_that_do_not_fit_fail_before_running(demo_dir):  # noqa: F811
         section.resources.num_gpus = gpus
     stages = model_stages(settings)
     with pytest.raises(ClusterTooSmall, match="need 1.75 GPUs"):  # oversubscribed on a one-GPU machine
-        check_fits(stages, settings, {"GPU": 1.0, "CPU": 16.0})
-    check_fits(stages, settings, {"GPU": 2.0, "CPU": 16.0})
-    check_fits(stages, settings, {"CPU": 2.0})  # no GPUs: the stages run on CPU
+        check_fits(stages, {"GPU": 1.0, "CPU": 16.0})
+    check_fits(stages, {"GPU": 2.0, "CPU": 16.0})
+    check_fits(stages, {"CPU": 2.0})  # no GPUs: the stages run on CPU
     with pytest.raises(ClusterTooSmall, match="readers"):
-        check_fits(stages, settings, {"GPU": 2.0, "CPU": 3.0})
+        check_fits(stages, {"GPU": 2.0, "CPU": 3.0})
 
 
 def test_the_stage1_recipe_defaults_fit_one_gpu():
     from pipeline.config import load_recipe
 
     settings = load_recipe("stage1").alignment
-    check_fits(model_stages(settings), settings, {"GPU": 1.0, "CPU": 16.0})
+    check_fits(model_stages(settings), {"GPU": 1.0, "CPU": 16.0})
 
 
 GPU_SCRIPT = """
@@ -158,7 +160,7 @@ import json, os, pickle, sys
 from pathlib import Path
 import ray, ray.data
 from filters import alignment
-from pipeline.stages import Stage
+from pipeline.stages.base import Stage
 from tests.test_alignment import cpu_settings, make_record
 
 demo = Path(sys.argv[1])
@@ -173,6 +175,9 @@ class Placed(Stage):
         self.name, self.batch_size = inner.name, inner.batch_size
         self.num_gpus, self.num_cpus = inner.num_gpus, inner.num_cpus
 
+    def pool_size(self):
+        return self.inner.pool_size()
+
     def setup(self):
         self.inner.setup()
 
@@ -184,8 +189,8 @@ class Placed(Stage):
             record.scores.setdefault("_placed", {})[self.name] = seen
 
 
-real_stages = alignment.model_stages
-alignment.model_stages = lambda settings, only=None: [Placed(s) for s in real_stages(settings, only)]
+real_stages = plan.model_stages
+plan.model_stages = lambda settings, only=None: [Placed(s) for s in real_stages(settings, only)]
 
 settings = cpu_settings(demo)
 for section, gpus, actors in ((settings.captioner, 0.5, 2), (settings.embedder, 0.5, 1), (settings.siglip, 0.5, 1)):
@@ -194,19 +199,19 @@ for section, gpus, actors in ((settings.captioner, 0.5, 2), (settings.embedder, 
     section.resources.actors, section.resources.batch_size = actors, 1
 records = [make_record(i) for i in range(4)]
 rows = [{"id": r.id, "unit_id": "u", "kind": "record", "blob": pickle.dumps(r)} for r in records]
-ds = alignment.ray_stages(ray.data.from_items(rows), settings, None, retries=0)
+ds = map_stages(ray.data.from_items(rows), plan.alignment_stages(settings, None), retries=0)
 placed = {}
 for row in ds.take_all():
     record = pickle.loads(row["blob"])
     placed[record.id] = {k: record.scores.get(k) for k in ("_placed", "align_s_raw", "align_m_logit", "align_caption")}
 
 # the same records on CPU, in this process, one per batch as above (the caption seed is per batch)
-alignment.model_stages = real_stages
+plan.model_stages = real_stages
 cpu = cpu_settings(demo)
-stages = alignment.model_stages(cpu)
+stages = plan.model_stages(cpu)
 reference = {}
 for record in [make_record(i) for i in range(4)]:
-    alignment.prepare([record], cpu, None)
+    prepare([record], cpu, None)
     for stage in stages:
         stage.process_batch([record])
     reference[record.id] = {k: record.scores.get(k) for k in ("align_s_raw", "align_m_logit", "align_caption")}

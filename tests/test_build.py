@@ -17,7 +17,7 @@ import duckdb
 import pytest
 
 from manifests.query import open_build
-from pipeline.build import EXIT_INCOMPLETE, build
+from pipeline.engine.build import EXIT_INCOMPLETE, build
 from pipeline.config import SourceEntry
 from sources import SOURCES
 from tests.conftest import REPO, sample_recipe

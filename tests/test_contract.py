@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import IMAGE_TOKEN, MODALITIES, SPLITS, TASK_FAMILIES, Record, Rejection, shard_key
+from manifests.records import IMAGE_TOKEN, MODALITIES, SPLITS, TASK_FAMILIES, Record, Rejection, shard_key
 from sources import SOURCES
 from sources.base import ACCESS_CLASSES
 from sources.samples import SAMPLE_WRITERS

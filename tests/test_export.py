@@ -13,9 +13,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline.bench_loader import write_synthetic_build
-from pipeline.export import BAGEL_T2I, REGISTRY_KEY, export_unimedvl
-from pipeline.loader import FAMILIES, STAGES
+from pipeline.bench.loader import write_synthetic_build
+from pipeline.curriculum.export import BAGEL_T2I, REGISTRY_KEY, export_unimedvl
+from pipeline.curriculum.schedule import FAMILIES, CURRICULUM_STAGES
 
 COUNTS = {"i2t": 12, "t2i": 8, "interleaved": 5, "text": 4}
 REQUIRED = ("id", "main_task_type", "sub_task_type", "modality", "dataset", "input_img", "output_img", "message")
@@ -80,7 +80,7 @@ def test_export_reads_back_through_the_loaders_rules(exported):
 
 
 def test_stage_configs_carry_the_stage_weights(exported):
-    for number, stage in STAGES.items():
+    for number, stage in CURRICULUM_STAGES.items():
         config = yaml.safe_load((exported.out / "configs" / f"stage{number}.yaml").read_text())
         groups = {REGISTRY_KEY[f] if f != "t2i" else BAGEL_T2I: w for f, w in stage.weights.items() if w > 0}
         assert {k: v["weight"] for k, v in config.items()} == groups

@@ -7,8 +7,9 @@ import pytest
 
 from filters import decide_record, score_record
 from filters.text_quality import detect_language, garbage_ratio
-from pipeline.config import FilterSettings, RecipeError, parse_recipe
-from pipeline.records import IMAGE_TOKEN, Record
+from filters.settings import FilterSettings
+from pipeline.config import RecipeError, parse_recipe
+from manifests.records import IMAGE_TOKEN, Record
 from sources.io.image import image_from_array
 from sources.samples.common import phantom, rng_for
 

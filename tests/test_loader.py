@@ -10,9 +10,11 @@ import pytest
 
 torch = pytest.importorskip("torch")  # the `train` extra
 
-from pipeline.bench_loader import observed_proportions, write_synthetic_build  # noqa: E402
-from pipeline.loader import (FAMILIES, STAGES, CurriculumDataset, CurriculumLoader, MixtureConfig,  # noqa: E402
-                             MixturePlan, Schedule, apportion_exact, build_index, normalised)
+from pipeline.bench.loader import observed_proportions, write_synthetic_build  # noqa: E402
+from pipeline.curriculum.index import build_index  # noqa: E402
+from pipeline.curriculum.loader import CurriculumDataset, CurriculumLoader  # noqa: E402
+from pipeline.curriculum.mixture import MixtureConfig, MixturePlan, apportion_exact  # noqa: E402
+from pipeline.curriculum.schedule import CURRICULUM_STAGES, FAMILIES, Schedule, normalised  # noqa: E402
 
 COUNTS = {"i2t": 40, "t2i": 24, "interleaved": 12, "text": 10}
 
@@ -42,16 +44,16 @@ def _digest(batch) -> tuple:
 
 
 def test_stage_weights_normalised_like_bagel():
-    probs = normalised(STAGES[1].weights)
-    assert sum(STAGES[1].weights.values()) == 105
+    probs = normalised(CURRICULUM_STAGES[1].weights)
+    assert sum(CURRICULUM_STAGES[1].weights.values()) == 105
     assert probs["i2t"] == pytest.approx(75 / 105) and probs["text"] == pytest.approx(5 / 105)
-    assert [round(sum(s.weights.values())) for s in STAGES.values()] == [105, 100, 100]
+    assert [round(sum(s.weights.values())) for s in CURRICULUM_STAGES.values()] == [105, 100, 100]
 
 
 @pytest.mark.parametrize("stage", [1, 2, 3])
 @pytest.mark.parametrize("mode", ["random", "stratified"])
 def test_proportions_within_one_point_over_10000_draws(stage, mode):
-    expected = normalised(STAGES[stage].weights)
+    expected = normalised(CURRICULUM_STAGES[stage].weights)
     observed = observed_proportions(stage, draws=10_000, mode=mode, seed=0)
     for family in FAMILIES:
         assert abs(observed[family] - expected[family]) < 0.01, (family, observed, expected)
@@ -60,10 +62,10 @@ def test_proportions_within_one_point_over_10000_draws(stage, mode):
 
 
 def test_stratified_every_global_batch_holds_exact_shares():
-    schedule = Schedule.of([1], scale=200 / STAGES[1].steps)
+    schedule = Schedule.of([1], scale=200 / CURRICULUM_STAGES[1].steps)
     plan = MixturePlan(list(FAMILIES), [50] * 4, list(FAMILIES), [1.0] * 4, schedule,
                        MixtureConfig(batch_size=4, world_size=2, mode="stratified"))
-    quota = {f: 8 * p for f, p in normalised(STAGES[1].weights).items()}
+    quota = {f: 8 * p for f, p in normalised(CURRICULUM_STAGES[1].weights).items()}
     totals = Counter()
     while not plan.done:
         counts = Counter(FAMILIES[stream] for stream, _ in plan.next_batch())
@@ -83,7 +85,7 @@ def test_no_sample_twice_within_an_epoch_across_2_ranks_x_2_workers(index):
     # stage 3 draws every family; 40 steps x 8 per global batch = 320 draws, so every family wraps
     draws = []
     for rank in (0, 1):
-        loader = _loader(index, stages=(3,), scale=40 / STAGES[3].steps, rank=rank, world_size=2, workers=2,
+        loader = _loader(index, stages=(3,), scale=40 / CURRICULUM_STAGES[3].steps, rank=rank, world_size=2, workers=2,
                          seed=3)
         batches = list(loader)
         assert len(batches) == 40  # the same budget on both ranks, whatever the shards hold
@@ -112,15 +114,15 @@ def test_no_sample_twice_within_an_epoch_across_2_ranks_x_2_workers(index):
 def test_uneven_families_give_equal_batches_per_rank(tmp_path):
     build = write_synthetic_build(tmp_path / "uneven", counts={"i2t": 7, "t2i": 1}, per_shard=3, image_size=8)
     index = build_index([build])
-    lengths = [len(list(_loader(index, scale=10 / STAGES[1].steps, rank=r, world_size=3, batch_size=5)))
+    lengths = [len(list(_loader(index, scale=10 / CURRICULUM_STAGES[1].steps, rank=r, world_size=3, batch_size=5)))
                for r in range(3)]
     assert lengths == [10, 10, 10]
 
 
 @pytest.mark.parametrize("mode", ["random", "stratified"])
 def test_resume_mid_stage_is_bit_identical(index, mode):
-    reference = [_digest(b) for b in _loader(index, scale=12 / STAGES[1].steps, workers=2, mode=mode)]
-    first = _loader(index, scale=12 / STAGES[1].steps, workers=2, mode=mode)
+    reference = [_digest(b) for b in _loader(index, scale=12 / CURRICULUM_STAGES[1].steps, workers=2, mode=mode)]
+    first = _loader(index, scale=12 / CURRICULUM_STAGES[1].steps, workers=2, mode=mode)
     head = []
     for batch in first:
         head.append(_digest(batch))
@@ -128,7 +130,7 @@ def test_resume_mid_stage_is_bit_identical(index, mode):
             break
     state = first.state_dict()
     assert state["step"] == 5 and state["stage"] == 1
-    resumed = _loader(index, scale=12 / STAGES[1].steps, workers=2, mode=mode)
+    resumed = _loader(index, scale=12 / CURRICULUM_STAGES[1].steps, workers=2, mode=mode)
     resumed.load_state_dict(state)
     assert head + [_digest(b) for b in resumed] == reference
 
@@ -152,15 +154,15 @@ def test_resume_twice_across_a_stage_boundary(index):
 
 
 def test_state_from_another_mixture_is_refused(index):
-    loader = _loader(index, scale=4 / STAGES[1].steps)
+    loader = _loader(index, scale=4 / CURRICULUM_STAGES[1].steps)
     next(iter(loader))
-    other = _loader(index, scale=4 / STAGES[1].steps, seed=8)
+    other = _loader(index, scale=4 / CURRICULUM_STAGES[1].steps, seed=8)
     with pytest.raises(ValueError, match="different mixture"):
         other.load_state_dict(loader.state_dict())
 
 
 def test_per_source_streams_follow_source_weights(index):
-    loader = _loader(index, stages=(3,), scale=60 / STAGES[3].steps, mode="stratified", batch_size=8,
+    loader = _loader(index, stages=(3,), scale=60 / CURRICULUM_STAGES[3].steps, mode="stratified", batch_size=8,
                      source_weights={"i2t": {"srca": 3, "srcb": 1}})
     counts = Counter(stream for batch in loader for stream in batch["stream"])
     assert {"i2t/srca", "i2t/srcb", "t2i", "interleaved", "text"} == set(counts)
@@ -169,7 +171,7 @@ def test_per_source_streams_follow_source_weights(index):
 
 def test_decoded_batch_is_model_ready(index):
     families_seen = set()
-    for batch in _loader(index, stages=(3,), scale=20 / STAGES[3].steps, batch_size=8, mode="stratified"):
+    for batch in _loader(index, stages=(3,), scale=20 / CURRICULUM_STAGES[3].steps, batch_size=8, mode="stratified"):
         assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
         assert batch["input_images"].dtype == torch.float32 and batch["input_images"].shape[1:] == (3, 64, 64)
         assert batch["input_images"].min() >= -1 and batch["input_images"].max() <= 1

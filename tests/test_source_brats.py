@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import SourceError
 from sources.brats import INSTRUCTIONS, RESPONSES, Brats
 from sources.samples import brats as sample

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import Rejection
+from manifests.records import Rejection
 from sources.base import SourceError
 from sources.chexpert import Chexpert
 from sources.samples import chexpert as sample

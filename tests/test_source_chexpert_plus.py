@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import Rejection
+from manifests.records import Rejection
 from sources.base import SourceError
 from sources.chexpert_plus import ChexpertPlus
 from sources.samples import chexpert_plus as sample

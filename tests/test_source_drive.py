@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from pipeline.records import Record
+from manifests.records import Record
 from sources.base import SourceError
 from sources.drive import Drive
 from sources.samples import drive as sample

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import SourceError
 from sources.fastmri import Fastmri, degrade
 from sources.io.nifti import mr_to_uint16

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from pipeline.records import Record
+from manifests.records import Record
 from sources.base import SourceError
 from sources.glas import Glas
 from sources.samples import glas as sample

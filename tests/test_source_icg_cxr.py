@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import Rejection
+from manifests.records import Rejection
 from sources.base import SourceError
 from sources.icg_cxr import IcgCxr
 from sources.samples import icg_cxr as sample

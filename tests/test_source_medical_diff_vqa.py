@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import SourceError
 from sources.medical_diff_vqa import NO_IMAGES, MedicalDiffVqa
 from sources.samples import medical_diff_vqa as sample

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import SourceError
 from sources.medicat import FIGURES_FILE, Medicat, clean_caption
 from sources.samples import medicat as sample

@@ -14,7 +14,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources import mimic_cxr
 from sources.io.image import encode_png
 from sources.mimic_cxr import INSTRUCTIONS, MimicCxr, report_sections

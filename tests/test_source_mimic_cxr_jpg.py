@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import SourceError
 from sources.mimic_cxr import INSTRUCTIONS
 from sources.mimic_cxr_jpg import LABELS, NO_REPORTS, MimicCxrJpg

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import SourceError
 from sources.omnimedvqa import OmniMedVqa, modality
 from sources.samples import omnimedvqa as sample

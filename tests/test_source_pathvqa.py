@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import SourceError
 from sources.pathvqa import PathVqa
 from sources.samples import pathvqa as sample

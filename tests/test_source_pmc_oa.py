@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import Rejection
+from manifests.records import Rejection
 from sources.base import SourceError
 from sources.pmc_oa import CAPTION_PROMPTS, PmcOa
 from sources.samples import pmc_oa as sample

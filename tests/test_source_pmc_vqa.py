@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import SourceError
 from sources.pmc_vqa import PmcVqa, choice_text
 from sources.samples import pmc_vqa as sample

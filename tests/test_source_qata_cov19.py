@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from pipeline.records import Record
+from manifests.records import Record
 from sources.base import SourceError
 from sources.qata_cov19 import QataCov19
 from sources.samples import qata_cov19 as sample

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import Rejection
+from manifests.records import Rejection
 from sources.base import SourceError
 from sources.quilt_1m import CAPTION_PROMPTS, Quilt1m, literal_list
 from sources.samples import quilt_1m as sample

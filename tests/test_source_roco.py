@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import Rejection
+from manifests.records import Rejection
 from sources.base import SourceError
 from sources.roco import Roco
 from sources.samples import roco as sample

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import SourceError
 from sources.samed2d import Samed2d, modality_of
 from sources.samples import samed2d as sample

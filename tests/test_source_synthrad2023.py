@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from sources.base import SourceError
 from sources.io.nifti import axial_slice
 from sources.samples import synthrad2023 as sample

@@ -15,7 +15,7 @@ import webdataset as wds
 from PIL import Image as PILImage
 
 from manifests.query import open_build
-from pipeline.build import build
+from pipeline.engine.build import build
 from pipeline.config import load_recipe
 from pipeline.tasks.settings import TASKS
 from pipeline.tasks.super_resolution import degrade

@@ -11,9 +11,11 @@ import pytest
 from PIL import Image as PILImage
 
 from pipeline.config import RecipeError, load_recipe, parse_recipe
-from pipeline.records import Record
+from manifests.records import Record
 from pipeline.tasks.settings import TASKS, TaskSettings, parse_tasks
-from pipeline.tasks.stage import BUILDERS, TaskStage, subject_of
+from pipeline.tasks.registry import BUILDERS
+from pipeline.stages.task_builders import TaskBuildersStage
+from pipeline.tasks.leakage import subject_of
 from pipeline.tasks.super_resolution import degrade
 from pipeline.tasks.templates import load_library
 from sources.io.image import load_pixels
@@ -42,7 +44,7 @@ def records(root: Path, name: str, **options) -> dict[str, Record]:
 
 
 def built(items: dict[str, Record], settings: TaskSettings | None = None) -> dict[str, Record]:
-    stage = TaskStage(settings or TaskSettings(enabled=True))
+    stage = TaskBuildersStage(settings or TaskSettings(enabled=True))
     items = copy.deepcopy(items)
     for record in items.values():
         stage.process(record)
@@ -192,7 +194,7 @@ def test_rejected_records_are_not_rebuilt_but_get_their_subject(tree):
     record = copy.deepcopy(next(iter(records(tree["brats"], "brats").values())))
     record.status, record.reason = "rejected", "text_too_short"
     message = list(record.message)
-    TaskStage(TaskSettings(enabled=True)).process(record)
+    TaskBuildersStage(TaskSettings(enabled=True)).process(record)
     assert record.message == message and "task_build" not in record.meta and record.meta["subject_id"]
     assert subject_of(Record("x", "bci", "train", "histopathology", "interleaved", "virtual_staining", "",
                              [])) is None

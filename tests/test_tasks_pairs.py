@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.records import Record
+from manifests.records import Record
 from pipeline.tasks.settings import TaskSettings
-from pipeline.tasks.stage import TaskStage
+from pipeline.stages.task_builders import TaskBuildersStage
 from sources import get_source
 from sources.io.image import load_pixels
 from sources.io.nifti import NiftiVolume, axial_slice, load_nifti, mr_to_uint16
@@ -45,7 +45,7 @@ def test_ixi_t1_t2_pairs_with_the_option(root):
     assert sorted(r.input_images[0].slice_index for r in kept.values()) == [1, 2, 3, 4]
     t1, t2 = load_nifti(root / T1), load_nifti(root / T2)
     expected = mr_to_uint16(resample_onto(t1, t2))
-    stage = TaskStage(TaskSettings(enabled=True))
+    stage = TaskBuildersStage(TaskSettings(enabled=True))
     for record in kept.values():
         k = record.input_images[0].slice_index
         assert np.array_equal(load_pixels(record.input_images[0]), axial_slice(expected, k))

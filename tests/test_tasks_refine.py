@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import RecipeError, parse_recipe
-from pipeline.records import Record
-from pipeline.tasks.refine import RefineStage, parse_rewrite, render_prompt
+from manifests.records import Record
+from pipeline.stages.task_refine import TaskRefineStage
+from pipeline.tasks.refine import parse_rewrite, render_prompt
 from pipeline.tasks.settings import RefineSettings, TaskSettings
-from pipeline.tasks.stage import TaskStage
+from pipeline.stages.task_builders import TaskBuildersStage
 from pipeline.tasks.templates import seed_for
 from sources import get_source
 from sources.samples import write_sample_tree
@@ -31,7 +32,7 @@ BUILD = {"builder": "segmentation", "instruction": "Segment the tumor core in th
 def task_records(tmp_path_factory) -> list[Record]:
     """Built segmentation records of the BraTS sample (10) and the BCI staining records."""
     tree = write_sample_tree(tmp_path_factory.mktemp("sources"), ["brats", "bci"])
-    stage = TaskStage(TaskSettings(enabled=True))
+    stage = TaskBuildersStage(TaskSettings(enabled=True))
     out = []
     for name, options in (("brats", {"pairs": [], "segmentation": ["wt", "tc", "et"]}), ("bci", {})):
         source = get_source(name)(tree[name], options)
@@ -138,7 +139,7 @@ def test_openai_backend_rewrites_or_keeps_the_template(task_records):
     server = _Server(answers, limit=len(records) + errors)  # an HTTP 500 is retried once
     settings.endpoint = server.url
     try:
-        RefineStage(settings).process_batch(records)
+        TaskRefineStage(settings).process_batch(records)
     finally:
         server.close()
     assert len(server.requests) == len(records) + errors
@@ -169,7 +170,7 @@ def test_transformers_backend_with_the_demo_gemma3(task_records, tmp_path: Path)
     model = build_medgemma(tmp_path / "medgemma-27b-it")
     settings = RefineSettings(enabled=True, backend="transformers", model=str(model), max_new_tokens=6,
                               num_gpus=0.0, batch_size=4)
-    stage = RefineStage(settings)
+    stage = TaskRefineStage(settings)
     stage.setup()
     records = copy.deepcopy(task_records[:3])
     stage.process_batch(records)

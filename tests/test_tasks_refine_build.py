@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 from manifests.query import open_build
-from pipeline.build import build
+from pipeline.engine.build import build
 from pipeline.config import parse_recipe
-from pipeline.records import Record
+from manifests.records import Record
 from pipeline.tasks.settings import TaskSettings
-from pipeline.tasks.stage import TaskStage
+from pipeline.stages.task_builders import TaskBuildersStage
 from pipeline.tasks.templates import seed_for
 from sources import get_source
 from sources.samples import write_sample_tree
@@ -19,7 +19,7 @@ from tests.test_tasks_refine import _Server
 
 def test_refined_texts_reach_the_shards_and_the_template_stays(ray_session, tmp_path):
     tree = write_sample_tree(tmp_path / "src", ["bci"])
-    source, stage = get_source("bci")(tree["bci"], {}, ["train"]), TaskStage(TaskSettings(enabled=True))
+    source, stage = get_source("bci")(tree["bci"], {}, ["train"]), TaskBuildersStage(TaskSettings(enabled=True))
     levels = {}
     for unit in source.work_units():
         for item in source.iter_records(unit):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from pipeline.records import Record, Rejection
+from manifests.records import Record, Rejection
 from pipeline.tasks.settings import TaskSettings
-from pipeline.tasks.stage import TaskStage
+from pipeline.stages.task_builders import TaskBuildersStage
 from sources import get_source
 from sources.io.image import load_pixels
 from sources.io.nifti import axial_slice
@@ -35,7 +35,7 @@ def items(root: Path, name: str, **options) -> dict[str, Record | Rejection]:
 
 
 def built(found: dict[str, Record | Rejection], **settings) -> dict[str, Record]:
-    stage = TaskStage(TaskSettings(enabled=True, **settings))
+    stage = TaskBuildersStage(TaskSettings(enabled=True, **settings))
     out = {}
     for item in found.values():
         if isinstance(item, Record):

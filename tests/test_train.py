@@ -13,8 +13,8 @@ import pytest
 
 torch = pytest.importorskip("torch")  # the `train` extra
 
-from pipeline.bench_loader import write_synthetic_build  # noqa: E402
-from pipeline.train import TrainConfig, latest_checkpoint, loss_trend, train  # noqa: E402
+from pipeline.bench.loader import write_synthetic_build  # noqa: E402
+from pipeline.curriculum.train import TrainConfig, latest_checkpoint, loss_trend, train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 COUNTS = {"i2t": 16, "t2i": 12, "interleaved": 8, "text": 8}

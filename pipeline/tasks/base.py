@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pipeline.records import IMAGE_TOKEN, Record
+from manifests.records import IMAGE_TOKEN, Record
 from pipeline.tasks.settings import TaskSettings
 from pipeline.tasks.templates import Library, load_library, slots, task_rng
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.records import Record
+from manifests.records import Record
 from pipeline.tasks.base import Problem, TaskBuilder
 
 NAMES = {  # contrast code in the sub-task type -> how the texts call it

@@ -1,11 +1,11 @@
 """MedGemma refinement of the rendered task texts (the paper's "MLLM refinement", P3 §3.1 step 2).
 
-A model stage after `TaskStage`: for every kept record that carries `meta["task_build"]`, MedGemma gets
+Run by the stage `task_refine` (pipeline/stages/task_refine.py) after `task_builders`: for every kept record that carries `meta["task_build"]`, MedGemma gets
 the rendered instruction and response with a versioned prompt (templates/refine_v1.yaml) and answers
 with a JSON object `{"instruction": ..., "response": ...}`. The same request goes through the
 transformers backend (Gemma3, chat template, loaded once per actor) or an OpenAI-compatible
 `/chat/completions` server (vLLM, TGI; bounded requests with a timeout and a few retries), the
-plumbing filters/medgemma.py uses for captions, but text only.
+plumbing filters/alignment/captioner.py uses for captions, but text only.
 
 What changes and what does not:
 - `record.message` gets the rewritten texts (the `<image>` placeholder stays first in the human turn);
@@ -30,12 +30,11 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import yaml
 
-from pipeline.records import IMAGE_TOKEN, Record
-from pipeline.stages import Stage
+from manifests.records import IMAGE_TOKEN, Record
 from pipeline.tasks.settings import RefineSettings
 from pipeline.tasks.templates import TEMPLATES_DIR, TemplateError, seed_for
 
@@ -111,7 +110,7 @@ class TransformersRefiner:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoProcessor, AutoTokenizer
         from transformers import Gemma3ForConditionalGeneration
 
-        from pipeline.models import device_and_dtype, quiet_transformers
+        from filters.models import device_and_dtype, quiet_transformers
 
         quiet_transformers()
         self.settings = settings
@@ -180,50 +179,34 @@ class OpenAIRefiner:
             return list(pool.map(lambda pair: self._one(*pair), zip(prompts, seeds)))
 
 
-class RefineStage(Stage):
-    """Rewrites the messages of built task records; runs as an actor pool (model loaded in `setup()`)."""
+def load_refiner(settings: RefineSettings) -> TransformersRefiner | OpenAIRefiner:
+    if settings.backend == "openai":
+        return OpenAIRefiner(settings)
+    from filters.models import resolve_model
 
-    name: ClassVar[str] = "task_refine"
+    return TransformersRefiner(resolve_model(settings.model, settings.models_dir), settings)
 
-    def __init__(self, settings: RefineSettings):
-        self.settings = settings
-        self.num_gpus = settings.num_gpus if settings.backend == "transformers" else 0.0
-        self.num_cpus, self.batch_size = settings.num_cpus, settings.batch_size
-        load_prompt(settings.prompt)  # on the driver: a missing prompt fails the build before any work
-        self.refiner: TransformersRefiner | OpenAIRefiner | None = None
 
-    def setup(self) -> None:
-        if self.settings.backend == "openai":
-            self.refiner = OpenAIRefiner(self.settings)
+def wants_refine(record: Record) -> bool:
+    return record.status == "kept" and "task_build" in record.meta and len(record.message) >= 2
+
+
+def refine_records(refiner: TransformersRefiner | OpenAIRefiner, todo: list[Record], settings: RefineSettings) -> None:
+    """Rewrite each record's two turns; the template output and what happened stay in `meta["task_build"]`."""
+    s = settings
+    seeds = [seed_for(s.seed, record.id, "refine") for record in todo]
+    outputs = refiner.generate([render_prompt(r.meta["task_build"], s) for r in todo], seeds)
+    for record, output, seed in zip(todo, outputs, seeds):
+        build = record.meta["task_build"]
+        info = {"backend": s.backend, "model": s.model, "prompt": s.prompt, "temperature": s.temperature,
+                "top_p": s.top_p, "seed": seed if s.backend == "openai" else None}
+        if isinstance(output, Exception):
+            rewrite, reason = None, str(output)
         else:
-            from pipeline.models import resolve_model
-
-            self.refiner = TransformersRefiner(resolve_model(self.settings.model, self.settings.models_dir),
-                                               self.settings)
-
-    def process(self, record: Record) -> None:
-        self.process_batch([record])
-
-    def process_batch(self, records: list[Record]) -> None:
-        todo = [r for r in records if r.status == "kept" and "task_build" in r.meta and len(r.message) >= 2]
-        if not todo:
-            return
-        if self.refiner is None:
-            self.setup()  # also as a plain task (no actor): loaded once per stage copy
-        s = self.settings
-        seeds = [seed_for(s.seed, record.id, "refine") for record in todo]
-        outputs = self.refiner.generate([render_prompt(r.meta["task_build"], s) for r in todo], seeds)
-        for record, output, seed in zip(todo, outputs, seeds):
-            build = record.meta["task_build"]
-            info = {"backend": s.backend, "model": s.model, "prompt": s.prompt, "temperature": s.temperature,
-                    "top_p": s.top_p, "seed": seed if s.backend == "openai" else None}
-            if isinstance(output, Exception):
-                rewrite, reason = None, str(output)
-            else:
-                rewrite, reason = parse_rewrite(output, build, s)
-            if rewrite is None:
-                build["refine"] = {**info, "status": "template_kept", "reason": reason}
-                continue
-            record.message[0] = {**record.message[0], "value": f"{IMAGE_TOKEN}\n{rewrite['instruction']}"}
-            record.message[1] = {**record.message[1], "value": rewrite["response"]}
-            build["refine"] = {**info, "status": "rewritten", "reason": None}
+            rewrite, reason = parse_rewrite(output, build, s)
+        if rewrite is None:
+            build["refine"] = {**info, "status": "template_kept", "reason": reason}
+            continue
+        record.message[0] = {**record.message[0], "value": f"{IMAGE_TOKEN}\n{rewrite['instruction']}"}
+        record.message[1] = {**record.message[1], "value": rewrite["response"]}
+        build["refine"] = {**info, "status": "rewritten", "reason": None}

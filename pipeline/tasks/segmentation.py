@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.records import Record
+from manifests.records import Record
 from pipeline.tasks.base import Problem, TaskBuilder
-from sources.io.image import image_from_array, load_pixels
+from manifests.images import image_from_array, load_pixels
 
 RENDERING = "binary uint8, 0 background / 255 foreground, one channel, input size"
 

@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from filters.settings import RecipeError
+
 TASKS = ("cross_modal_synthesis", "super_resolution", "virtual_staining", "counterfactual_generation",
          "segmentation")
 
@@ -31,7 +33,7 @@ class RefineSettings:
 
     enabled: bool = False
     backend: str = "transformers"  # local Gemma3 text generation, or "openai": an OpenAI-compatible server
-    model: str = "google/medgemma-27b-it"  # hub id or local directory (resolved offline, pipeline/models.py)
+    model: str = "google/medgemma-27b-it"  # hub id or local directory (resolved offline, filters/models.py)
     models_dir: str | None = None  # where `model` may sit by its last path part
     endpoint: str | None = None  # backend openai: base URL such as http://127.0.0.1:8000/v1
     prompt: str = "refine_v1"  # pipeline/tasks/templates/<prompt>.yaml
@@ -81,8 +83,6 @@ class TaskSettings:
 
 
 def parse_tasks(values: Any) -> TaskSettings:
-    from pipeline.config import RecipeError  # here: config imports this module
-
     if values is None:
         return TaskSettings()
     if not isinstance(values, dict):

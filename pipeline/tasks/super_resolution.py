@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from PIL import Image as PILImage
 
-from pipeline.records import Record
+from manifests.records import Record
 from pipeline.tasks.base import Problem, TaskBuilder
 from pipeline.tasks.templates import seed_for
-from sources.io.image import image_from_array, load_pixels
+from manifests.images import image_from_array, load_pixels
 
 ANATOMY_WORDS = {"brain": "brain MRI slice", "knee": "knee MRI slice"}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.records import Record
+from manifests.records import Record
 from pipeline.tasks.base import Problem, TaskBuilder
 
 LEVELS = ("0", "1+", "2+", "3+")

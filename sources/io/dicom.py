@@ -25,7 +25,7 @@ import pydicom
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
-from pipeline.records import Image
+from manifests.records import Image
 from sources.io.image import ImageDecodeError, image_from_array, rescale_to_uint16
 
 #: The only header values that may leave this module, with the JSON type each becomes.

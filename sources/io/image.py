@@ -1,128 +1,26 @@
-"""Shared 2D image decoding: files and arrays in, `Image` (pixels or passthrough bytes + facts) out.
+"""Image files as adapters meet them: a path in, an `Image` or a binary mask out.
 
-Lossless by default: 16-bit data stays 16-bit and is written as 16-bit PNG; a JPEG that needs no
-change passes into the shard byte for byte. Anything that cannot be decoded raises `ImageDecodeError`
-with a short reason, which adapters turn into a rejection.
+The codec itself (bytes and arrays to `Image` and back, lossless by default) is the record's, in
+`manifests/images.py`; its names are re-exported here because every adapter uses them. A file that
+is missing or cannot be decoded raises `ImageDecodeError` with a short reason, which adapters turn
+into a rejection.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
-from pipeline.records import Image
+from manifests.images import (ImageDecodeError, decode_bytes, downscale_to_fit, encode_png, image_from_array,
+                              load_pixels, normalised_std, pil_to_array, pixel_hash, rescale_to_uint16, shard_bytes)
+from manifests.records import Image
 
-# The loaders' own limit is 20M pixels; anything far beyond is a bomb or a mistake, refuse to decode it.
-PILImage.MAX_IMAGE_PIXELS = 400_000_000
-
-
-class ImageDecodeError(ValueError):
-    """An input image could not be decoded; `reason` is a short machine-readable tag."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-
-
-def pixel_hash(pixels: np.ndarray) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{pixels.shape}|{pixels.dtype.str}".encode())
-    digest.update(np.ascontiguousarray(pixels).data)
-    return digest.hexdigest()
-
-
-def normalised_std(pixels: np.ndarray) -> float:
-    """Standard deviation of intensities on a [0, 1] scale (a cheap blankness measure)."""
-    step = max(1, max(pixels.shape[:2]) // 256)  # a 256-ish grid is plenty for a spread estimate
-    sample = pixels[::step, ::step].astype(np.float32)
-    full_scale = 65535.0 if pixels.dtype == np.uint16 else 255.0
-    return float(sample.std() / full_scale)
-
-
-def image_from_array(
-    pixels: np.ndarray,
-    *,
-    source_path: str,
-    bit_depth: int | None = None,
-    photometric: str | None = None,
-    slice_index: int | None = None,
-    slice_axis: str | None = None,
-    encoded: bytes | None = None,
-    file_format: str = "png",
-) -> Image:
-    """Wrap decoded pixels (uint8 or uint16, HxW or HxWx3) as an `Image` with its facts."""
-    if pixels.dtype not in (np.uint8, np.uint16):
-        raise ImageDecodeError("unsupported_dtype", str(pixels.dtype))
-    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] != 3):
-        raise ImageDecodeError("unsupported_shape", str(pixels.shape))
-    height, width = pixels.shape[:2]
-    return Image(
-        width=int(width),
-        height=int(height),
-        bit_depth=bit_depth or (16 if pixels.dtype == np.uint16 else 8),
-        channels=1 if pixels.ndim == 2 else 3,
-        pixel_hash=pixel_hash(pixels),
-        pixel_std=normalised_std(pixels),
-        format=file_format,
-        pixels=None if encoded is not None else pixels,
-        encoded=encoded,
-        source_path=source_path,
-        photometric=photometric,
-        slice_index=slice_index,
-        slice_axis=slice_axis,
-    )
-
-
-def pil_to_array(img: PILImage.Image) -> np.ndarray:
-    """Pixels of a PIL image as uint8/uint16 L or RGB; alpha is composited onto white (as the loaders do)."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        return np.asarray(img).astype(np.uint16)
-    if img.mode in ("I", "F"):
-        values = np.asarray(img)
-        if values.min() >= 0 and values.max() <= 65535 and np.all(np.mod(values, 1) == 0):
-            return values.astype(np.uint16)
-        return rescale_to_uint16(values)
-    if img.mode in ("1", "L"):
-        return np.asarray(img.convert("L"))
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = PILImage.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.asarray(PILImage.alpha_composite(background, rgba).convert("RGB"))
-    return np.asarray(img.convert("RGB"))
-
-
-def rescale_to_uint16(values: np.ndarray) -> np.ndarray:
-    """Min-max scale any numeric array onto the full uint16 range (constant arrays become 0)."""
-    values = np.asarray(values, dtype=np.float64)
-    low, high = float(np.nanmin(values)), float(np.nanmax(values))
-    if not np.isfinite(low) or not np.isfinite(high) or high <= low:
-        return np.zeros(values.shape, dtype=np.uint16)
-    scaled = (np.nan_to_num(values, nan=low) - low) / (high - low)
-    return np.round(scaled * 65535.0).astype(np.uint16)
-
-
-def decode_bytes(data: bytes, *, source_path: str) -> Image:
-    """Decode an encoded 2D image. A plain L/RGB JPEG keeps its original bytes for the shard."""
-    if not data:
-        raise ImageDecodeError("empty_file", source_path)
-    try:
-        with PILImage.open(io.BytesIO(data)) as img:
-            img.load()  # forces a full decode: truncated files fail here, not later
-            pixels = pil_to_array(img)
-            passthrough = img.format == "JPEG" and img.mode in ("L", "RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageDecodeError("image_undecodable", f"{source_path}: {err}") from err
-    except PILImage.DecompressionBombError as err:
-        raise ImageDecodeError("image_too_large", f"{source_path}: {err}") from err
-    if passthrough:
-        return image_from_array(pixels, source_path=source_path, encoded=data, file_format="jpg")
-    return image_from_array(pixels, source_path=source_path)
+__all__ = ["ImageDecodeError", "decode_binary_mask", "decode_bytes", "decode_file", "downscale_to_fit", "encode_png",
+           "image_from_array", "load_pixels", "normalised_std", "pil_to_array", "pixel_hash", "rescale_to_uint16",
+           "shard_bytes"]
 
 
 def decode_file(path: Path, *, source_path: str) -> Image:
@@ -146,55 +44,3 @@ def decode_binary_mask(path: Path, source_path: str, threshold: int = 127) -> np
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageDecodeError("image_undecodable", f"{source_path}: {err}") from err
     return np.where(values > threshold, 255, 0).astype(np.uint8)
-
-
-def load_pixels(image: Image) -> np.ndarray:
-    """The decoded pixels of an image, decoding the passthrough bytes if that is all it holds."""
-    if image.pixels is not None:
-        return image.pixels
-    with PILImage.open(io.BytesIO(image.encoded)) as img:
-        return pil_to_array(img)
-
-
-def encode_png(pixels: np.ndarray, compress_level: int = 6) -> bytes:
-    """Lossless PNG; uint16 greyscale stays 16-bit."""
-    if pixels.dtype == np.uint16 and pixels.ndim == 2:
-        img = PILImage.fromarray(pixels)  # mode I;16
-    elif pixels.dtype == np.uint16:
-        # PNG can hold 16-bit RGB but Pillow cannot write it; keep the 8 most significant bits.
-        img = PILImage.fromarray((pixels >> 8).astype(np.uint8), mode="RGB")
-    else:
-        img = PILImage.fromarray(pixels)
-    buffer = io.BytesIO()
-    img.save(buffer, format="PNG", compress_level=compress_level)
-    return buffer.getvalue()
-
-
-def shard_bytes(image: Image, compress_level: int = 6) -> bytes:
-    """The bytes an image is stored with in a shard."""
-    if image.encoded is not None:
-        return image.encoded
-    return encode_png(image.pixels, compress_level)
-
-
-def downscale_to_fit(image: Image, max_side: int, max_pixels: int) -> Image:
-    """A copy of `image` resized (area-preserving Lanczos) so both limits hold; facts recomputed."""
-    pixels = load_pixels(image)
-    height, width = pixels.shape[:2]
-    scale = min(max_side / max(height, width), (max_pixels / (height * width)) ** 0.5, 1.0)
-    new_size = (max(1, int(width * scale)), max(1, int(height * scale)))
-    if pixels.dtype == np.uint16 and pixels.ndim == 2:
-        # Pillow resamples 16-bit data only in float mode; round back onto uint16 afterwards.
-        as_float = PILImage.fromarray(pixels.astype(np.float32))
-        resized_float = np.asarray(as_float.resize(new_size, PILImage.Resampling.LANCZOS))
-        resized = np.clip(np.round(resized_float), 0, 65535).astype(np.uint16)
-    else:
-        resized = np.asarray(PILImage.fromarray(pixels).resize(new_size, PILImage.Resampling.LANCZOS))
-    return image_from_array(
-        resized,
-        source_path=image.source_path,
-        bit_depth=image.bit_depth,
-        photometric=image.photometric,
-        slice_index=image.slice_index,
-        slice_axis=image.slice_axis,
-    )

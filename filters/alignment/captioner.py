@@ -1,0 +1,165 @@
+"""Step 1 of F_align: MedGemma writes K candidate captions per image from a versioned prompt.
+
+Two backends send the same request: `transformers` (Gemma3 image-text-to-text, loaded once per
+actor) and `openai` (an OpenAI-compatible chat-completions server, as vLLM or TGI serve it; bounded
+requests with a timeout and a few retries). The captions are used only for scoring: the kept sample
+keeps its original text. Empty, too short or failed outputs are not candidates; a pair with none
+left gets a null score and a reason (`align_reason`), never an exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from filters.alignment.pairs import CAPTIONS, KEY, scored_image, to_pil
+from filters.settings import AlignmentSettings, CaptionerSettings
+from filters.models import device_and_dtype, quiet_transformers, resolve_model
+from manifests.records import Record
+
+log = logging.getLogger(__name__)
+PROMPTS = Path(__file__).parents[1] / "prompts"
+
+
+def load_prompt(name: str) -> str:
+    path = PROMPTS / f"{name}.txt"
+    if not path.is_file():
+        available = sorted(p.stem for p in PROMPTS.glob("*.txt"))
+        raise FileNotFoundError(f"no caption prompt {name!r} in {PROMPTS}; available: {available}")
+    return path.read_text(encoding="utf-8").strip()
+
+
+def clean_caption(text: object, min_chars: int) -> tuple[str | None, str | None]:
+    """A usable candidate, or None and what is wrong with the output."""
+    if not isinstance(text, str):
+        return None, "not_text"
+    caption = " ".join(text.split())
+    if not caption:
+        return None, "empty"
+    if len(caption) < min_chars:
+        return None, "too_short"
+    return caption, None
+
+
+def batch_seed(seed: int, keys: list[str]) -> int:
+    """Sampling seed of one batch: the same pairs in the same batch always give the same captions."""
+    digest = hashlib.blake2b(f"{seed}|{'|'.join(keys)}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFF_FFFF
+
+
+class TransformersCaptioner:
+    """Gemma3 image-text-to-text (MedGemma) through transformers' own processor and chat template."""
+
+    def __init__(self, path: Path, settings: CaptionerSettings):
+        import torch
+        from transformers import AutoProcessor, Gemma3ForConditionalGeneration
+
+        quiet_transformers()
+        self.settings = settings
+        self.device, dtype = device_and_dtype(settings.resources.dtype, settings.resources.num_gpus)
+        self.processor = AutoProcessor.from_pretrained(path)
+        self.processor.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
+        self.model = Gemma3ForConditionalGeneration.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        self.prompt = load_prompt(settings.prompt)
+        self._torch = torch
+
+    def generate(self, images: list, seed: int) -> list[list[str] | str]:
+        torch = self._torch
+        conversations = [[{"role": "user", "content": [{"type": "image", "image": image},
+                                                       {"type": "text", "text": self.prompt}]}]
+                         for image in images]
+        inputs = self.processor.apply_chat_template(conversations, add_generation_prompt=True, tokenize=True,
+                                                    return_dict=True, return_tensors="pt", padding=True)
+        inputs = inputs.to(self.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        k = self.settings.k
+        devices = [torch.cuda.current_device()] if self.device == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            torch.manual_seed(seed)  # the actor's RNG state is restored on exit
+            output = self.model.generate(**inputs, do_sample=True, temperature=self.settings.temperature,
+                                         top_p=self.settings.top_p, max_new_tokens=self.settings.max_new_tokens,
+                                         num_return_sequences=k)
+        texts = self.processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        return [texts[i * k:(i + 1) * k] for i in range(len(images))]
+
+
+class OpenAICaptioner:
+    """The same request sent to an OpenAI-compatible `/chat/completions` endpoint, `n` = K."""
+
+    def __init__(self, settings: CaptionerSettings):
+        self.settings = settings
+        self.url = settings.endpoint.rstrip("/") + "/chat/completions"
+        self.prompt = load_prompt(settings.prompt)
+
+    def request_body(self, image, seed: int) -> dict:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        data_url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        s = self.settings
+        return {"model": s.model, "n": s.k, "temperature": s.temperature, "top_p": s.top_p,
+                "max_tokens": s.max_new_tokens, "seed": seed,
+                "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url}},
+                                                          {"type": "text", "text": self.prompt}]}]}
+
+    def _one(self, image, seed: int) -> list[str] | str:
+        body = json.dumps(self.request_body(image, seed)).encode("utf-8")
+        last = ""
+        for attempt in range(self.settings.max_retries + 1):
+            request = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=self.settings.request_timeout_s) as response:
+                    payload = json.loads(response.read().decode("utf-8"))
+                return [choice["message"]["content"] for choice in payload["choices"]]
+            except urllib.error.HTTPError as err:
+                last = f"HTTP {err.code}"
+                if err.code < 500 and err.code != 429:
+                    break  # a request the server refuses will be refused again
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+                last = f"{type(err).__name__}: {err}"
+            except (ValueError, KeyError, TypeError, IndexError) as err:
+                return f"malformed response: {type(err).__name__}: {err}"[:300]
+            time.sleep(min(2.0, 0.1 * 2**attempt))
+        return f"backend error: {last}"[:300]
+
+    def generate(self, images: list, seed: int) -> list[list[str] | str]:
+        workers = max(1, min(self.settings.max_concurrent_requests, len(images)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda item: self._one(item[1], seed + item[0]), enumerate(images)))
+
+
+def load_captioner(settings: AlignmentSettings) -> OpenAICaptioner | TransformersCaptioner:
+    c = settings.captioner
+    if c.backend == "openai":
+        return OpenAICaptioner(c)
+    return TransformersCaptioner(resolve_model(c.model, settings.models_dir), c)
+
+
+def caption_pairs(captioner: OpenAICaptioner | TransformersCaptioner, todo: list[Record],
+                  settings: AlignmentSettings) -> None:
+    """K captions per pair still to be scored, into the transient `_align_captions`."""
+    images = [to_pil(scored_image(r)) for r in todo]
+    outputs = captioner.generate(images, batch_seed(settings.captioner.seed, [r.scores[KEY] for r in todo]))
+    for record, output in zip(todo, outputs):
+        if isinstance(output, str):  # the backend failed for this image
+            record.scores.update({CAPTIONS: [], "align_reason": f"caption_{output}"})
+            continue
+        captions, problems = [], []
+        for text in output:
+            caption, problem = clean_caption(text, settings.captioner.min_caption_chars)
+            if caption is None:
+                problems.append(problem)
+            else:
+                captions.append(caption)
+        record.scores[CAPTIONS] = captions
+        if not captions:
+            record.scores["align_reason"] = (f"caption_malformed: {len(problems)}/{len(output)} outputs "
+                                             f"unusable ({', '.join(sorted(set(problems))) or 'none returned'})")

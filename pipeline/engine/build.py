@@ -1,0 +1,249 @@
+"""A build: recipe + sources root in; shards, manifest, stats and the resolved recipe out.
+
+Layout of a build directory (later tools depend on it)::
+
+    <out>/<recipe>/shards/<recipe>-000000.tar     WebDataset: <key>.json plus its images
+    <out>/<recipe>/manifest/part-00000.parquet    one row per input record, kept or rejected
+    <out>/<recipe>/stats.json                     counts by source, modality, task, status, reason
+    <out>/<recipe>/config.resolved.yaml
+    <out>/<recipe>/.state/                        staging area, unit lists, shard done-markers
+
+Execution is Ray Data, streaming: unit tasks -> records (the adapters, pipeline/engine/units.py) -> the
+recipe's stage plan (pipeline/engine/plan.py: coarse scores and decision, task builders and refinement,
+alignment scoring) -> staged bytes; then `finalize` applies the global rules and packs the shards. A rerun re-reads only units that no earlier run
+completed, so a killed build finishes with the same records, none twice and none lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from pipeline.config import Recipe
+from pipeline.engine.finalize import FinalizeResult, completed_units, finalize
+from pipeline.engine.plan import stage_plan
+from pipeline.engine.ray_setup import ensure_ray, map_stages, quiet_retry_warning
+from pipeline.engine.staging import write_staging_batch
+from pipeline.engine.units import UnitTask, expand_units
+from sources import get_source
+from sources.base import Source
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_INCOMPLETE = 0, 2
+
+
+@dataclass
+class ResolvedSource:
+    name: str
+    root: Path | None
+    splits: list[str]
+    options: dict
+    reason: str = ""  # why it is skipped, when root is None
+
+
+@dataclass
+class BuildReport:
+    out_dir: Path
+    sources: list[ResolvedSource]
+    units_total: int = 0
+    units_run: int = 0
+    wall_seconds: float = 0.0
+    result: FinalizeResult = field(default_factory=FinalizeResult)
+    engine_error: str | None = None
+    alignment_models: dict = field(default_factory=dict)  # role -> model, path, demo
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_INCOMPLETE if (self.result.failed_units or self.engine_error) else EXIT_OK
+
+
+def resolve_sources(recipe: Recipe, sources_root: Path | None, source_paths: dict[str, Path],
+                    only: list[str] | None) -> list[ResolvedSource]:
+    """Where each recipe source is: an explicit path, else its download's folder under the root."""
+    resolved = []
+    for entry in recipe.sources:
+        if only and entry.name not in only:
+            continue
+        adapter = get_source(entry.name)
+        explicit = source_paths.get(entry.name) or (Path(entry.path) if entry.path else None)
+        if explicit is not None:
+            root = Path(explicit) if Path(explicit).is_dir() else None
+            reason = "" if root else f"--source-path {entry.name}={explicit} is not a directory"
+        elif sources_root is not None:
+            root = adapter.find_root(Path(sources_root))
+            reason = "" if root else f"none of {list(adapter.card.root_names)} under {sources_root}"
+        else:
+            root, reason = None, "no --sources-root and no path given"
+        resolved.append(ResolvedSource(entry.name, root, list(entry.splits), dict(entry.options), reason))
+    unknown = sorted(set(only or []) - {entry.name for entry in recipe.sources})
+    if unknown:
+        raise KeyError(f"--only names {unknown}, which recipe {recipe.name!r} does not list")
+    return resolved
+
+
+def _next_run(state_dir: Path) -> int:
+    counter = state_dir / "run"
+    run = int(counter.read_text()) + 1 if counter.is_file() else 1
+    tmp = state_dir / ".run.tmp"
+    tmp.write_text(str(run))
+    os.replace(tmp, counter)
+    return run
+
+
+def _write_units(path: Path, tasks: list[UnitTask]) -> None:
+    table = pa.table({"unit_id": [t.unit.id for t in tasks], "source": [t.source for t in tasks]},
+                     schema=pa.schema([("unit_id", pa.string()), ("source", pa.string())]))
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_paths: dict[str, Path] | None = None,
+          only: list[str] | None = None, ray_address: str | None = None, progress: bool = True) -> BuildReport:
+    started = time.monotonic()
+    out_dir = Path(out) / recipe.name
+    state_dir = out_dir / ".state"
+    staging_dir = state_dir / "staging" / recipe.processing_digest()
+    staging_dir.mkdir(parents=True, exist_ok=True)
+    report = BuildReport(out_dir, resolve_sources(recipe, sources_root, source_paths or {}, only))
+
+    tasks: list[UnitTask] = []
+    for source in report.sources:
+        if source.root is None:
+            log.warning("source %s skipped: %s", source.name, source.reason)
+            continue
+        adapter: Source = get_source(source.name)(source.root, source.options, source.splits)
+        options_json = json.dumps(source.options, sort_keys=True)
+        tasks.extend(UnitTask(source.name, str(source.root), options_json, tuple(source.splits), unit)
+                     for unit in adapter.work_units())
+    units_file = state_dir / "units.parquet"
+    _write_units(units_file, tasks)
+    report.units_total = len(tasks)
+
+    done = completed_units(staging_dir, units_file)
+    pending = [task for task in tasks if task.unit.id not in done]
+    report.units_run = len(pending)
+    cards = {name: (cls.card.licence, cls.card.access) for name, cls in _registry().items()}
+    if recipe.alignment.enabled:
+        from filters.alignment.pairs import describe_models
+
+        report.alignment_models = describe_models(recipe.alignment)  # a missing model fails here, early
+    if pending:
+        ensure_ray(ray_address)
+        run = _next_run(state_dir)
+        try:
+            _run_units(pending, recipe, staging_dir, run, cards, progress)
+        except Exception as err:  # noqa: BLE001 - the engine gave up; report it, finalise what completed
+            log.error("the Ray pipeline stopped: %s", err)
+            report.engine_error = f"{type(err).__name__}: {err}"
+    else:
+        log.info("all %d units already staged; finalising", len(tasks))
+
+    import ray
+
+    report.result = finalize(out_dir, staging_dir, units_file, recipe, use_ray=ray.is_initialized())
+    _write_stats(out_dir, report)
+    _write_resolved_config(out_dir, recipe, report)
+    report.wall_seconds = time.monotonic() - started
+    return report
+
+
+def _registry() -> dict:
+    from sources import SOURCES
+
+    return SOURCES
+
+
+def _run_units(pending: list[UnitTask], recipe: Recipe, staging_dir: Path, run: int,
+               cards: dict, progress: bool) -> int:
+    import ray.data
+
+    quiet_retry_warning()
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # one progress display: ours
+    # Blocks carry pickled records with their pixels: cap them at the recipe's batch bytes so no task
+    # holds more than a few batches of images, however large the corpus.
+    context.target_max_block_size = recipe.execution.batch_bytes
+    retries = recipe.execution.max_task_retries
+    items = [{"task": pickle.dumps(task, protocol=5)} for task in pending]
+    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 20_000))
+    ds = ds.map_batches(expand_units, batch_size=1, max_retries=retries,
+                        fn_kwargs={"attempts": recipe.execution.unit_attempts,
+                                   "rows_per_batch": recipe.execution.batch_size,
+                                   "bytes_per_batch": recipe.execution.batch_bytes})
+    # raises ClusterTooSmall when the recipe's GPU requests cannot be placed (rather than hang)
+    ds = map_stages(ds, stage_plan(recipe, staging_dir.parents[1] / "align_cache"), retries)
+    ds = ds.map_batches(write_staging_batch, batch_size=None, max_retries=retries,
+                        fn_kwargs={"staging_dir": str(staging_dir), "run": run, "cards": cards,
+                                   "png_compress_level": recipe.shards.png_compress_level})
+    return _consume(ds, len(pending), progress)
+
+
+def _consume(ds, units: int, progress: bool) -> int:
+    """Drain the summary rows, showing units done and kept/rejected counts as they stream in."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    counts: Counter = Counter()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), disable=not progress,
+                  transient=False) as bar:
+        task = bar.add_task("units", total=units, detail="")
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            for kind, status in zip(batch["kind"], batch["status"]):
+                if kind == "unit_end" or kind == "unit_error":
+                    bar.advance(task)
+                else:
+                    counts[status or "rejected"] += 1
+            bar.update(task, detail=f"kept {counts['kept']}  rejected {counts['rejected']}")
+    return sum(counts.values())
+
+
+def _write_stats(out_dir: Path, report: BuildReport) -> None:
+    from manifests.query import open_build
+
+    con = open_build(out_dir)
+    stats: dict = {"kept": report.result.kept, "rejected": report.result.rejected,
+                   "shards": len(report.result.shards)}
+    for column in ("source", "modality", "task_family", "split", "status", "reason"):
+        rows = con.execute(f'SELECT "{column}", count(*) FROM records GROUP BY ALL ORDER BY 1 NULLS LAST').fetchall()
+        stats[f"by_{column}"] = {str(value): count for value, count in rows}
+    stats["by_source_task_status"] = [
+        {"source": s, "task_family": t, "status": st, "count": n}
+        for s, t, st, n in con.execute(
+            "SELECT source, task_family, status, count(*) FROM records GROUP BY ALL ORDER BY ALL NULLS LAST"
+        ).fetchall()
+    ]
+    stats["sources_skipped"] = {s.name: s.reason for s in report.sources if s.root is None}
+    stats["failed_units"] = report.result.failed_units
+    stats["engine_error"] = report.engine_error
+    if report.alignment_models:
+        stats["alignment_models"] = report.alignment_models
+        stats["alignment_demo_weights"] = any(m.get("demo") for m in report.alignment_models.values())
+        stats["alignment_cut"] = report.result.alignment
+    _write_text(out_dir / "stats.json", json.dumps(stats, indent=2, sort_keys=True))
+
+
+def _write_resolved_config(out_dir: Path, recipe: Recipe, report: BuildReport) -> None:
+    resolved = recipe.to_dict()
+    resolved["processing_digest"] = recipe.processing_digest()
+    resolved["resolved_sources"] = {
+        s.name: {"root": str(s.root) if s.root else None, "skipped": s.reason or None} for s in report.sources
+    }
+    _write_text(out_dir / "config.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

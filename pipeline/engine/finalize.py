@@ -1,0 +1,305 @@
+"""Finalisation: from the staging area to the build's outputs, deterministically.
+
+1. Choose, per work unit, the newest run in which it completed (its `unit_end` count matches the
+   distinct rows staged); rows of incomplete runs are ignored, so a killed run leaves no trace.
+2. The global rules, over manifest columns: subject leakage (pipeline/tasks/leakage.py), exact
+   duplicates (filters/dedup.py: same decoded pixels and text within one task, the smallest id kept),
+   and the alignment cut (filters/alignment/cut.py).
+3. Kept rows, in id order, are packed greedily into shards bounded by samples and bytes; each shard is
+   written under a temporary name and renamed, then a done-marker holding its content digest is
+   written. A rerun skips shards whose marker matches, so nothing is rewritten that need not be.
+4. The manifest (every chosen row) is streamed to Parquet in id order. (stats.json and the resolved
+   recipe are written by the build, pipeline/engine/build.py, after this.)
+The same staged rows always give the same shard bytes: member order, mtime 0, no host or clock data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import webdataset as wds
+
+from filters.alignment.cut import apply_cut
+from filters.dedup import reject_exact_duplicates
+from manifests.schema import MANIFEST_SCHEMA
+from pipeline.config import Recipe
+from pipeline.engine.staging import read_member
+from pipeline.tasks.leakage import reject_leaked_subjects
+
+log = logging.getLogger(__name__)
+MANIFEST_ROWS_PER_FILE = 1_000_000
+TAR_MEMBER_OVERHEAD = 1024  # a 512-byte header plus at most 511 bytes of padding, per tar member
+
+
+@dataclass
+class FinalizeResult:
+    kept: int = 0
+    rejected: int = 0
+    shards: list[str] = field(default_factory=list)
+    shards_written: int = 0
+    failed_units: list[dict] = field(default_factory=list)
+    alignment: dict = field(default_factory=dict)  # scored / unscored / below_cut counts
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """One final shard: its name, a digest of its content, and how many samples it holds.
+
+    The samples themselves stay in the plan file (`.state/plan.parquet`, sorted by shard), which each
+    shard writer reads filtered to its shard: nothing proportional to the build passes through the
+    driver's memory or the task arguments.
+    """
+
+    name: str
+    digest: str
+    samples: int
+
+
+def _connect(staging_dir: Path, units_file: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute(f"SET threads TO {max(1, os.cpu_count() or 1)}")
+    staged = (staging_dir / "*.parquet").as_posix()
+    has_staged = any(staging_dir.glob("*.parquet"))
+    if has_staged:
+        con.execute(f"CREATE VIEW staged AS SELECT * FROM read_parquet('{staged}', union_by_name = true)")
+    else:  # nothing staged yet: an empty view with the staging columns
+        from manifests.schema import STAGING_SCHEMA
+
+        con.register("empty_staged", pa.Table.from_pylist([], schema=STAGING_SCHEMA))
+        con.execute("CREATE VIEW staged AS SELECT * FROM empty_staged")
+    con.execute(f"CREATE TABLE units AS SELECT * FROM read_parquet('{units_file.as_posix()}')")
+    return con
+
+
+def completed_units(staging_dir: Path, units_file: Path) -> set[str]:
+    """Units that some run staged completely: a rerun skips them."""
+    con = _connect(staging_dir, units_file)
+    _choose_runs(con)
+    return {row[0] for row in con.execute("SELECT unit_id FROM complete").fetchall()}
+
+
+def _choose_runs(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE unit_runs AS
+        SELECT unit_id, run,
+               max(CASE WHEN kind = 'unit_end' THEN unit_count END) AS expected,
+               count(DISTINCT CASE WHEN kind IN ('record', 'rejection') THEN id END) AS got,
+               bool_or(kind = 'unit_error') AS errored
+        FROM staged GROUP BY unit_id, run
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE complete AS
+        SELECT unit_id, max(run) AS run FROM unit_runs
+        WHERE NOT errored AND expected IS NOT NULL AND got = expected
+        GROUP BY unit_id
+        """
+    )
+
+
+def finalize(out_dir: Path, staging_dir: Path, units_file: Path, recipe: Recipe, use_ray: bool = True) -> FinalizeResult:
+    con = _connect(staging_dir, units_file)
+    _choose_runs(con)
+    result = FinalizeResult()
+    result.failed_units = _failed_units(con)
+
+    con.execute(
+        """
+        CREATE TABLE chosen AS
+        SELECT s.* FROM staged s JOIN complete c ON s.unit_id = c.unit_id AND s.run = c.run
+        WHERE s.kind IN ('record', 'rejection')
+        QUALIFY row_number() OVER (PARTITION BY s.id ORDER BY s.staging_tar NULLS LAST) = 1
+        """
+    )
+    if recipe.tasks.enabled and recipe.tasks.leakage == "subject":
+        reject_leaked_subjects(con, recipe.tasks.held_out_splits, recipe.tasks.held_out_reference_only)
+    if recipe.filters.dedup == "exact":
+        reject_exact_duplicates(con)
+    if recipe.alignment.enabled:  # the top-fraction cut needs every score: a global step, from columns
+        result.alignment = apply_cut(con, recipe.alignment)
+    con.execute("UPDATE chosen SET key = NULL WHERE status <> 'kept'")
+
+    plans = _plan_shards(con, recipe)
+    plan_file = out_dir / ".state" / "plan.parquet"
+    _write_plan_file(con, plan_file)
+
+    shards_dir, markers_dir = out_dir / "shards", out_dir / ".state" / "shards"
+    shards_dir.mkdir(parents=True, exist_ok=True)
+    markers_dir.mkdir(parents=True, exist_ok=True)
+    todo = [plan for plan in plans if not _shard_done(plan, shards_dir, markers_dir)]
+    _write_shards(todo, plan_file, shards_dir, markers_dir, staging_dir, use_ray)
+    planned = {plan.name for plan in plans}
+    for stale in shards_dir.glob("*.tar"):  # shards of an earlier, different plan
+        if stale.name not in planned:
+            stale.unlink()
+            (markers_dir / f"{stale.name}.json").unlink(missing_ok=True)
+
+    _write_manifest(con, out_dir / "manifest")
+    result.shards = [plan.name for plan in plans]
+    result.shards_written = len(todo)
+    result.kept, result.rejected = con.execute(
+        "SELECT count(*) FILTER (status = 'kept'), count(*) FILTER (status <> 'kept') FROM chosen"
+    ).fetchone()
+    return result
+
+
+def _failed_units(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    rows = con.execute(
+        """
+        SELECT u.unit_id, u.source,
+               (SELECT any_value(detail) FROM staged s WHERE s.unit_id = u.unit_id AND s.kind = 'unit_error') AS error
+        FROM units u ANTI JOIN complete c ON u.unit_id = c.unit_id
+        ORDER BY u.unit_id
+        """
+    ).fetchall()
+    return [{"unit_id": unit, "source": source, "error": (error or "not completed (worker lost or run interrupted)")}
+            for unit, source, error in rows]
+
+
+def _plan_shards(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[ShardPlan]:
+    """Greedy packing in id order: a shard closes before it would pass either bound.
+
+    Streamed: rows arrive in Arrow batches and only running counters, one digest per shard and the
+    (key, shard) assignment of the current batch are held; the assignment goes back into DuckDB.
+    The digest names content (keys, sample JSON, member sizes), never where the bytes were staged,
+    so the same records give the same digest whichever run staged them.
+    """
+    limits = recipe.shards
+    writer = con.cursor()  # a second cursor on the same database, while the first one streams
+    writer.execute("CREATE OR REPLACE TABLE shard_of (key VARCHAR, shard_name VARCHAR)")
+    reader = con.sql(
+        "SELECT key, sample, members, stored_bytes FROM chosen WHERE status = 'kept' ORDER BY id"
+    ).to_arrow_reader(50_000)
+    plans: list[ShardPlan] = []
+    digest, count, total = hashlib.blake2b(digest_size=16), 0, 0
+
+    def close() -> None:
+        plans.append(ShardPlan(f"{recipe.name}-{len(plans):06d}.tar", digest.hexdigest(), count))
+
+    for batch in reader:
+        columns = batch.to_pydict()
+        names = []
+        for key, sample, members, stored in zip(columns["key"], columns["sample"], columns["members"],
+                                                columns["stored_bytes"]):
+            entries = json.loads(members)
+            size = (stored or 0) + len(sample) + (len(entries) + 1) * TAR_MEMBER_OVERHEAD
+            if count and (count >= limits.max_samples or total + size > limits.max_bytes):
+                close()
+                digest, count, total = hashlib.blake2b(digest_size=16), 0, 0
+            sizes = [(suffix, length) for suffix, _, length in entries]
+            digest.update(f"{key}|{sample}|{sizes}\n".encode())
+            count, total = count + 1, total + size
+            names.append(f"{recipe.name}-{len(plans):06d}.tar")
+        assignment = pa.table({"key": columns["key"], "shard_name": names})
+        writer.register("assignment", assignment)
+        writer.execute("INSERT INTO shard_of SELECT key, shard_name FROM assignment")
+        writer.unregister("assignment")
+    if count:
+        close()
+    con.execute("UPDATE chosen SET shard = shard_of.shard_name FROM shard_of WHERE chosen.key = shard_of.key")
+    return plans
+
+
+def _write_plan_file(con: duckdb.DuckDBPyConnection, plan_file: Path) -> None:
+    """Every kept sample with where its bytes are staged, sorted by shard so readers skip row groups."""
+    tmp = plan_file.with_name(f".{plan_file.name}.tmp")
+    con.execute(
+        f"""
+        COPY (SELECT shard, key, sample, members, staging_tar FROM chosen WHERE status = 'kept' ORDER BY shard, id)
+        TO '{tmp.as_posix()}' (FORMAT parquet, ROW_GROUP_SIZE 2048)
+        """
+    )
+    os.replace(tmp, plan_file)
+
+
+def _shard_done(plan: ShardPlan, shards_dir: Path, markers_dir: Path) -> bool:
+    marker = markers_dir / f"{plan.name}.json"
+    if not (marker.is_file() and (shards_dir / plan.name).is_file()):
+        return False
+    try:
+        return json.loads(marker.read_text())["digest"] == plan.digest
+    except (ValueError, KeyError):
+        return False
+
+
+def write_shard(plan: ShardPlan, plan_file: str, shards_dir: str, markers_dir: str, staging_dir: str) -> str:
+    """Write one final shard atomically, then its done-marker (content digest and file hash)."""
+    shards, markers, staging = Path(shards_dir), Path(markers_dir), Path(staging_dir)
+    rows = pq.read_table(plan_file, columns=["key", "sample", "members", "staging_tar"],
+                         filters=[("shard", "=", plan.name)]).to_pylist()
+    if len(rows) != plan.samples:
+        raise RuntimeError(f"plan file lists {len(rows)} samples for {plan.name}, expected {plan.samples}")
+    tmp, final = shards / f".{plan.name}.tmp", shards / plan.name
+    with open(tmp, "wb") as stream:
+        with wds.TarWriter(stream, encoder=False, mtime=0, user="", group="", mode=0o444) as writer:
+            for row in rows:
+                entry = {"__key__": row["key"], "json": row["sample"].encode("utf-8")}
+                for suffix, offset, size in json.loads(row["members"]):
+                    entry[suffix] = read_member(staging, row["staging_tar"], offset, size)
+                writer.write(entry)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(tmp, final)
+    with open(final, "rb") as stream:
+        file_hash = hashlib.file_digest(stream, "sha256").hexdigest()
+    marker_tmp = markers / f".{plan.name}.json.tmp"
+    marker_tmp.write_text(json.dumps({"digest": plan.digest, "sha256": file_hash, "samples": plan.samples}))
+    os.replace(marker_tmp, markers / f"{plan.name}.json")
+    return plan.name
+
+
+def _write_shards(plans: list[ShardPlan], plan_file: Path, shards_dir: Path, markers_dir: Path, staging_dir: Path,
+                  use_ray: bool) -> None:
+    if not plans:
+        return
+    args = (str(plan_file), str(shards_dir), str(markers_dir), str(staging_dir))
+    if use_ray:
+        import ray
+
+        remote = ray.remote(max_retries=3)(write_shard)
+        ray.get([remote.remote(plan, *args) for plan in plans])
+    else:
+        for plan in plans:
+            write_shard(plan, *args)
+
+
+def _write_manifest(con: duckdb.DuckDBPyConnection, manifest_dir: Path) -> None:
+    manifest_dir.mkdir(parents=True, exist_ok=True)
+    columns = ", ".join(f'"{name}"' for name in MANIFEST_SCHEMA.names)
+    reader = con.sql(f"SELECT {columns} FROM chosen ORDER BY id").to_arrow_reader(100_000)
+    written, part, rows_in_part, writer, tmp = [], 0, 0, None, None
+    for batch in reader:
+        batch = pa.Table.from_batches([batch]).cast(MANIFEST_SCHEMA)
+        if writer is None or rows_in_part >= MANIFEST_ROWS_PER_FILE:
+            if writer is not None:
+                writer.close()
+                written.append(_publish(tmp))
+            tmp = manifest_dir / f".part-{part:05d}.parquet.tmp"
+            writer, rows_in_part, part = pq.ParquetWriter(tmp, MANIFEST_SCHEMA), 0, part + 1
+        writer.write_table(batch)
+        rows_in_part += batch.num_rows
+    if writer is None:  # an empty build still gets a readable (empty) manifest
+        tmp = manifest_dir / ".part-00000.parquet.tmp"
+        pq.write_table(MANIFEST_SCHEMA.empty_table(), tmp)
+    else:
+        writer.close()
+    written.append(_publish(tmp))
+    for stale in manifest_dir.glob("part-*.parquet"):
+        if stale not in written:
+            stale.unlink()
+
+
+def _publish(tmp: Path) -> Path:
+    final = tmp.with_name(tmp.name.lstrip(".").removesuffix(".tmp"))
+    os.replace(tmp, final)
+    return final

@@ -1,0 +1,74 @@
+"""Decide again without scoring again: new alignment settings applied to an existing build.
+
+The staged rows of a build carry the raw alignment scores; normalisation, lambda and the cut are
+not part of the processing digest, so the same staging area serves any of them. `rethreshold`
+re-runs finalisation with the new settings: statuses, the manifest and the shards change, and no
+model is loaded or called.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import yaml
+
+from pipeline.engine.build import BuildReport, ResolvedSource, _write_resolved_config, _write_stats
+from pipeline.config import RecipeError, parse_recipe
+from pipeline.engine.finalize import finalize
+
+DECISION_KEYS = ("normalize", "normalize_scope", "m_score", "lambda_s", "keep_fraction", "keep_scope", "unscored")
+
+
+def load_build_recipe(build_dir: Path):
+    path = Path(build_dir) / "config.resolved.yaml"
+    if not path.is_file():
+        raise RecipeError(f"{path} not found: point at a build directory such as build/stage1")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    resolved_sources = data.pop("resolved_sources", {}) or {}
+    data.pop("processing_digest", None)
+    return parse_recipe(data), resolved_sources
+
+
+def rethreshold(build_dir: Path, **changes) -> BuildReport:
+    """Apply new decision settings (`DECISION_KEYS`) to the build in `build_dir`, in place."""
+    build_dir = Path(build_dir)
+    recipe, resolved_sources = load_build_recipe(build_dir)
+    if not recipe.alignment.enabled:
+        raise RecipeError(f"{build_dir} was built without alignment scores; rebuild with alignment enabled "
+                          "(`unimed build --align`) or score it with `unimed score` first")
+    unknown = sorted(set(changes) - set(DECISION_KEYS))
+    if unknown:
+        raise RecipeError(f"rethreshold changes only {list(DECISION_KEYS)}, not {unknown}")
+    recipe.alignment = dataclasses.replace(recipe.alignment, **{k: v for k, v in changes.items() if v is not None})
+    recipe.alignment.validate()
+    return refinalize(build_dir, recipe, resolved_sources, previous_models(build_dir))
+
+
+def refinalize(build_dir: Path, recipe, resolved_sources: dict, models: dict) -> BuildReport:
+    """Finalise a build again from its staging area under `recipe` (shards, manifest, stats, config).
+
+    Shards whose content is unchanged keep their bytes (finalisation skips them by their digest).
+    """
+    build_dir = Path(build_dir)
+    staging_dir = build_dir / ".state" / "staging" / recipe.processing_digest()
+    if not staging_dir.is_dir():
+        raise RecipeError(f"{staging_dir} is missing: the staging area of this build was removed, so it can "
+                          "only be rebuilt (scores stay cached under .state/align_cache)")
+    sources = [ResolvedSource(name, Path(info["root"]) if info.get("root") else None, [], {}, info.get("skipped") or "")
+               for name, info in resolved_sources.items()]
+    report = BuildReport(build_dir, sources)
+    report.result = finalize(build_dir, staging_dir, build_dir / ".state" / "units.parquet", recipe, use_ray=False)
+    report.alignment_models = models
+    _write_stats(build_dir, report)
+    _write_resolved_config(build_dir, recipe, report)
+    return report
+
+
+def previous_models(build_dir: Path) -> dict:
+    import json
+
+    stats = build_dir / "stats.json"
+    if stats.is_file():
+        return json.loads(stats.read_text()).get("alignment_models", {}) or {}
+    return {}

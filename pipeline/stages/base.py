@@ -1,0 +1,110 @@
+"""The stage contract: a per-record step over pickled rows, with its resources declared.
+
+A stage declares its name, resources (CPUs, GPUs, actors) and batch size as plain attributes; a stage
+that holds a model loads it once per worker in `setup()`, never per batch. The engine
+(`pipeline/engine/ray_setup.map_stage`) runs a stage as plain Ray tasks, or, when `pool_size()` says so,
+as a pool of actors that each call `setup()` once.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import ClassVar
+
+import numpy as np
+
+from manifests.records import Record
+
+
+class Stage:
+    """A per-record stage over pickled rows; subclasses implement `process`."""
+
+    name: ClassVar[str] = "stage"
+    num_cpus: ClassVar[float] = 1.0
+    num_gpus: ClassVar[float] = 0.0
+    batch_size: ClassVar[int | None] = None  # None: each block as it comes (blocks are byte-bounded)
+
+    def setup(self) -> None:
+        """Load what the stage holds (a model), once per worker."""
+
+    def pool_size(self) -> int | None:
+        """None: plain Ray tasks (no per-worker state); n: a pool of n actors, each calling `setup()` once."""
+        return None
+
+    def before_run(self) -> None:
+        """Driver-side work before any batch flows (e.g. folding a cache); runs once per build."""
+
+    def resources(self) -> dict[str, float | int | None]:
+        """What the stage asks Ray for, as `unimed build --plan` prints it."""
+        return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "actors": self.pool_size(),
+                "batch_size": self.batch_size}
+
+    def process(self, record: Record) -> None:
+        raise NotImplementedError
+
+    def process_batch(self, records: list[Record]) -> None:
+        """A model stage overrides this to run its model once per batch; the default is per record."""
+        for record in records:
+            self.process(record)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        blobs = batch["blob"].copy()
+        indices = [index for index, kind in enumerate(batch["kind"]) if kind == "record"]
+        records: list[Record] = [pickle.loads(blobs[index]) for index in indices]
+        self.process_batch(records)
+        for index, record in zip(indices, records):
+            blobs[index] = pickle.dumps(record, protocol=5)
+        return {**batch, "blob": blobs}
+
+
+class ActorStage:
+    """Ray Data callable class around a stage: `setup()` (model loading) runs once per actor."""
+
+    def __init__(self, stage: Stage):
+        self.stage = stage
+        stage.setup()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.stage(batch)
+
+
+def run_task_stage(batch: dict[str, np.ndarray], stage: Stage) -> dict[str, np.ndarray]:
+    """Ray Data UDF wrapper for a stage that runs as plain tasks (no per-actor state)."""
+    return stage(batch)
+
+
+class ModelStage(Stage):
+    """A stage around one model: resources from the recipe's alignment section `section`, the model
+    loaded once per actor (`setup()`), and only the records `wants` accepts passed to `score`."""
+
+    section: ClassVar[str]
+
+    def __init__(self, settings):
+        self.settings = settings
+        resources = getattr(settings, self.section).resources
+        self.num_gpus, self.num_cpus, self.batch_size = resources.num_gpus, resources.num_cpus, resources.batch_size
+        self.actors = max(1, resources.actors)
+        self.model = None
+
+    def pool_size(self) -> int | None:
+        return self.actors
+
+    def load(self):
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        self.model = self.load()
+
+    def wants(self, record: Record) -> bool:
+        raise NotImplementedError
+
+    def score(self, records: list[Record]) -> None:
+        raise NotImplementedError
+
+    def process_batch(self, records: list[Record]) -> None:
+        todo = [record for record in records if self.wants(record)]
+        if not todo:
+            return
+        if self.model is None:
+            self.setup()
+        self.score(todo)
