@@ -159,7 +159,9 @@ GPU_SCRIPT = """
 import json, os, pickle, sys
 from pathlib import Path
 import ray, ray.data
-from filters import alignment
+from filters.alignment.cache import prepare
+from pipeline.engine import plan
+from pipeline.engine.ray_setup import map_stages
 from pipeline.stages.base import Stage
 from tests.test_alignment import cpu_settings, make_record
 
