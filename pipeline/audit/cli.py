@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one-line messages, never wrapped mid-path
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:

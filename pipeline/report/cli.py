@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one-line messages, never wrapped mid-path
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
