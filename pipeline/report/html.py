@@ -338,7 +338,7 @@ def write_report(build_dir: Path, out: Path | None = None, per_gallery: int = 12
     build_dir = Path(build_dir)
     con = open_build(build_dir)  # raises ManifestNotFound with what to do
     out = Path(out) if out else build_dir / "report"
-    if (out / "images").exists():
+    if (out / "images").exists() and (out / "index.html").exists():  # a previous report: replace its images
         shutil.rmtree(out / "images")
     (out / "images").mkdir(parents=True, exist_ok=True)
     stats_path, config_path = build_dir / "stats.json", build_dir / "config.resolved.yaml"
