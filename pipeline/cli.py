@@ -361,6 +361,12 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=int, default=100)
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     train.set_defaults(run=_cmd_train)
+
+    from pipeline.audit.cli import register as register_audit
+    from pipeline.report.cli import register as register_report
+
+    register_report(commands)
+    register_audit(commands)
     return parser
 
 
