@@ -203,7 +203,10 @@ class ZipImages:
         relative = relative.strip().lstrip("/")
         basename = relative.rsplit("/", 1)[-1]
         for path in self.zips:
-            members = _zip_index(str(path), path.stat().st_mtime_ns).get(basename, ())
+            try:
+                members = _zip_index(str(path), path.stat().st_mtime_ns).get(basename, ())
+            except (zipfile.BadZipFile, OSError) as err:
+                raise ImageDecodeError("unreadable_file", f"{path.name}: not a readable zip ({err})") from err
             if "/" in relative:
                 members = tuple(n for n in members if n == relative or n.endswith("/" + relative))
             if members:

@@ -60,6 +60,31 @@ def parquet_bytes(rows: list[dict], schema: pa.Schema, row_group_size: int = 2) 
     return buffer.getvalue()
 
 
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    """A zip as the uploaders made them (stored members, fixed timestamps: the same bytes on every run)."""
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in sorted(members.items()):
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0)), data)
+    return buffer.getvalue()
+
+
+def zipped_folders(files: dict[str, bytes], folders: dict[str, tuple[str, str]]) -> dict[str, bytes]:
+    """`files` with each folder packed as the Hub keeps it: folder -> (zip name, member prefix to drop)."""
+    out, packed = {}, {}
+    for relative, data in files.items():
+        folder = relative.split("/", 1)[0]
+        if folder in folders and "/" in relative:
+            zip_name, drop = folders[folder]
+            packed.setdefault(zip_name, {})[relative.removeprefix(drop)] = data
+        else:
+            out[relative] = data
+    out.update({name: zip_bytes(members) for name, members in packed.items()})
+    return out
+
+
 def original_files(writer: Callable[[Path], Path]) -> dict[str, bytes]:
     """Every file of a source's own sample tree, by path relative to its dataset folder."""
     with tempfile.TemporaryDirectory() as tmp:
