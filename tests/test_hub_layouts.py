@@ -30,6 +30,8 @@ HUB = sorted(HUB_SAMPLE_WRITERS)
 CONTENT_KEYED = {"vqa_rad", "pathvqa"}  # no original id survives on the Hub: matched by meta.content_key
 # The Hub lacks PubMedQA's test PMID list: given from the original clone, the splits (and so the ids) agree
 HUB_OPTIONS = {"pubmedqa": lambda original: {"test_ids_file": str(original / "pubmedqa/data/test_ground_truth.json")}}
+# The Hub holds one variant of MedQA: compare with that variant of the original
+ORIGINAL_OPTIONS = {"medqa": {"variant": "4_options"}}
 # The Hub keeps fewer facts that the modality is read from (rocov2: the manual CUIs only, rocov2.md)
 FEWER_MODALITY_FACTS = {"rocov2"}
 
@@ -43,7 +45,8 @@ def layouts(tmp_path_factory) -> dict[str, tuple[list, list, Path]]:
         SAMPLE_WRITERS[name](original_root)
         HUB_SAMPLE_WRITERS[name](hub_root)
         options = HUB_OPTIONS.get(name, lambda _: {})(original_root)
-        result[name] = (read_all(name, original_root), _read(name, hub_root, options), SOURCES[name].find_root(hub_root))
+        original = _read(name, original_root, ORIGINAL_OPTIONS.get(name, {}))
+        result[name] = (original, _read(name, hub_root, options), SOURCES[name].find_root(hub_root))
     return result
 
 
