@@ -20,6 +20,7 @@ unchanged. Zips the cache keeps packed are read member by member, matched by bas
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import zipfile
@@ -190,6 +191,31 @@ def _zip_index(path: str, mtime_ns: int) -> dict[str, tuple[str, ...]]:
             if not info.is_dir():
                 by_basename.setdefault(info.filename.rsplit("/", 1)[-1], []).append(info.filename)
     return {name: tuple(sorted(members)) for name, members in by_basename.items()}
+
+
+@lru_cache(maxsize=8)
+def _zip_names(path: str, mtime_ns: int) -> tuple[str, ...]:
+    with zipfile.ZipFile(path) as archive:
+        return tuple(info.filename for info in archive.infolist() if not info.is_dir())
+
+
+def zip_names(path: Path) -> tuple[str, ...]:
+    """Every file member of a zip (central directory only); BadZipFile/OSError when it is not readable."""
+    return _zip_names(str(path), Path(path).stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _zip_json(path: str, mtime_ns: int, member: str):
+    with zipfile.ZipFile(path) as archive:
+        return json.loads(archive.read(member).decode("utf-8"))
+
+
+def zip_json_list(path: Path, member: str, what: str) -> list:
+    """The JSON list in one zip member; ValueError (or UnicodeDecodeError) says why it is not one."""
+    items = _zip_json(str(path), Path(path).stat().st_mtime_ns, member)
+    if not isinstance(items, list):
+        raise ValueError(f"expected a JSON list of {what}, got {type(items).__name__}")
+    return items
 
 
 class ZipImages:
