@@ -59,6 +59,8 @@ def test_every_hub_source_names_its_repos():
     assert len(HUB) >= 3
     for name in HUB:
         assert SOURCES[name].card.hub_repos, f"{name}: a Hub sample writer but no card.hub_repos"
+    with_repos = {name for name, cls in SOURCES.items() if cls.card.hub_repos}
+    assert with_repos == set(HUB), f"card.hub_repos without a Hub sample (and so without tests): {with_repos - set(HUB)}"
 
 
 @pytest.mark.parametrize("name", HUB)

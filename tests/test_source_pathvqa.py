@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sources.io.hub import content_key
-
 from manifests.records import Record, Rejection
 from sources.base import SourceError
+from sources.io.hub import content_key
 from sources.pathvqa import PathVqa
 from sources.samples import pathvqa as sample
 from tests.source_checks import collect

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from sources.io.hub import content_key
-
 from manifests.records import Record, Rejection
 from sources.base import SourceError
+from sources.io.hub import content_key
 from sources.samples import vqa_rad as sample
 from sources.vqa_rad import VqaRad
 from tests.source_checks import collect
