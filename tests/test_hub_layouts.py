@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from manifests.records import Record, Rejection
+from filters.settings import RecipeError
 from pipeline.config import Recipe, SourceEntry, parse_recipe
 from pipeline.engine.build import resolve_sources
 from sources import SOURCES
@@ -171,11 +172,15 @@ def test_missing_hub_copy_names_the_download_command(tmp_path):
     assert found.root is not None and found.root.parent.name == "snapshots"
 
 
-def test_recipe_hub_entry_must_be_a_repo_of_the_source():
+def test_recipe_hub_entry_must_be_a_repo_of_the_source(tmp_path):
     recipe = parse_recipe({"name": "t", "sources": [{"name": "vqa_rad", "hub": "flaviagiammarino/vqa-rad"}]})
     assert recipe.sources[0].hub == "flaviagiammarino/vqa-rad"
-    with pytest.raises(Exception, match="owner/name"):
+    with pytest.raises(RecipeError, match="owner/name"):
         parse_recipe({"name": "t", "sources": [{"name": "vqa_rad", "hub": "vqa-rad"}]})
+    HUB_SAMPLE_WRITERS["vqa_rad"](tmp_path)
+    other = Recipe(name="t", sources=[SourceEntry("vqa_rad", hub="OctoMed/VQA-RAD")])
+    (resolved,) = resolve_sources(other, tmp_path, {}, None)
+    assert resolved.root is None and "reads ['flaviagiammarino/vqa-rad']" in resolved.reason
 
 
 def test_sources_listing_shows_hub_repos():

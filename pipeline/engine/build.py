@@ -81,10 +81,14 @@ def resolve_sources(recipe: Recipe, sources_root: Path | None, source_paths: dic
         if explicit is not None:
             root = Path(explicit) if Path(explicit).is_dir() else None
             reason = "" if root else f"--source-path {entry.name}={explicit} is not a directory"
+        elif entry.hub and entry.hub not in adapter.card.hub_repos:
+            root = None
+            reason = (f"hub: {entry.hub} is not a layout the {entry.name} adapter reads; "
+                      f"it reads {list(adapter.card.hub_repos) or 'no Hub copy'}")
         elif entry.hub:
-            cache = Path(sources_root) if sources_root is not None else default_hub_cache()
-            root = find_snapshot(cache, [entry.hub]) if cache is not None else None
-            where = cache if cache is not None else "(no --sources-root, HF_HUB_CACHE or HF_HOME)"
+            caches = [c for c in (Path(sources_root) if sources_root is not None else None, default_hub_cache()) if c]
+            root = next((found for c in caches if (found := find_snapshot(c, [entry.hub]))), None)
+            where = " or ".join(map(str, caches)) or "(no --sources-root, HF_HUB_CACHE or HF_HOME)"
             reason = "" if root else (f"Hub copy {entry.hub} not in the Hub cache {where}; "
                                       f"fetch it with: {download_command(entry.hub)}")
         elif sources_root is not None:
