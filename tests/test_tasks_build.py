@@ -15,6 +15,7 @@ import webdataset as wds
 from PIL import Image as PILImage
 
 from manifests.query import open_build
+from manifests.shards import list_shards
 from pipeline.engine.build import build
 from pipeline.config import load_recipe
 from pipeline.tasks.settings import TASKS
@@ -73,7 +74,7 @@ def test_an_all_background_mask_is_rejected_by_the_builder_rule(stage3):
 def test_shards_open_and_sr_inputs_rebuild_from_the_row(stage3):
     out = stage3.out_dir
     meta = dict(open_build(out).execute("SELECT key, meta FROM kept").fetchall())
-    urls = sorted(str(p) for p in (out / "shards").glob("*.tar"))
+    urls = [str(p) for p in list_shards(out)]
     samples = list(wds.WebDataset(urls, shardshuffle=False))
     assert len(samples) == stage3.result.kept
     checked = 0
