@@ -2,7 +2,9 @@
 
 Layout of a build directory (later tools depend on it)::
 
-    <out>/<recipe>/shards/<recipe>-000000.tar     WebDataset: <key>.json plus its images
+    <out>/<recipe>/shards/<group>/<recipe>-<group>-000000.tar   WebDataset, one member layout per group
+                                                  (manifests/shards.py): <key>.json plus its images
+    <out>/<recipe>/README.md                      dataset card: one Hugging Face `datasets` config per group
     <out>/<recipe>/manifest/part-00000.parquet    one row per input record, kept or rejected
     <out>/<recipe>/stats.json                     counts by source, modality, task, status, reason
     <out>/<recipe>/config.resolved.yaml
