@@ -24,7 +24,7 @@ import pyarrow as pa
 
 import duckdb
 
-from filters.near_duplicates import MINHASH_SEED, hamming_pairs, jaccard, signature
+from filters.near_duplicates import MINHASH_SCHEME, MINHASH_SEED, hamming_pairs, jaccard, signature
 
 REPORT_COLUMNS = ("benchmark", "source", "benchmark_items", "exact", "phash_le_4", "phash_le_8", "phash_le_16",
                   "text_jaccard_ge_0_5", "rejected_rows")
@@ -38,13 +38,13 @@ def _text_pairs_across(bench: list[bytes | None], train: list[bytes | None], thr
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     for index, blob in enumerate(bench):
         if blob is not None and len(blob) == num_perm * 4:
-            lsh.insert(index, LeanMinHash(seed=MINHASH_SEED, hashvalues=signature(blob).astype(np.uint64)),
+            lsh.insert(index, LeanMinHash(seed=MINHASH_SEED, hashvalues=signature(blob), scheme=MINHASH_SCHEME),
                        check_duplication=False)
     pairs = []
     for index, blob in enumerate(train):
         if blob is None or len(blob) != num_perm * 4:
             continue
-        for other in lsh.query(LeanMinHash(seed=MINHASH_SEED, hashvalues=signature(blob).astype(np.uint64))):
+        for other in lsh.query(LeanMinHash(seed=MINHASH_SEED, hashvalues=signature(blob), scheme=MINHASH_SCHEME)):
             estimate = jaccard(bench[other], blob)
             if estimate >= threshold:
                 pairs.append((other, index, estimate))
@@ -53,13 +53,20 @@ def _text_pairs_across(bench: list[bytes | None], train: list[bytes | None], thr
 
 def match_benchmarks(con: duckdb.DuckDBPyConnection, bench: pa.Table, distances: tuple[int, ...] = (4, 8, 16),
                      text_jaccard: float = 0.5, num_perm: int = 64, lsh_tables: int = 48,
-                     lsh_recall: float = 0.98, table: str = "chosen") -> None:
+                     lsh_recall: float = 0.98, table: str = "chosen", hash_slices: bool = False) -> None:
     """Create table `benchmark_matches` (benchmark, item_id, train_id, source, kind, distance, similarity,
     bench_has_image, train_has_image) between `bench` and the kept rows of `table`."""
-    train = con.execute(
-        f"SELECT id, source, pixel_hash, phash, text_minhash FROM {table} WHERE status = 'kept' ORDER BY id"
+    slice_cut = "" if hash_slices else "slice_index IS NOT NULL"
+    hashed = f"CASE WHEN {slice_cut or 'false'} THEN NULL ELSE phash END AS phash, " \
+             f"CASE WHEN {slice_cut or 'false'} THEN NULL ELSE text_minhash END AS text_minhash"
+    train = con.sql(
+        f"SELECT id, source, pixel_hash, {hashed} FROM {table} WHERE status = 'kept' ORDER BY id"
     ).to_arrow_table().to_pydict()
     items = bench.to_pydict()
+    if not hash_slices:  # slices of volumes match by exact pixels only (see NearDuplicateSettings.slices)
+        for index, is_slice in enumerate(items.get("is_slice") or []):
+            if is_slice:
+                items["phash"][index] = items["text_minhash"][index] = None
     rows: dict[str, list] = {name: [] for name in ("benchmark", "item_id", "train_id", "source", "kind", "distance",
                                                    "similarity", "bench_has_image", "train_has_image")}
 
@@ -103,7 +110,7 @@ def match_benchmarks(con: duckdb.DuckDBPyConnection, bench: pa.Table, distances:
 def reject_benchmark_overlap(con: duckdb.DuckDBPyConnection, phash_max_distance: int = 8,
                              table: str = "chosen") -> int:
     """Reject kept training rows matched by `benchmark_matches` under the rule above; returns the count."""
-    before = con.execute(f"SELECT count(*) FROM {table} WHERE reason = 'benchmark_overlap'").fetchone()[0]
+    before = con.execute(f"SELECT count(*) FROM {table} WHERE reason = 'benchmark_overlap'").fetchall()[0][0]
     con.execute(
         f"""
         UPDATE {table} SET status = 'rejected', reason = 'benchmark_overlap', detail = m.detail
@@ -123,7 +130,7 @@ def reject_benchmark_overlap(con: duckdb.DuckDBPyConnection, phash_max_distance:
         WHERE {table}.id = m.train_id AND {table}.status = 'kept'
         """
     )
-    after = con.execute(f"SELECT count(*) FROM {table} WHERE reason = 'benchmark_overlap'").fetchone()[0]
+    after = con.execute(f"SELECT count(*) FROM {table} WHERE reason = 'benchmark_overlap'").fetchall()[0][0]
     return after - before
 
 
@@ -133,7 +140,7 @@ def contamination_report(con: duckdb.DuckDBPyConnection, bench: pa.Table, table:
     A benchmark with no neighbour at all gets one row with source '-', so every benchmark is listed.
     """
     con.register("benchmark_items_in", bench.select(["benchmark", "item_id"]))
-    report = con.execute(
+    report = con.sql(
         f"""
         WITH per AS (
             SELECT benchmark, source,

@@ -39,6 +39,7 @@ from manifests.records import Image, Record
 
 _WORDS = re.compile(r"[^\w]+", re.UNICODE)
 MINHASH_SEED = 1  # datasketch's default; fixed, so signatures agree across workers and runs
+MINHASH_SCHEME = "affine32"  # datasketch 2: 32-bit values, stored as they are
 
 
 # ---- per-record scores -------------------------------------------------------------------------
@@ -86,7 +87,7 @@ def text_minhash(text: str, num_perm: int = 64, shingle: int = 5) -> bytes | Non
     if not normal:
         return None
     grams = {normal[i:i + shingle] for i in range(max(1, len(normal) - shingle + 1))}
-    minhash = MinHash(num_perm=num_perm, seed=MINHASH_SEED)
+    minhash = MinHash(num_perm=num_perm, seed=MINHASH_SEED, scheme=MINHASH_SCHEME)
     minhash.update_batch([gram.encode("utf-8") for gram in grams])
     return minhash.hashvalues.astype("<u4").tobytes()
 
@@ -164,12 +165,12 @@ def hamming_pairs(left: np.ndarray, right: np.ndarray | None, max_distance: int,
         con.register("rk", key_table(right))
         con.register("rh", pa.table({"i": np.arange(len(right), dtype=np.int64), "h": right.astype(np.int64)}))
         rk, rh, order = "rk", "rh", ""
-    return con.execute(
+    return con.sql(
         f"""
         WITH cand AS (SELECT DISTINCT a.i AS i, b.i AS j FROM lk a JOIN {rk} b ON a.t = b.t AND a.k = b.k {order})
-        SELECT cand.i, cand.j, bit_count(x.h # y.h)::INTEGER AS distance
+        SELECT cand.i, cand.j, bit_count(xor(x.h, y.h))::INTEGER AS distance
         FROM cand JOIN lh x ON x.i = cand.i JOIN {rh} y ON y.i = cand.j
-        WHERE bit_count(x.h # y.h) <= {int(max_distance)}
+        WHERE bit_count(xor(x.h, y.h)) <= {int(max_distance)}
         """
     ).to_arrow_table()
 
@@ -181,7 +182,7 @@ def text_pairs(signatures: Sequence[bytes], threshold: float, num_perm: int) -> 
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     hashes = []
     for index, blob in enumerate(signatures):
-        minhash = LeanMinHash(seed=MINHASH_SEED, hashvalues=signature(blob).astype(np.uint64))
+        minhash = LeanMinHash(seed=MINHASH_SEED, hashvalues=signature(blob), scheme=MINHASH_SCHEME)
         hashes.append(minhash)
         lsh.insert(index, minhash, check_duplication=False)
     pairs = []
@@ -206,6 +207,7 @@ class NearDuplicateRules:
     lsh_tables: int = 48
     lsh_recall: float = 0.98
     source_priority: tuple[str, ...] = ()
+    hash_slices: bool = False  # slices of volumes take part only when True (else exact duplicates only)
 
 
 def near_duplicate_rejections(rows: pa.Table, rules: NearDuplicateRules) -> pa.Table:
@@ -265,11 +267,12 @@ def near_duplicate_rejections(rows: pa.Table, rules: NearDuplicateRules) -> pa.T
 
 def reject_near_duplicates(con: duckdb.DuckDBPyConnection, rules: NearDuplicateRules, table: str = "chosen") -> int:
     """Apply the rule to the kept rows of `table` (manifest columns); returns how many were rejected."""
-    rows = con.execute(
+    rows = con.sql(
         f"""
         SELECT id, source, coalesce(task_family, '') AS task_family,
                coalesce(width, 0)::BIGINT * coalesce(height, 0)::BIGINT AS pixels, phash, text_minhash
-        FROM {table} WHERE status = 'kept' AND (phash IS NOT NULL OR text_minhash IS NOT NULL) ORDER BY id
+        FROM {table} WHERE status = 'kept' AND (phash IS NOT NULL OR text_minhash IS NOT NULL)
+          AND (slice_index IS NULL OR {bool(rules.hash_slices)}) ORDER BY id
         """
     ).to_arrow_table()
     rejected = near_duplicate_rejections(rows, rules)

@@ -188,8 +188,13 @@ class NearDuplicateSettings:
     benchmarks: list[BenchmarkEntry] = field(default_factory=default_benchmarks)
     benchmark_phash_max_distance: int = 8
     report_distances: list[int] = field(default_factory=lambda: [4, 8, 16])
+    # Slices of volumes (BraTS, IXI, KiTS...): neighbouring slices, and the same level of two subjects, are
+    # pHash-near by nature, so by default they match by exact pixels only ("hash" matches them by hashes too).
+    slices: str = "exact_only"
 
     def validate(self) -> None:
+        if self.slices not in ("exact_only", "hash"):
+            raise RecipeError(f"near_duplicates.slices must be 'exact_only' or 'hash', not {self.slices!r}")
         if self.rule not in ("image_and_text", "image"):
             raise RecipeError(f"near_duplicates.rule must be 'image_and_text' or 'image', not {self.rule!r}")
         for name in ("phash_max_distance", "benchmark_phash_max_distance"):

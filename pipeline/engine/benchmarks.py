@@ -24,7 +24,8 @@ from sources.base import SourceError
 log = logging.getLogger(__name__)
 
 BENCHMARK_SCHEMA = pa.schema([("benchmark", pa.string()), ("item_id", pa.string()), ("split", pa.string()),
-                              ("pixel_hash", pa.string()), ("phash", pa.int64()), ("text_minhash", pa.binary())])
+                              ("pixel_hash", pa.string()), ("phash", pa.int64()), ("text_minhash", pa.binary()),
+                              ("is_slice", pa.bool_())])
 
 
 def benchmark_file(build_dir: Path) -> Path:
@@ -57,7 +58,8 @@ def read_benchmarks(settings: NearDuplicateSettings, sources_root: Path | None) 
                     rows.append({"benchmark": entry.name, "item_id": item.id, "split": item.split,
                                  "pixel_hash": first.pixel_hash if first else None,
                                  "phash": image_phash(first) if first else None,
-                                 "text_minhash": text_minhash(item.text, settings.num_perm, settings.shingle)})
+                                 "text_minhash": text_minhash(item.text, settings.num_perm, settings.shingle),
+                                 "is_slice": bool(first is not None and first.slice_index is not None)})
         except SourceError as err:
             missing[entry.name] = str(err)
             del rows[before:]

@@ -28,14 +28,16 @@ def rules_of(recipe: Recipe) -> NearDuplicateRules:
     settings = recipe.near_duplicates
     priority = tuple(settings.source_priority) or tuple(entry.name for entry in recipe.sources)
     return NearDuplicateRules(settings.phash_max_distance, settings.text_jaccard, settings.rule, settings.num_perm,
-                              settings.lsh_tables, settings.lsh_recall, priority)
+                              settings.lsh_tables, settings.lsh_recall, priority,
+                              settings.slices == "hash")
 
 
 def decontaminate(con: duckdb.DuckDBPyConnection, recipe: Recipe, bench: pa.Table, table: str = "chosen") -> pa.Table:
     """Match, reject `benchmark_overlap`, and return the report (per benchmark and source)."""
     settings = recipe.near_duplicates
     match_benchmarks(con, bench, tuple(settings.report_distances), settings.text_jaccard, settings.num_perm,
-                     settings.lsh_tables, settings.lsh_recall, table)
+                     settings.lsh_tables, settings.lsh_recall, table,
+                     settings.slices == "hash")
     reject_benchmark_overlap(con, settings.benchmark_phash_max_distance, table)
     return contamination_report(con, bench, table)
 
@@ -62,6 +64,6 @@ def apply_near_duplicate_rules(con: duckdb.DuckDBPyConnection, recipe: Recipe, b
     elif stale.is_file():
         stale.unlink()  # a report of an earlier decision would not describe this one
     summary["benchmark_overlap"] = con.execute(
-        "SELECT count(*) FROM chosen WHERE reason = 'benchmark_overlap'").fetchone()[0]
+        "SELECT count(*) FROM chosen WHERE reason = 'benchmark_overlap'").fetchall()[0][0]
     summary["near_duplicate"] = reject_near_duplicates(con, rules_of(recipe))
     return summary

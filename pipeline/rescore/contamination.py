@@ -31,7 +31,7 @@ def contamination_of_build(build_dir: Path, against: list[str] | None, sources_r
         con = open_build(build_dir)
     except ManifestNotFound as err:
         raise ContaminationError(str(err)) from None
-    hashed = con.execute("SELECT count(*) FROM kept WHERE phash IS NOT NULL OR text_minhash IS NOT NULL").fetchone()[0]
+    hashed = con.execute("SELECT count(*) FROM kept WHERE phash IS NOT NULL OR text_minhash IS NOT NULL").fetchall()[0][0]
     if not hashed:
         raise ContaminationError(f"{build_dir} has no near-duplicate hashes; rebuild it with "
                                  "`near_duplicates: {enabled: true}` in the recipe")
