@@ -158,8 +158,9 @@ def _print_alignment(report) -> None:
 
 
 def _print_contamination(summary: dict, title: str = "contamination") -> None:
-    console.print(f"near duplicates rejected: {summary.get('near_duplicate', 0)}; "
-                  f"benchmark overlap rejected: {summary.get('benchmark_overlap', 0)}")
+    if "near_duplicate" in summary:
+        console.print(f"near duplicates rejected: {summary['near_duplicate']}; "
+                      f"benchmark overlap rejected: {summary.get('benchmark_overlap', 0)}")
     rows = summary.get("report") or []
     if not rows:
         return
