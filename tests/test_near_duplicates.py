@@ -149,9 +149,11 @@ def near_dup_build(ray_session, sample_root, tmp_path_factory):
     root = tmp_path_factory.mktemp("planted")
     for name in ("VQA_RAD", "HAM10000"):
         shutil.copytree(sample_root / name, root / name)
-    test_item = next(r for u in get_source("vqa_rad")(root / "VQA_RAD", {}, ["test"]).work_units()
-                     for r in get_source("vqa_rad")(root / "VQA_RAD", {}, ["test"]).iter_records(u)
-                     if hasattr(r, "images") and r.images)
+    adapter = get_source("vqa_rad")(root / "VQA_RAD", {}, ["test"])
+    test_items = [r for u in adapter.work_units() for r in adapter.iter_records(u) if hasattr(r, "images") and r.images]
+    test_item = test_items[0]
+    # VQA-RAD asks several questions about one image: each is a benchmark item with the planted neighbour
+    same_image = sum(1 for r in test_items if r.images[0].pixel_hash == test_item.images[0].pixel_hash)
     picture = PILImage.open(io.BytesIO(test_item.images[0].encoded)) if test_item.images[0].encoded is not None \
         else PILImage.fromarray(test_item.images[0].pixels)
     target = root / "HAM10000" / "HAM10000_images_part_1" / "ISIC_0027419.jpg"
@@ -160,13 +162,13 @@ def near_dup_build(ray_session, sample_root, tmp_path_factory):
     recipe.sources = [entry for entry in recipe.sources if entry.name in ("vqa_rad", "ham10000")]
     recipe.near_duplicates.enabled = True
     recipe.near_duplicates.benchmarks = [b for b in recipe.near_duplicates.benchmarks if b.name == "vqa_rad"]
-    return build(recipe, tmp_path_factory.mktemp("nd-build"), root, progress=False), test_item.id
+    return build(recipe, tmp_path_factory.mktemp("nd-build"), root, progress=False), test_item.id, same_image
 
 
 def test_sample_build_rejects_planted_benchmark_copy_and_has_contamination_view(near_dup_build):
     from manifests.query import open_build
 
-    report, item_id = near_dup_build
+    report, item_id, same_image = near_dup_build
     con = open_build(report.out_dir)
     planted = con.execute("SELECT id, detail FROM records WHERE reason = 'benchmark_overlap' AND source = 'ham10000'"
                           ).fetchall()
@@ -175,6 +177,6 @@ def test_sample_build_rejects_planted_benchmark_copy_and_has_contamination_view(
     assert con.execute("SELECT count(*) FROM kept WHERE phash IS NULL AND n_input_images > 0").fetchall()[0][0] == 0
     view = con.execute("SELECT source, phash_le_8, rejected_rows FROM contamination WHERE benchmark = 'vqa_rad'"
                        ).fetchall()
-    assert ("ham10000", 1, 2) in view
+    assert ("ham10000", same_image, 2) in view  # benchmark items with a neighbour; both HAM10000 rows rejected
     stats = json.loads((report.out_dir / "stats.json").read_text())
     assert stats["near_duplicates"]["benchmark_overlap"] >= 1
