@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from filters.settings import AlignmentSettings, FilterSettings, RecipeError, build_section, parse_alignment
+from filters.settings import (AlignmentSettings, FilterSettings, NearDuplicateSettings, RecipeError, build_section,
+                              parse_alignment, parse_near_duplicates)
 from pipeline.tasks.settings import TaskSettings, parse_tasks
 
 DEFAULT_SPLITS = ("train", "unsplit")  # evaluation splits stay out of training builds unless asked for
@@ -54,6 +55,7 @@ class Recipe:
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
     alignment: AlignmentSettings = field(default_factory=AlignmentSettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)  # interleaved-task builders (pipeline/tasks)
+    near_duplicates: NearDuplicateSettings = field(default_factory=NearDuplicateSettings)  # and decontamination
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -71,13 +73,16 @@ class Recipe:
                 self.alignment.policy_by_family, self.alignment.policy_by_sub_task, self.alignment.policy_by_source]}
         if self.tasks.enabled:  # absent when off, so builds without task builders keep their digest
             relevant["tasks"] = self.tasks.digest()
+        if self.near_duplicates.enabled:  # absent when off, so builds without it keep their digest
+            relevant["near_duplicates"] = self.near_duplicates.hashing_digest()
         return hashlib.blake2b(json.dumps(relevant, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
 def parse_recipe(data: dict[str, Any]) -> Recipe:
     if not isinstance(data, dict) or "name" not in data:
         raise RecipeError("a recipe is a mapping with at least a `name`")
-    unknown = sorted(set(data) - {"name", "version", "sources", "filters", "shards", "execution", "alignment", "tasks"})
+    unknown = sorted(set(data) - {"name", "version", "sources", "filters", "shards", "execution", "alignment", "tasks",
+                                  "near_duplicates"})
     if unknown:
         raise RecipeError(f"recipe: unknown key(s) {unknown}")
     sources = []
@@ -97,6 +102,7 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
         execution=build_section(ExecutionSettings, data.get("execution"), "execution"),
         alignment=parse_alignment(data.get("alignment")),
         tasks=parse_tasks(data.get("tasks")),
+        near_duplicates=parse_near_duplicates(data.get("near_duplicates")),
     )
     recipe.filters.validate()
     return recipe

@@ -164,6 +164,10 @@ def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_pa
     else:
         log.info("all %d units already staged; finalising", len(tasks))
 
+    if recipe.near_duplicates.enabled and recipe.near_duplicates.decontaminate:
+        from pipeline.engine.benchmarks import collect_benchmarks
+
+        collect_benchmarks(recipe.near_duplicates, sources_root, out_dir)  # hashed once; finalize reads them
     import ray
 
     report.result = finalize(out_dir, staging_dir, units_file, recipe, use_ray=ray.is_initialized())
@@ -245,6 +249,8 @@ def _write_stats(out_dir: Path, report: BuildReport) -> None:
         stats["alignment_models"] = report.alignment_models
         stats["alignment_demo_weights"] = any(m.get("demo") for m in report.alignment_models.values())
         stats["alignment_cut"] = report.result.alignment
+    if report.result.near_duplicates:
+        stats["near_duplicates"] = report.result.near_duplicates
     _write_text(out_dir / "stats.json", json.dumps(stats, indent=2, sort_keys=True))
 
 

@@ -4,7 +4,8 @@
    distinct rows staged); rows of incomplete runs are ignored, so a killed run leaves no trace.
 2. The global rules, over manifest columns: subject leakage (pipeline/tasks/leakage.py), exact
    duplicates (filters/dedup.py: same decoded pixels and text within one task, the smallest id kept),
-   and the alignment cut (filters/alignment/cut.py).
+   benchmark overlap and near duplicates (pipeline/engine/near_duplicates.py), and the alignment cut
+   (filters/alignment/cut.py).
 3. Kept rows are grouped by member layout (manifests/shards.py: task family + image members, one
    folder per group), and within a group packed greedily in id order into shards bounded by samples
    and bytes; each shard is written under a temporary name and renamed, then a done-marker holding its
@@ -51,6 +52,7 @@ class FinalizeResult:
     shards_written: int = 0
     failed_units: list[dict] = field(default_factory=list)
     alignment: dict = field(default_factory=dict)  # scored / unscored / below_cut counts
+    near_duplicates: dict = field(default_factory=dict)  # rejection counts and the contamination report
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,10 @@ def finalize(out_dir: Path, staging_dir: Path, units_file: Path, recipe: Recipe,
         reject_leaked_subjects(con, recipe.tasks.held_out_splits, recipe.tasks.held_out_reference_only)
     if recipe.filters.dedup == "exact":
         reject_exact_duplicates(con)
+    if recipe.near_duplicates.enabled:  # benchmark overlap, then near duplicates: from score columns only
+        from pipeline.engine.near_duplicates import apply_near_duplicate_rules
+
+        result.near_duplicates = apply_near_duplicate_rules(con, recipe, out_dir)
     if recipe.alignment.enabled:  # the top-fraction cut needs every score: a global step, from columns
         result.alignment = apply_cut(con, recipe.alignment)
     con.execute("UPDATE chosen SET key = NULL WHERE status <> 'kept'")
