@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 # image_quality.py, text_quality.py); anything not named here was rejected by the source adapter.
 COARSE_REASONS = {"image_too_small", "aspect_ratio", "image_too_large", "image_blank", "text_too_short",
                   "text_too_long", "text_garbage", "language"}
-DEDUP_REASONS = {"duplicate"}
+DEDUP_REASONS = {"duplicate", "near_duplicate", "benchmark_overlap"}  # exact, near (filters/near_duplicates.py), decontamination
 ALIGN_REASONS = {CUT_REASON, UNSCORED_REASON}
 AUDIT_SUMMARY = "audit/report/summary.json"
 STAGES = ("adapter", "coarse", "dedup", "alignment")
