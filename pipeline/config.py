@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 
 from filters.settings import AlignmentSettings, FilterSettings, RecipeError, build_section, parse_alignment
+from filters.cag.settings import CagSettings, parse_cag
+from pipeline.stage2.settings import HqSettings, parse_hq
 from pipeline.tasks.settings import TaskSettings, parse_tasks
 
 DEFAULT_SPLITS = ("train", "unsplit")  # evaluation splits stay out of training builds unless asked for
@@ -53,6 +55,8 @@ class Recipe:
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
     alignment: AlignmentSettings = field(default_factory=AlignmentSettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)  # interleaved-task builders (pipeline/tasks)
+    hq: HqSettings = field(default_factory=HqSettings)  # stage 2: the high-quality subset of a stage-1 build
+    cag: CagSettings = field(default_factory=CagSettings)  # stage 2: Caption-Augmented Generation (filters/cag)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -70,13 +74,18 @@ class Recipe:
                 self.alignment.policy_by_family, self.alignment.policy_by_sub_task, self.alignment.policy_by_source]}
         if self.tasks.enabled:  # absent when off, so builds without task builders keep their digest
             relevant["tasks"] = self.tasks.digest()
+        if self.hq.enabled:  # absent when off, as above
+            relevant["hq"] = self.hq.digest()
+        if self.cag.enabled:
+            relevant["cag"] = self.cag.digest()
         return hashlib.blake2b(json.dumps(relevant, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
 def parse_recipe(data: dict[str, Any]) -> Recipe:
     if not isinstance(data, dict) or "name" not in data:
         raise RecipeError("a recipe is a mapping with at least a `name`")
-    unknown = sorted(set(data) - {"name", "version", "sources", "filters", "shards", "execution", "alignment", "tasks"})
+    unknown = sorted(set(data) - {"name", "version", "sources", "filters", "shards", "execution", "alignment", "tasks",
+                                    "hq", "cag"})
     if unknown:
         raise RecipeError(f"recipe: unknown key(s) {unknown}")
     sources = []
@@ -93,6 +102,8 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
         execution=build_section(ExecutionSettings, data.get("execution"), "execution"),
         alignment=parse_alignment(data.get("alignment")),
         tasks=parse_tasks(data.get("tasks")),
+        hq=parse_hq(data.get("hq")),
+        cag=parse_cag(data.get("cag")),
     )
     recipe.filters.validate()
     return recipe
