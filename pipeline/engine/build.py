@@ -130,9 +130,10 @@ def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_pa
         tasks.extend(UnitTask(source.name, str(source.root), options_json, tuple(source.splits), unit)
                      for unit in adapter.work_units())
     if recipe.hq.enabled:  # stage 2: the high-quality subset of a finished stage-1 build, replayed
-        from pipeline.stage2.replay import hq_unit_tasks
+        from pipeline.stage2.replay import NAME as HQ_REPLAY, hq_units
 
-        tasks.extend(hq_unit_tasks(recipe.hq, Path(hq_build or recipe.hq.build), state_dir))
+        root, options_json, units = hq_units(recipe.hq, Path(hq_build or recipe.hq.build), state_dir)
+        tasks.extend(UnitTask(HQ_REPLAY, root, options_json, ("train",), unit) for unit in units)
         report.extra_stats["hq_build"] = str(Path(hq_build or recipe.hq.build).resolve())
     units_file = state_dir / "units.parquet"
     _write_units(units_file, tasks)

@@ -67,13 +67,15 @@ def select_hq(build_dir: Path, settings: HqSettings) -> duckdb.DuckDBPyRelation:
 def write_selection(build_dir: Path, settings: HqSettings, state_dir: Path) -> Path:
     """Choose and write `hq_selection.parquet` (atomically) and a summary; returns the selection's path."""
     relation = select_hq(build_dir, settings)
-    table = relation.arrow()
+    table = relation.fetch_arrow_table()
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / "hq_selection.parquet"
     tmp = state_dir / ".hq_selection.parquet.tmp"
     pq.write_table(table, tmp)
     os.replace(tmp, path)
-    counts = duckdb.sql("SELECT task_family, modality, count(*) FROM table GROUP BY ALL ORDER BY ALL").fetchall()
+    con = duckdb.connect()
+    con.register("chosen", table)
+    counts = con.execute("SELECT task_family, modality, count(*) FROM chosen GROUP BY ALL ORDER BY ALL").fetchall()
     summary = {"build": str(Path(build_dir).resolve()), "selected": table.num_rows,
                "settings": settings.digest(),
                "by_family_modality": [{"task_family": f, "modality": m, "count": n} for f, m, n in counts]}

@@ -116,15 +116,13 @@ def cag_row(record: Record, role: str) -> Record:
     return row
 
 
-def hq_unit_tasks(settings, build_dir: Path, state_dir: Path) -> list:
-    """Choose the subset (pipeline/stage2/hq.py, no model) and list the replay units of the stage-2 build."""
-    from pipeline.engine.units import UnitTask
+def hq_units(settings, build_dir: Path, state_dir: Path) -> tuple[str, str, list[WorkUnit]]:
+    """Choose the subset (pipeline/stage2/hq.py, no model); the replay's root, options (JSON) and units."""
     from pipeline.stage2.hq import write_selection
 
     build_dir = Path(build_dir).resolve()
     selection = write_selection(build_dir, settings, state_dir)
     options = {"selection": str(selection), "t2i_original": settings.t2i_original,
                "cag_roles": list(settings.cag_roles), "items_per_unit": settings.items_per_unit}
-    adapter = HqReplay(build_dir, options, ("train",))
-    options_json = json.dumps(options, sort_keys=True)
-    return [UnitTask(NAME, str(build_dir), options_json, ("train",), unit) for unit in adapter.work_units()]
+    units = HqReplay(build_dir, options, ("train",)).work_units()
+    return str(build_dir), json.dumps(options, sort_keys=True), units
