@@ -43,15 +43,11 @@ from functools import lru_cache
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.shapes.cot import render_cot
 
 CONFIGS = {"en": ("medical_o1_sft.json", "en"), "zh": ("medical_o1_sft_Chinese.json", "zh"),
            "en_mix": ("medical_o1_sft_mix.json", "en"), "zh_mix": ("medical_o1_sft_mix_Chinese.json", "zh")}
 KEYS = ("Question", "Complex_CoT", "Response")
-
-
-def render_cot(rationale: str, answer: str) -> str:
-    """The DCOT gpt turn: the rationale inside <think> tags, then the answer."""
-    return f"<think>\n{rationale.strip()}\n</think>\n{answer.strip()}"
 
 
 @lru_cache(maxsize=4)
