@@ -126,8 +126,9 @@ class Medthink(Source):
         row = row if isinstance(row, dict) else {}
         image_rel = row.get("img_name") if name == "slake" else row.get("image")
         image_path = f"{folder}/images/{image_rel}" if image_rel else None
+        paths = [relative] + ([image_path] if image_path else [])
         facts = {"task_family": "i2t", "modality": _modality(row),
-                 "provenance": [relative] + ([image_path] if image_path else [])}
+                 "provenance": [self.relative(base / path) for path in paths]}  # relative to the root
         question = str(row.get("question") or "").strip()
         if not question:
             return self.reject(record_id, split, "question_empty", **facts)

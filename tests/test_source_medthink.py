@@ -46,7 +46,7 @@ def test_record_exact(root):
         message=[{"from": "human", "value": f"{IMAGE_TOKEN}\nIs there a pleural effusion on the left?"},
                  {"from": "gpt", "value": "<think>\nThe left costophrenic angle is blunted by a meniscus of fluid "
                                           "density, so there is a left pleural effusion.\n</think>\nyes"}],
-        provenance=["R-RAD/closed-end/trainset.json", "R-RAD/images/synpic100132.jpg"],
+        provenance=["Medthink_Dataset/R-RAD/closed-end/trainset.json", "Medthink_Dataset/R-RAD/images/synpic100132.jpg"],
         meta={"answer_type": "closed", "attaches_to": "vqa_rad/train/11", "rationale": "medthink",
               "choices": ["yes", "no"]})
 
@@ -55,14 +55,15 @@ def test_slake_rows_and_open_answers(root):
     items = collect(Medthink(root))
     chest = items["medthink/train/slake-closed-11938"]
     assert chest.modality == "chest_xray" and chest.meta["attaches_to"] == "slake/train/11938"
-    assert chest.provenance == ["R-SLAKE/closed_end/train.json", "R-SLAKE/images/xmlab102/source.jpg"]
+    assert chest.provenance == ["Medthink_Dataset/R-SLAKE/closed_end/train.json",
+                               "Medthink_Dataset/R-SLAKE/images/xmlab102/source.jpg"]
     assert chest.message[1]["value"].endswith("</think>\nChest") and chest.input_images[0].channels == 3
     assert items["medthink/train/slake-closed-11939"].modality == "ct"
     assert items["medthink/train/rad-open-21"].message[1]["value"].endswith("</think>\nthe left lung")
     assert items["medthink/train/rad-open-22"] == Rejection(
         id="medthink/train/rad-open-22", source="medthink", split="train", reason="missing_file",
         detail="R-RAD/images/synpic999999.jpg", task_family="i2t",
-        provenance=["R-RAD/open-end/trainset.json", "R-RAD/images/synpic999999.jpg"])
+        provenance=["Medthink_Dataset/R-RAD/open-end/trainset.json", "Medthink_Dataset/R-RAD/images/synpic999999.jpg"])
 
 
 def test_benchmark_test_files_never_reach_a_training_split(root):
@@ -76,7 +77,7 @@ def test_benchmark_test_files_never_reach_a_training_split(root):
 
 def test_root_forms_and_errors(root, tmp_path):
     inner = collect(Medthink(root / "Medthink_Dataset"))
-    assert "medthink/train/rad-closed-11" in inner
+    assert inner["medthink/train/rad-closed-11"].provenance[0] == "R-RAD/closed-end/trainset.json"
     with pytest.raises(SourceError, match="git-lfs"):
         Medthink(tmp_path / "empty").work_units()
     (root / "Medthink_Dataset/R-RAD/open-end/trainset.json").write_text("[1, 2]", encoding="utf-8")
