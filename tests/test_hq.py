@@ -103,3 +103,37 @@ def test_hq_and_cag_settings_change_the_processing_digest():
     assert len({base.processing_digest(), hq.processing_digest(), cag.processing_digest(),
                 cag_v2.processing_digest()}) == 4
     assert hq.processing_digest() == hq_elsewhere.processing_digest()
+
+
+def test_replay_rebuilds_records_adds_cag_rows_and_rejects_missing_members(tmp_path):
+    from manifests.records import Record, Rejection
+    from pipeline.stage2.replay import HqReplay, hq_units
+
+    def doc(message, inputs=(), outputs=()):
+        return json.dumps({"message": message, "input_img": [{"path": p} for p in inputs],
+                           "output_img": [{"path": p} for p in outputs]})
+
+    rows = [
+        {**row("d/train/q0", "text", "other", None), "sample": doc([{"from": "human", "value": "Q?"},
+                                                                   {"from": "gpt", "value": "A."}])},
+        {**row("b/train/t2i-a", "t2i", "ct", 0.4), "sample": doc([{"from": "human", "value": "An axial CT."}])},
+        {**row("a/train/cxr0", "i2t", "chest_xray", 0.9), "sample": doc([], inputs=["in0.png"])},
+    ]
+    build = fake_build(tmp_path / "stage1", rows)
+    settings = HqSettings(enabled=True, keep_fraction=1.0)
+    root, options_json, units = hq_units(settings, build, tmp_path / "stage2" / ".state")
+    adapter = HqReplay(root, json.loads(options_json), ("train",))
+    assert [u.id.split("-")[0] for u in units] == ["hq_replay/train/stage1"] and all(u.split == "train" for u in units)
+    items = {item.id: item for unit in units for item in adapter.iter_records(unit)}
+    assert sorted(items) == ["a/train/cxr0", "b/train/t2i-a", "b/train/t2i-a/cag", "b/train/t2i-a/plan", "d/train/q0"]
+    missing = items["a/train/cxr0"]
+    assert isinstance(missing, Rejection) and missing.reason == "hq_image_missing" and missing.source == "src"
+    text = items["d/train/q0"]
+    assert isinstance(text, Record) and text.message[1] == {"from": "gpt", "value": "A."}
+    assert text.meta["hq"] == {"from_id": "d/train/q0", "score": None, "rank": None, "pool": None}
+    plan = items["b/train/t2i-a/plan"]
+    assert plan.meta["cag"] == {"role": "plan", "caption": "An axial CT."} and plan.sub_task_type == "s_planning"
+    assert items["b/train/t2i-a/cag"].meta["cag"]["role"] == "t2i" and items["b/train/t2i-a"].meta["hq"]["rank"] == 1
+    no_original = HqReplay(root, {**json.loads(options_json), "t2i_original": False, "cag_roles": ["plan"]}, ("train",))
+    ids = {item.id for unit in units for item in no_original.iter_records(unit)}
+    assert "b/train/t2i-a" not in ids and "b/train/t2i-a/plan" in ids and "b/train/t2i-a/cag" not in ids
