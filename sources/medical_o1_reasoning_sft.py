@@ -28,8 +28,8 @@ index (stable for a pinned revision).
 Rendering (stage 2's DCOT format, as UniMedVL's VLM_THINK prompt expects): human = `Question`; gpt =
 `<think>\\n{Complex_CoT}\\n</think>\\n{Response}` (the authors' "## Thinking / ## Final Response"
 headings are not used). Quirks handled here: option `config` picks the file (default `en`; the `_mix`
-files hold general, non-medical data); a row that is not an object or has no `Question` (third-party copies use lower-case
-`question` / `complex_cot`) is `schema`, not guessed; a missing or empty chain of thought is
+files hold general, non-medical data); a row that is not an object or has no `Question` (third-party
+copies use lower-case `question` / `complex_cot`) is `schema`, not guessed; a missing or empty chain of thought is
 `rationale_empty`, an empty response `answer_missing`, an empty question `question_empty`; a file that is
 not one JSON list (e.g. JSON lines) stops the source with a message saying so. CoT is long (1.4-3.6K
 characters): the stage-1 1024-character text rule would reject every row, so stage 2 sets its own limit.

@@ -37,7 +37,8 @@ ROWS = [
     row("a/test/cxr-test", "i2t", "chest_xray", 0.95, split="test"),
     # i2t ct: 1 scored -> 1; t2i ct: ties broken by id
     row("b/train/ct0", "i2t", "ct", 0.2),
-    row("b/train/t2i-b", "t2i", "ct", 0.4), row("b/train/t2i-a", "t2i", "ct", 0.4), row("b/train/t2i-c", "t2i", "ct", 0.1),
+    row("b/train/t2i-b", "t2i", "ct", 0.4), row("b/train/t2i-a", "t2i", "ct", 0.4),
+    row("b/train/t2i-c", "t2i", "ct", 0.1),
     # replayed whole: interleaved and text (no score), but not rejected rows
     row("c/train/brats0", "interleaved", "mri", None), row("c/train/brats1", "interleaved", "mri", None),
     row("d/train/q0", "text", "other", None), row("d/train/q1", "text", "other", None, status="rejected"),

@@ -46,7 +46,8 @@ def test_record_exact(root):
         message=[{"from": "human", "value": f"{IMAGE_TOKEN}\nIs there a pleural effusion on the left?"},
                  {"from": "gpt", "value": "<think>\nThe left costophrenic angle is blunted by a meniscus of fluid "
                                           "density, so there is a left pleural effusion.\n</think>\nyes"}],
-        provenance=["Medthink_Dataset/R-RAD/closed-end/trainset.json", "Medthink_Dataset/R-RAD/images/synpic100132.jpg"],
+        provenance=["Medthink_Dataset/R-RAD/closed-end/trainset.json",
+                    "Medthink_Dataset/R-RAD/images/synpic100132.jpg"],
         meta={"answer_type": "closed", "attaches_to": "vqa_rad/train/11", "rationale": "medthink",
               "choices": ["yes", "no"]})
 

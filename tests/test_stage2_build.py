@@ -116,7 +116,8 @@ def test_stage2_build_from_a_stage1_build(ray_session, sample_root, tmp_path, se
             assert cag[:2] == plan[:2] == ("rejected", "cag_describe_modality_unknown")
         else:
             assert cag[:2] == ("kept", None) and plan[1] in (None, "cag_plan_observational_verb")
-    reasons = dict(con.execute("SELECT reason, count(*) FROM rejected WHERE reason LIKE 'cag_%' GROUP BY ALL").fetchall())
+    reasons = dict(con.execute(
+        "SELECT reason, count(*) FROM rejected WHERE reason LIKE 'cag_%' GROUP BY ALL").fetchall())
     assert reasons.get("cag_plan_observational_verb", 0) > 0
     kept_plan = con.execute("SELECT sample, meta FROM kept WHERE id LIKE '%/plan' LIMIT 1").fetchone()
     doc, meta = json.loads(kept_plan[0]), json.loads(kept_plan[1])
