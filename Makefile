@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: help install lint-imports bench-scoring build-stage1 train-stage1 sample test test-browser test-slow bench clean
+.PHONY: help install lint-imports bench-scoring build-stage1 build-stage2 train-stage1 sample test test-browser test-slow bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -33,6 +33,13 @@ build-stage1: sample ## build stage 1 from the sample tree (alignment on tiny DE
 	@echo "query it:  $(BIN)/unimed query $(OUT)/stage1 \"SELECT modality, avg(align_final) FROM kept GROUP BY ALL\""
 	@echo "re-decide: $(BIN)/unimed rethreshold $(OUT)/stage1 --keep-fraction 0.6   (no model runs)"
 	$(BIN)/unimed report $(OUT)/stage1
+
+build-stage2: build-stage1 ## stage 2 from build/stage1 + the sample: HQ subset, CAG on tiny DEMO weights, DCOT
+	$(BIN)/unimed build --recipe stage2 --sources-root $(SAMPLE) --out $(OUT) --models-dir $(OUT)/demo-models --hq-build $(OUT)/stage1
+	$(BIN)/unimed query $(OUT)/stage2 "SELECT task_family, status, count(*) AS n FROM records GROUP BY ALL ORDER BY ALL"
+	$(BIN)/unimed query $(OUT)/stage2 "SELECT reason, count(*) AS n FROM rejected WHERE reason LIKE 'cag_%' GROUP BY ALL ORDER BY n DESC"
+	@echo "CAG ran on DEMO weights (tiny random MedGemma): its replies break the rules, so every CAG row is rejected"
+	@echo "train:     $(BIN)/unimed train --stage 2 --build $(OUT)/stage2 --out $(OUT)/train-stage2 --steps 300"
 
 train-stage1: build-stage1 ## train the tiny reference model 300 steps of stage 1 on build/stage1; per-family losses
 	$(BIN)/unimed train --stage 1 --build $(OUT)/stage1 --out $(OUT)/train-stage1 --steps 300

@@ -73,6 +73,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         recipe.alignment.enabled = True
     if args.models_dir:
         recipe.alignment.models_dir = args.models_dir
+        recipe.cag.models_dir = args.models_dir
     if args.plan:
         _print_plan(recipe)
         return 0
@@ -82,12 +83,16 @@ def _cmd_build(args: argparse.Namespace) -> int:
         return 1
     try:
         report = build(recipe, Path(args.out), Path(args.sources_root) if args.sources_root else None,
-                       _parse_source_paths(args.source_path), only, args.ray_address, progress=not args.quiet)
+                       _parse_source_paths(args.source_path), only, args.ray_address, progress=not args.quiet,
+                       hq_build=Path(args.hq_build) if args.hq_build else None)
+    except RecipeError as err:
+        console.print(f"[red]recipe error:[/red] {err}")
+        return 1
     except KeyError as err:
         console.print(f"[red]{err.args[0]}[/red]")
         return 1
     except ModelNotAvailable as err:
-        console.print(f"[red]alignment model missing:[/red] {err}")
+        console.print(f"[red]model missing:[/red] {err}")
         return 1
     _print_summary(report)
     return report.exit_code
@@ -345,6 +350,7 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--align", action="store_true", help="run the alignment filter (MedGemma/E5/MedSigLIP)")
     build.add_argument("--models-dir", help="folder searched first for the alignment models (e.g. demo models)")
     build.add_argument("--plan", action="store_true", help="print the ordered stages and their resources; run nothing")
+    build.add_argument("--hq-build", help="stage 2: the finished stage-1 build to take the high-quality subset from")
     build.set_defaults(run=_cmd_build)
 
     demo = commands.add_parser("demo-models", help="write tiny random alignment models (demo weights) for tests")

@@ -12,8 +12,10 @@ from typing import Any
 
 import yaml
 
+from filters.cag.settings import CagSettings, parse_cag
 from filters.settings import (AlignmentSettings, FilterSettings, NearDuplicateSettings, RecipeError, build_section,
                               parse_alignment, parse_near_duplicates)
+from pipeline.stage2.settings import HqSettings, parse_hq
 from pipeline.tasks.settings import TaskSettings, parse_tasks
 
 DEFAULT_SPLITS = ("train", "unsplit")  # evaluation splits stay out of training builds unless asked for
@@ -56,6 +58,8 @@ class Recipe:
     alignment: AlignmentSettings = field(default_factory=AlignmentSettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)  # interleaved-task builders (pipeline/tasks)
     near_duplicates: NearDuplicateSettings = field(default_factory=NearDuplicateSettings)  # and decontamination
+    hq: HqSettings = field(default_factory=HqSettings)  # stage 2: the high-quality subset of a stage-1 build
+    cag: CagSettings = field(default_factory=CagSettings)  # stage 2: Caption-Augmented Generation (filters/cag)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -75,6 +79,10 @@ class Recipe:
             relevant["tasks"] = self.tasks.digest()
         if self.near_duplicates.enabled:  # absent when off, so builds without it keep their digest
             relevant["near_duplicates"] = self.near_duplicates.hashing_digest()
+        if self.hq.enabled:  # absent when off, as above
+            relevant["hq"] = self.hq.digest()
+        if self.cag.enabled:
+            relevant["cag"] = self.cag.digest()
         return hashlib.blake2b(json.dumps(relevant, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
@@ -82,7 +90,7 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
     if not isinstance(data, dict) or "name" not in data:
         raise RecipeError("a recipe is a mapping with at least a `name`")
     unknown = sorted(set(data) - {"name", "version", "sources", "filters", "shards", "execution", "alignment", "tasks",
-                                  "near_duplicates"})
+                                  "near_duplicates", "hq", "cag"})
     if unknown:
         raise RecipeError(f"recipe: unknown key(s) {unknown}")
     sources = []
@@ -103,6 +111,8 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
         alignment=parse_alignment(data.get("alignment")),
         tasks=parse_tasks(data.get("tasks")),
         near_duplicates=parse_near_duplicates(data.get("near_duplicates")),
+        hq=parse_hq(data.get("hq")),
+        cag=parse_cag(data.get("cag")),
     )
     recipe.filters.validate()
     return recipe

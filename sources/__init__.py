@@ -24,7 +24,9 @@ from sources.kvasir import Kvasir
 from sources.kvasir_seg import KvasirSeg
 from sources.llava_med import LlavaMed
 from sources.medical_diff_vqa import MedicalDiffVqa
+from sources.medical_o1_reasoning_sft import MedicalO1ReasoningSft
 from sources.medicat import Medicat
+from sources.medthink import Medthink
 from sources.medmcqa import Medmcqa
 from sources.medpix2 import Medpix2
 from sources.medqa import Medqa
@@ -91,6 +93,8 @@ SOURCES: dict[str, type[Source]] = {
     "mimic_cxr_jpg": MimicCxrJpg,
     "medical_diff_vqa": MedicalDiffVqa,
     "medicat": Medicat,
+    "medical_o1_reasoning_sft": MedicalO1ReasoningSft,
+    "medthink": Medthink,
 }
 
 

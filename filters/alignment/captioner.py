@@ -55,6 +55,39 @@ def batch_seed(seed: int, keys: list[str]) -> int:
     return int.from_bytes(digest, "little") & 0x7FFF_FFFF
 
 
+def image_data_url(image) -> str:
+    """A PIL image as the `data:` URL an OpenAI-compatible server takes in an `image_url` part."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def post_chat(url: str, body: dict, timeout_s: float, max_retries: int) -> list[str] | str:
+    """One bounded `/chat/completions` request: the choices' texts, or a one-line error string.
+
+    Server errors, 429 and connection failures are retried `max_retries` times with a short backoff;
+    another 4xx is not (it would be refused again); a malformed payload is reported, not retried.
+    """
+    data = json.dumps(body).encode("utf-8")
+    last = ""
+    for attempt in range(max_retries + 1):
+        request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                payload = json.loads(response.read().decode("utf-8"))
+            return [choice["message"]["content"] for choice in payload["choices"]]
+        except urllib.error.HTTPError as err:
+            last = f"HTTP {err.code}"
+            if err.code < 500 and err.code != 429:
+                break  # a request the server refuses will be refused again
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+            last = f"{type(err).__name__}: {err}"
+        except (ValueError, KeyError, TypeError, IndexError) as err:
+            return f"malformed response: {type(err).__name__}: {err}"[:300]
+        time.sleep(min(2.0, 0.1 * 2**attempt))
+    return f"backend error: {last}"[:300]
+
+
 class TransformersCaptioner:
     """Gemma3 image-text-to-text (MedGemma) through transformers' own processor and chat template."""
 
@@ -101,9 +134,7 @@ class OpenAICaptioner:
         self.prompt = load_prompt(settings.prompt)
 
     def request_body(self, image, seed: int) -> dict:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        data_url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        data_url = image_data_url(image)
         s = self.settings
         return {"model": s.model, "n": s.k, "temperature": s.temperature, "top_p": s.top_p,
                 "max_tokens": s.max_new_tokens, "seed": seed,
@@ -111,24 +142,8 @@ class OpenAICaptioner:
                                                           {"type": "text", "text": self.prompt}]}]}
 
     def _one(self, image, seed: int) -> list[str] | str:
-        body = json.dumps(self.request_body(image, seed)).encode("utf-8")
-        last = ""
-        for attempt in range(self.settings.max_retries + 1):
-            request = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
-            try:
-                with urllib.request.urlopen(request, timeout=self.settings.request_timeout_s) as response:
-                    payload = json.loads(response.read().decode("utf-8"))
-                return [choice["message"]["content"] for choice in payload["choices"]]
-            except urllib.error.HTTPError as err:
-                last = f"HTTP {err.code}"
-                if err.code < 500 and err.code != 429:
-                    break  # a request the server refuses will be refused again
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-                last = f"{type(err).__name__}: {err}"
-            except (ValueError, KeyError, TypeError, IndexError) as err:
-                return f"malformed response: {type(err).__name__}: {err}"[:300]
-            time.sleep(min(2.0, 0.1 * 2**attempt))
-        return f"backend error: {last}"[:300]
+        return post_chat(self.url, self.request_body(image, seed), self.settings.request_timeout_s,
+                         self.settings.max_retries)
 
     def generate(self, images: list, seed: int) -> list[list[str] | str]:
         workers = max(1, min(self.settings.max_concurrent_requests, len(images)))

@@ -65,6 +65,7 @@ class BuildReport:
     result: FinalizeResult = field(default_factory=FinalizeResult)
     engine_error: str | None = None
     alignment_models: dict = field(default_factory=dict)  # role -> model, path, demo
+    extra_stats: dict = field(default_factory=dict)  # stage 2: the HQ subset and the CAG model
 
     @property
     def exit_code(self) -> int:
@@ -124,7 +125,8 @@ def _write_units(path: Path, tasks: list[UnitTask]) -> None:
 
 
 def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_paths: dict[str, Path] | None = None,
-          only: list[str] | None = None, ray_address: str | None = None, progress: bool = True) -> BuildReport:
+          only: list[str] | None = None, ray_address: str | None = None, progress: bool = True,
+          hq_build: Path | None = None) -> BuildReport:
     started = time.monotonic()
     out_dir = Path(out) / recipe.name
     state_dir = out_dir / ".state"
@@ -141,6 +143,12 @@ def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_pa
         options_json = json.dumps(source.options, sort_keys=True)
         tasks.extend(UnitTask(source.name, str(source.root), options_json, tuple(source.splits), unit)
                      for unit in adapter.work_units())
+    if recipe.hq.enabled:  # stage 2: the high-quality subset of a finished stage-1 build, replayed
+        from pipeline.stage2.replay import NAME as HQ_REPLAY, hq_units
+
+        root, options_json, units = hq_units(recipe.hq, Path(hq_build or recipe.hq.build), state_dir)
+        tasks.extend(UnitTask(HQ_REPLAY, root, options_json, ("train",), unit) for unit in units)
+        report.extra_stats["hq_build"] = str(Path(hq_build or recipe.hq.build).resolve())
     units_file = state_dir / "units.parquet"
     _write_units(units_file, tasks)
     report.units_total = len(tasks)
@@ -149,6 +157,12 @@ def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_pa
     pending = [task for task in tasks if task.unit.id not in done]
     report.units_run = len(pending)
     cards = {name: (cls.card.licence, cls.card.access) for name, cls in _registry().items()}
+    cards["hq_replay"] = ("per source", "per source")  # only a replay unit's own error rows carry it
+    if recipe.cag.enabled:
+        from filters.cag.client import model_facts
+
+        report.extra_stats["cag_model"] = model_facts(recipe.cag)  # a missing model fails here, early
+        report.extra_stats["cag_demo_weights"] = report.extra_stats["cag_model"]["demo"]
     if recipe.alignment.enabled:
         from filters.alignment.pairs import describe_models
 
@@ -201,7 +215,8 @@ def _run_units(pending: list[UnitTask], recipe: Recipe, staging_dir: Path, run: 
                                    "rows_per_batch": recipe.execution.batch_size,
                                    "bytes_per_batch": recipe.execution.batch_bytes})
     # raises ClusterTooSmall when the recipe's GPU requests cannot be placed (rather than hang)
-    ds = map_stages(ds, stage_plan(recipe, staging_dir.parents[1] / "align_cache"), retries)
+    ds = map_stages(ds, stage_plan(recipe, staging_dir.parents[1] / "align_cache",
+                                   staging_dir.parents[1] / "cag_cache"), retries)
     ds = ds.map_batches(write_staging_batch, batch_size=None, max_retries=retries,
                         fn_kwargs={"staging_dir": str(staging_dir), "run": run, "cards": cards,
                                    "png_compress_level": recipe.shards.png_compress_level})
@@ -242,6 +257,7 @@ def _write_stats(out_dir: Path, report: BuildReport) -> None:
             "SELECT source, task_family, status, count(*) FROM records GROUP BY ALL ORDER BY ALL NULLS LAST"
         ).fetchall()
     ]
+    stats.update(report.extra_stats)
     stats["sources_skipped"] = {s.name: s.reason for s in report.sources if s.root is None}
     stats["failed_units"] = report.result.failed_units
     stats["engine_error"] = report.engine_error

@@ -11,7 +11,7 @@ from pathlib import Path
 from filters.alignment.pairs import BIOMEDCLIP
 from filters.settings import AlignmentSettings
 from pipeline.config import Recipe
-from pipeline.stages import ALIGNMENT_MODEL_STAGES
+from pipeline.stages import ALIGNMENT_MODEL_STAGES, CAG_STAGES
 from pipeline.stages.alignment_cache_write import AlignmentCacheWriteStage
 from pipeline.stages.alignment_prepare import AlignmentPrepareStage
 from pipeline.stages.base import ModelStage, Stage
@@ -39,14 +39,16 @@ def alignment_stages(settings: AlignmentSettings, cache_dir: str | None, only: s
             AlignmentCacheWriteStage(settings, cache_dir, only)]
 
 
-def stage_plan(recipe: Recipe, align_cache: Path | str | None) -> list[Stage]:
+def stage_plan(recipe: Recipe, align_cache: Path | str | None, cag_cache: Path | str | None = None) -> list[Stage]:
     """The stages between reading the units and staging the bytes, in the order records flow."""
     stages: list[Stage] = [CoarseScoreStage(recipe.filters), CoarseDecisionStage(recipe.filters)]
     if recipe.tasks.enabled:  # after the decision: builders work on kept records only
         stages.append(TaskBuildersStage(recipe.tasks))
         if recipe.tasks.refine.enabled:  # MedGemma rewrites the rendered texts; the template stays in meta
             stages.append(TaskRefineStage(recipe.tasks.refine))
-    if recipe.near_duplicates.enabled:  # after the texts are final (refinement), before alignment
+    if recipe.cag.enabled:  # after the decision: CAG describes, fuses and plans kept T2I records only
+        stages.extend(stage(recipe.cag, str(cag_cache) if cag_cache else None) for stage in CAG_STAGES)
+    if recipe.near_duplicates.enabled:  # after the texts are final (refinement, CAG), before alignment
         stages.append(NearDuplicateHashStage(recipe.near_duplicates))
     if recipe.alignment.enabled:
         stages.extend(alignment_stages(recipe.alignment, str(align_cache) if align_cache else None))

@@ -42,7 +42,10 @@ class UnitTask:
 def _adapter(source: str, root: str, options_json: str, splits: tuple[str, ...] | None) -> Source:
     import json
 
-    return get_source(source)(root, json.loads(options_json), splits)
+    from pipeline.stage2.replay import NAME as HQ_REPLAY, HqReplay
+
+    cls = HqReplay if source == HQ_REPLAY else get_source(source)  # stage 2 replays a stage-1 build
+    return cls(root, json.loads(options_json), splits)
 
 
 def _rows(items: list[tuple[str, str, str, Any]]) -> dict[str, np.ndarray]:

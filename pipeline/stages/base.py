@@ -108,3 +108,41 @@ class ModelStage(Stage):
         if self.model is None:
             self.setup()
         self.score(todo)
+
+
+class CagStage(Stage):
+    """One CAG step (filters/cag/steps.py) as a pool of actors that load the model once (transformers), or
+    plain tasks holding an HTTP client (openai); resources from the recipe's `cag.resources`."""
+
+    step: ClassVar[str]
+
+    def __init__(self, settings, cache_dir: str | None):
+        from filters.alignment.captioner import load_prompt
+
+        self.settings, self.cache_dir = settings, cache_dir
+        resources = settings.resources
+        self.num_gpus = resources.num_gpus if settings.backend == "transformers" else 0.0
+        self.num_cpus, self.batch_size = resources.num_cpus, resources.batch_size
+        self.actors = max(1, resources.actors)
+        load_prompt(settings.prompts[self.step])  # on the driver: a missing prompt fails before any work
+        self.chat = None
+
+    def pool_size(self) -> int | None:
+        return None if self.settings.backend == "openai" else self.actors
+
+    def setup(self) -> None:
+        from filters.cag.client import load_chat
+
+        self.chat = load_chat(self.settings)
+
+    def process(self, record: Record) -> None:
+        self.process_batch([record])
+
+    def process_batch(self, records: list[Record]) -> None:
+        from filters.cag.steps import ReplyCache, run_step, wants
+
+        if not any(wants(record, self.step) for record in records):
+            return
+        if self.chat is None:
+            self.setup()
+        run_step(self.chat, self.step, records, self.settings, ReplyCache(self.cache_dir))
