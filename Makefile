@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: help install lint-imports bench-scoring build-stage1 train-stage1 sample test test-slow bench clean
+.PHONY: help install lint-imports bench-scoring build-stage1 build-stage3 train-stage1 sample test test-slow bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -32,6 +32,10 @@ build-stage1: sample ## build stage 1 from the sample tree (alignment on tiny DE
 	$(BIN)/unimed build --recipe stage1 --sources-root $(SAMPLE) --out $(OUT) --align --models-dir $(OUT)/demo-models
 	@echo "query it:  $(BIN)/unimed query $(OUT)/stage1 \"SELECT modality, avg(align_final) FROM kept GROUP BY ALL\""
 	@echo "re-decide: $(BIN)/unimed rethreshold $(OUT)/stage1 --keep-fraction 0.6   (no model runs)"
+
+build-stage3: sample ## build stage 3 (the five interleaved tasks) from the sample tree into build/stage3
+	$(BIN)/unimed build --recipe stage3 --sources-root $(SAMPLE) --out $(OUT)
+	@echo "query it:  $(BIN)/unimed query $(OUT)/stage3 \"SELECT main_task_type, source, count(*) FROM kept GROUP BY ALL\""
 
 train-stage1: build-stage1 ## train the tiny reference model 300 steps of stage 1 on build/stage1; per-family losses
 	$(BIN)/unimed train --stage 1 --build $(OUT)/stage1 --out $(OUT)/train-stage1 --steps 300
