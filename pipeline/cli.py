@@ -81,7 +81,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
         return 1
     try:
         report = build(recipe, Path(args.out), Path(args.sources_root) if args.sources_root else None,
-                       _parse_source_paths(args.source_path), only, args.ray_address, progress=not args.quiet)
+                       _parse_source_paths(args.source_path), only, args.ray_address, progress=not args.quiet,
+                       refresh=args.refresh)
     except KeyError as err:
         console.print(f"[red]{err.args[0]}[/red]")
         return 1
@@ -126,6 +127,11 @@ def _print_summary(report) -> None:
     for source in report.sources:
         if source.root is None:
             console.print(f"[yellow]skipped {source.name}[/yellow]: {source.reason}")
+    for name, reason in getattr(report, "sources_empty", {}).items():
+        console.print(f"[yellow]empty {name}[/yellow]: {reason}")
+    for name, reason in getattr(report, "sources_failed", {}).items():
+        label = "skipped" if report.sources_failed_skipped else "[red]failed[/red]"
+        console.print(f"{label} {name}: {reason}")
     for failed in report.result.failed_units:
         console.print(f"[red]failed unit {failed['unit_id']}[/red]: {failed['error'].splitlines()[0]}")
     if report.engine_error:
@@ -137,10 +143,14 @@ def _print_summary(report) -> None:
         f"{len(report.result.shards)} shards ({report.result.shards_written} written this run) in "
         f"{report.out_dir / 'shards'}; manifest {report.out_dir / 'manifest'}; stats {report.out_dir / 'stats.json'}"
     )
-    console.print(f"units {report.units_run}/{report.units_total} run; {records} records in "
+    changed = f" ({report.units_changed} with changed inputs)" if getattr(report, "units_changed", 0) else ""
+    console.print(f"units {report.units_run}/{report.units_total} run{changed}; {records} records in "
                   f"{report.wall_seconds:.1f} s ({rate:.1f} records/s)")
-    if report.exit_code:
+    if report.result.failed_units or report.engine_error:
         console.print("[red]build incomplete[/red]: rerun the same command to retry the failed units")
+    elif report.exit_code:
+        console.print("[red]build incomplete[/red]: fix the failed sources above (or set execution.on_source_error: "
+                      "skip in the recipe), then rerun the same command")
 
 
 def _print_alignment(report) -> None:
@@ -303,6 +313,8 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--align", action="store_true", help="run the alignment filter (MedGemma/E5/MedSigLIP)")
     build.add_argument("--models-dir", help="folder searched first for the alignment models (e.g. demo models)")
     build.add_argument("--plan", action="store_true", help="print the ordered stages and their resources; run nothing")
+    build.add_argument("--refresh", action="store_true",
+                       help="re-read every unit, even those already built from unchanged inputs")
     build.set_defaults(run=_cmd_build)
 
     demo = commands.add_parser("demo-models", help="write tiny random alignment models (demo weights) for tests")
@@ -368,7 +380,14 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    return args.run(args)
+    try:
+        return args.run(args)
+    except Exception as err:  # noqa: BLE001 - the last resort: one line, the traceback only with -v
+        if args.verbose:
+            raise
+        console.print(f"[red]unimed {args.command} failed:[/red] {type(err).__name__}: {err} "
+                      "(rerun with -v for the traceback)")
+        return 1
 
 
 if __name__ == "__main__":

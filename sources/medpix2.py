@@ -193,3 +193,16 @@ class Medpix2(Source):
                   "acr_codes": _known(description.get("ACR Codes")),
                   "figure_part": _known(description.get("Figure Part"))},
         )
+
+    def unit_inputs(self, unit: WorkUnit) -> list[str]:
+        """The description files and each row's image, so an image put in place re-runs its unit only."""
+        paths = self.annotation_files()
+        for relative, index in unit.items:
+            path = self.root / relative
+            row = _read_rows(str(path), path.stat().st_mtime_ns)[index]
+            if isinstance(row, dict) and _known(row.get("image")):
+                name = str(row["image"]).strip().removesuffix(".png")
+                parent = Path(relative).parent
+                folder = parent.parent if parent.name == "splitted_dataset" else parent
+                paths.append((folder / "images" / f"{name}.png").as_posix())
+        return paths
