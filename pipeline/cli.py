@@ -128,10 +128,10 @@ def _print_summary(report) -> None:
         if source.root is None:
             console.print(f"[yellow]skipped {source.name}[/yellow]: {source.reason}")
     for name, reason in getattr(report, "sources_empty", {}).items():
-        console.print(f"[yellow]empty {name}[/yellow]: {reason}")
+        console.print(f"[yellow]empty {name}[/yellow]: {reason}", soft_wrap=True)
     for name, reason in getattr(report, "sources_failed", {}).items():
         label = "skipped" if report.sources_failed_skipped else "[red]failed[/red]"
-        console.print(f"{label} {name}: {reason}")
+        console.print(f"{label} {name}: {reason}", soft_wrap=True)
     for failed in report.result.failed_units:
         console.print(f"[red]failed unit {failed['unit_id']}[/red]: {failed['error'].splitlines()[0]}")
     if report.engine_error:

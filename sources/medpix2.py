@@ -45,6 +45,7 @@ from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.lfs import check_lfs_pointer
 from sources.io.image import ImageDecodeError, decode_file
 
 SPLITS = {"train": "train", "dev": "validate", "test": "test"}  # file suffix -> canonical split
@@ -62,6 +63,7 @@ MISSING = ("", "n/a", "na", "none", "null")
 @lru_cache(maxsize=8)
 def _read_rows(path: str, mtime_ns: int) -> tuple:
     """Rows of a JSON list or a JSON-lines file; a bad line stays a string so it can be rejected."""
+    check_lfs_pointer(path)
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
     if path.endswith(".json"):

@@ -49,6 +49,7 @@ from pathlib import Path
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.lfs import check_lfs_pointer
 
 SUBSET_FILES = {"pqal": "ori_pqal.json", "pqaa": "ori_pqaa.json", "pqau": "ori_pqau.json"}
 TEST_FILES = ("test_ground_truth.json", "test_set.json")
@@ -57,6 +58,7 @@ DECISIONS = ("yes", "no", "maybe")
 
 @lru_cache(maxsize=4)
 def _load(path: str, mtime_ns: int) -> dict:
+    check_lfs_pointer(path)
     with open(path, encoding="utf-8") as handle:
         data = json.load(handle)
     if not isinstance(data, dict):

@@ -40,6 +40,7 @@ from pipeline.engine.staging import write_staging_batch
 from pipeline.engine.units import UnitTask, expand_units
 from sources import get_source
 from sources.base import Source, SourceError
+from sources.io.lfs import lfs_message, lfs_pointer_size
 
 log = logging.getLogger(__name__)
 
@@ -190,13 +191,15 @@ def _list_units(source: ResolvedSource, report: BuildReport) -> list[UnitTask]:
         tasks = [UnitTask(source.name, str(source.root), options_json, tuple(source.splits), unit,
                           unit_fingerprint(adapter, unit, stats)) for unit in units]
     except SourceError as err:
-        report.sources_failed[source.name] = str(err)
+        report.sources_failed[source.name] = _lfs_hint(adapter) or str(err)
     except Exception as err:  # noqa: BLE001 - any listing failure is this source's, reported in one line
         log.debug("listing %s failed", source.name, exc_info=True)
-        report.sources_failed[source.name] = (f"{source.root}: {type(err).__name__}: {err} "
-                                              f"(rerun with -v for the traceback)")
+        report.sources_failed[source.name] = _lfs_hint(adapter) or (
+            f"{source.root}: {type(err).__name__}: {err} (rerun with -v for the traceback)")
     else:
-        if not tasks:
+        if not tasks and _lfs_hint(adapter):  # pointers in place of the files it lists from
+            report.sources_failed[source.name] = _lfs_hint(adapter)
+        elif not tasks:
             expected = adapter.expected_files()
             report.sources_empty[source.name] = (
                 f"no files for split {'/'.join(source.splits)} under {source.root}"
@@ -205,6 +208,15 @@ def _list_units(source: ResolvedSource, report: BuildReport) -> list[UnitTask]:
         return tasks
     log.error("source %s failed: %s", source.name, report.sources_failed[source.name])
     return []
+
+
+def _lfs_hint(adapter: Source) -> str | None:
+    """`run git lfs pull` when one of the source's annotation files is a Git LFS pointer."""
+    for relative in adapter.annotation_files():
+        size = lfs_pointer_size(adapter.root / relative)
+        if size is not None:
+            return lfs_message(adapter.root / relative, size)
+    return None
 
 
 def _registry() -> dict:
