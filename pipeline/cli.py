@@ -137,14 +137,14 @@ def _print_summary(report) -> None:
     if report.engine_error:
         console.print(f"[red]pipeline stopped early:[/red] {report.engine_error}")
     _print_alignment(report)
-    records = report.result.kept + report.result.rejected
+    records = getattr(report, "records_read", report.result.kept + report.result.rejected)
     rate = records / report.wall_seconds if report.wall_seconds else 0.0
     console.print(
         f"{len(report.result.shards)} shards ({report.result.shards_written} written this run) in "
         f"{report.out_dir / 'shards'}; manifest {report.out_dir / 'manifest'}; stats {report.out_dir / 'stats.json'}"
     )
     changed = f" ({report.units_changed} with changed inputs)" if getattr(report, "units_changed", 0) else ""
-    console.print(f"units {report.units_run}/{report.units_total} run{changed}; {records} records in "
+    console.print(f"units {report.units_run}/{report.units_total} run{changed}; {records} records read in "
                   f"{report.wall_seconds:.1f} s ({rate:.1f} records/s)")
     if report.result.failed_units or report.engine_error:
         console.print("[red]build incomplete[/red]: rerun the same command to retry the failed units")

@@ -67,6 +67,7 @@ class BuildReport:
     engine_error: str | None = None
     alignment_models: dict = field(default_factory=dict)  # role -> model, path, demo
     units_changed: int = 0  # units done before whose inputs changed since (re-run this time)
+    records_read: int = 0  # rows the units run this time produced (0 when every unit was already staged)
     sources_empty: dict[str, str] = field(default_factory=dict)  # found, but the requested splits have no files
     sources_failed: dict[str, str] = field(default_factory=dict)  # could not be listed: one line, what to do
     sources_failed_skipped: bool = False  # the recipe's execution.on_source_error is "skip"
@@ -160,7 +161,7 @@ def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_pa
         ensure_ray(ray_address)
         run = _next_run(state_dir)
         try:
-            _run_units(pending, recipe, staging_dir, run, cards, progress)
+            report.records_read = _run_units(pending, recipe, staging_dir, run, cards, progress)
         except Exception as err:  # noqa: BLE001 - the engine gave up; report it, finalise what completed
             log.error("the Ray pipeline stopped: %s", err)
             report.engine_error = f"{type(err).__name__}: {err}"
@@ -191,7 +192,7 @@ def _list_units(source: ResolvedSource, report: BuildReport) -> list[UnitTask]:
         tasks = [UnitTask(source.name, str(source.root), options_json, tuple(source.splits), unit,
                           unit_fingerprint(adapter, unit, stats)) for unit in units]
     except SourceError as err:
-        report.sources_failed[source.name] = _lfs_hint(adapter) or str(err)
+        report.sources_failed[source.name] = str(err)
     except Exception as err:  # noqa: BLE001 - any listing failure is this source's, reported in one line
         log.debug("listing %s failed", source.name, exc_info=True)
         report.sources_failed[source.name] = _lfs_hint(adapter) or (
