@@ -89,7 +89,7 @@ class Source:
         self.root = Path(root)
         self.options = dict(options or {})
         self.splits = tuple(splits) if splits else None  # None: every split
-        self._listing: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+        self._input_listing: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
     @property
     def name(self) -> str:
@@ -135,7 +135,7 @@ class Source:
         return []
 
     def _walk_listing(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        if self._listing is None:
+        if self._input_listing is None:
             files: list[str] = []
             folders: list[str] = []
 
@@ -157,8 +157,8 @@ class Source:
                         files.append(os.path.relpath(entry.path, self.root))
 
             walk(str(self.root), 0)
-            self._listing = (tuple(files), tuple(folders))
-        return self._listing
+            self._input_listing = (tuple(files), tuple(folders))
+        return self._input_listing
 
     # Helpers shared by adapters ------------------------------------------------------------------
 
