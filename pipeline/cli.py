@@ -145,7 +145,7 @@ def _print_summary(report) -> None:
     )
     changed = f" ({report.units_changed} with changed inputs)" if getattr(report, "units_changed", 0) else ""
     console.print(f"units {report.units_run}/{report.units_total} run{changed}; {records} records read in "
-                  f"{report.wall_seconds:.1f} s ({rate:.1f} records/s)")
+                  f"{report.wall_seconds:.1f} s ({rate:.1f} records/s)", soft_wrap=True)
     if report.result.failed_units or report.engine_error:
         console.print("[red]build incomplete[/red]: rerun the same command to retry the failed units")
     elif report.exit_code:

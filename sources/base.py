@@ -64,8 +64,8 @@ def item_paths(items: Any) -> list[str]:
     while stack:
         value = stack.pop()
         if isinstance(value, str):
-            if 0 < len(value) < 512 and not any(c.isspace() for c in value) and (
-                    "/" in value or Path(value).suffix[1:].isalpha()):
+            if ("/" in value or value.rpartition(".")[2].isalpha() and "." in value) and 0 < len(value) < 512 \
+                    and len(value.split()) == 1:
                 found.append(value)
         elif isinstance(value, dict):
             stack.extend(value.values())
