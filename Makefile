@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: help install lint-imports bench-scoring build-stage1 build-stage2 train-stage1 sample test test-browser test-slow bench clean
+.PHONY: help install lint-imports bench-scoring build-stage1 build-stage2 build-stage3 train-stage1 sample test test-browser test-slow bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -40,6 +40,10 @@ build-stage2: build-stage1 ## stage 2 from build/stage1 + the sample: HQ subset,
 	$(BIN)/unimed query $(OUT)/stage2 "SELECT reason, count(*) AS n FROM rejected WHERE reason LIKE 'cag_%' GROUP BY ALL ORDER BY n DESC"
 	@echo "CAG ran on DEMO weights (tiny random MedGemma): its replies break the rules, so every CAG row is rejected"
 	@echo "train:     $(BIN)/unimed train --stage 2 --build $(OUT)/stage2 --out $(OUT)/train-stage2 --steps 300"
+
+build-stage3: sample ## build stage 3 (the five interleaved tasks) from the sample tree into build/stage3
+	$(BIN)/unimed build --recipe stage3 --sources-root $(SAMPLE) --out $(OUT)
+	@echo "query it:  $(BIN)/unimed query $(OUT)/stage3 \"SELECT main_task_type, source, count(*) FROM kept GROUP BY ALL\""
 
 train-stage1: build-stage1 ## train the tiny reference model 300 steps of stage 1 on build/stage1; per-family losses
 	$(BIN)/unimed train --stage 1 --build $(OUT)/stage1 --out $(OUT)/train-stage1 --steps 300

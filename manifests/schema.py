@@ -99,6 +99,7 @@ STAGING_SCHEMA = pa.schema(
         pa.field("kind", pa.string()),  # "record" or "unit_end"
         pa.field("run", pa.int32()),
         pa.field("unit_count", pa.int32()),  # unit_end rows: how many rows the unit produced
+        pa.field("unit_fingerprint", pa.string()),  # unit_end rows: the inputs' fingerprint it was read with
         pa.field("staging_tar", pa.string()),
         pa.field("members", pa.string()),  # JSON [[suffix, offset, size], ...]
     ],

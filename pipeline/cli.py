@@ -84,7 +84,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     try:
         report = build(recipe, Path(args.out), Path(args.sources_root) if args.sources_root else None,
                        _parse_source_paths(args.source_path), only, args.ray_address, progress=not args.quiet,
-                       hq_build=Path(args.hq_build) if args.hq_build else None)
+                       hq_build=Path(args.hq_build) if args.hq_build else None, refresh=args.refresh)
     except RecipeError as err:
         console.print(f"[red]recipe error:[/red] {err}")
         return 1
@@ -132,6 +132,11 @@ def _print_summary(report) -> None:
     for source in report.sources:
         if source.root is None:
             console.print(f"[yellow]skipped {source.name}[/yellow]: {source.reason}")
+    for name, reason in getattr(report, "sources_empty", {}).items():
+        console.print(f"[yellow]empty {name}[/yellow]: {reason}", soft_wrap=True)
+    for name, reason in getattr(report, "sources_failed", {}).items():
+        label = "skipped" if report.sources_failed_skipped else "[red]failed[/red]"
+        console.print(f"{label} {name}: {reason}", soft_wrap=True)
     for failed in report.result.failed_units:
         console.print(f"[red]failed unit {failed['unit_id']}[/red]: {failed['error'].splitlines()[0]}")
     if report.engine_error:
@@ -139,16 +144,20 @@ def _print_summary(report) -> None:
     _print_alignment(report)
     if report.result.near_duplicates:
         _print_contamination(report.result.near_duplicates)
-    records = report.result.kept + report.result.rejected
+    records = getattr(report, "records_read", report.result.kept + report.result.rejected)
     rate = records / report.wall_seconds if report.wall_seconds else 0.0
     console.print(
         f"{len(report.result.shards)} shards ({report.result.shards_written} written this run) in "
         f"{report.out_dir / 'shards'}; manifest {report.out_dir / 'manifest'}; stats {report.out_dir / 'stats.json'}"
     )
-    console.print(f"units {report.units_run}/{report.units_total} run; {records} records in "
-                  f"{report.wall_seconds:.1f} s ({rate:.1f} records/s)")
-    if report.exit_code:
+    changed = f" ({report.units_changed} with changed inputs)" if getattr(report, "units_changed", 0) else ""
+    console.print(f"units {report.units_run}/{report.units_total} run{changed}; {records} records read in "
+                  f"{report.wall_seconds:.1f} s ({rate:.1f} records/s)", soft_wrap=True)
+    if report.result.failed_units or report.engine_error:
         console.print("[red]build incomplete[/red]: rerun the same command to retry the failed units")
+    elif report.exit_code:
+        console.print("[red]build incomplete[/red]: fix the failed sources above (or set execution.on_source_error: "
+                      "skip in the recipe), then rerun the same command")
 
 
 def _print_alignment(report) -> None:
@@ -351,6 +360,8 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--models-dir", help="folder searched first for the alignment models (e.g. demo models)")
     build.add_argument("--plan", action="store_true", help="print the ordered stages and their resources; run nothing")
     build.add_argument("--hq-build", help="stage 2: the finished stage-1 build to take the high-quality subset from")
+    build.add_argument("--refresh", action="store_true",
+                       help="re-read every unit, even those already built from unchanged inputs")
     build.set_defaults(run=_cmd_build)
 
     demo = commands.add_parser("demo-models", help="write tiny random alignment models (demo weights) for tests")
@@ -430,7 +441,14 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    return args.run(args)
+    try:
+        return args.run(args)
+    except Exception as err:  # noqa: BLE001 - the last resort: one line, the traceback only with -v
+        if args.verbose:
+            raise
+        console.print(f"[red]unimed {args.command} failed:[/red] {type(err).__name__}: {err} "
+                      "(rerun with -v for the traceback)")
+        return 1
 
 
 if __name__ == "__main__":

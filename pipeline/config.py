@@ -36,6 +36,13 @@ class ExecutionSettings:
     # bounded by bytes of pixels, not by how large the corpus or its images are.
     batch_size: int = 256  # records
     batch_bytes: int = 64 << 20  # decoded image bytes
+    # A source that cannot be read at all (an LFS pointer, an unknown layout): the other sources are
+    # built either way; "fail" then exits 1 naming it, "skip" reports it as skipped and exits 0.
+    on_source_error: str = "fail"
+
+    def __post_init__(self):
+        if self.on_source_error not in ("fail", "skip"):
+            raise RecipeError(f"execution.on_source_error must be fail or skip, not {self.on_source_error!r}")
 
 
 @dataclass

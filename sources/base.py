@@ -11,6 +11,7 @@ Everything odd about a dataset lives in its own module; the output is canonical.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,10 @@ from manifests.records import Record, Rejection
 from sources.io.hub import ROWS_PER_UNIT, find_snapshot, row_group_ranges
 
 ACCESS_CLASSES = ("open", "registration", "credentialed")
+# What a dataset's annotation files are called, for the default listing of a unit's inputs.
+ANNOTATION_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".txt", ".pkl", ".pickle", ".parquet", ".xlsx", ".xls",
+                       ".xml", ".yaml", ".yml")
+LISTING_DEPTH = 3  # folder levels below the root that the default listing descends
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,23 @@ class WorkUnit:
     items: tuple[Any, ...] = field(default_factory=tuple)
 
 
+def item_paths(items: Any) -> list[str]:
+    """Strings inside a unit's items that look like relative file paths (a slash or a file suffix)."""
+    found: list[str] = []
+    stack = [items]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if ("/" in value or value.rpartition(".")[2].isalpha() and "." in value) and 0 < len(value) < 512 \
+                    and len(value.split()) == 1:
+                found.append(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+    return found
+
+
 class SourceError(RuntimeError):
     """A source cannot be read at all (wrong root, no recognisable layout); message says what to do."""
 
@@ -70,6 +92,7 @@ class Source:
         self.root = Path(root)
         self.options = dict(options or {})
         self.splits = tuple(splits) if splits else None  # None: every split
+        self._input_listing: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
     @property
     def name(self) -> str:
@@ -93,6 +116,53 @@ class Source:
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
         raise NotImplementedError
+
+    # What a unit reads, so a finished build sees changed inputs ---------------------------------
+
+    def unit_inputs(self, unit: WorkUnit) -> list[str]:
+        """Paths (relative to the root) whose size and mtime decide whether a finished unit is current.
+
+        Default: the source's annotation files and its folders down to LISTING_DEPTH (a folder's mtime
+        changes when a file is added to, removed from or renamed in it), plus every path the unit's
+        items name. Any change of those re-runs every unit of the source; an adapter that knows each
+        unit's files exactly overrides this (medpix2) so that only the changed units re-run.
+        """
+        files, folders = self._walk_listing()
+        return [*files, *folders, *item_paths(unit.items)]
+
+    def annotation_files(self) -> list[str]:
+        """Files near the root named like annotations (JSON, CSV, text, pickle, Parquet, XML, YAML)."""
+        return list(self._walk_listing()[0])
+
+    def expected_files(self) -> list[str]:
+        """What a requested split would be read from; named when a found source yields no unit."""
+        return []
+
+    def _walk_listing(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        if self._input_listing is None:
+            files: list[str] = []
+            folders: list[str] = []
+
+            def walk(folder: str, depth: int) -> None:
+                folders.append(os.path.relpath(folder, self.root))
+                try:
+                    entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+                except OSError:
+                    return
+                for entry in entries:
+                    if entry.name.startswith("."):  # .git, .cache: not the dataset
+                        continue
+                    if entry.is_dir():
+                        if depth < LISTING_DEPTH:
+                            walk(entry.path, depth + 1)
+                        else:
+                            folders.append(os.path.relpath(entry.path, self.root))
+                    elif entry.name.lower().endswith(ANNOTATION_SUFFIXES):
+                        files.append(os.path.relpath(entry.path, self.root))
+
+            walk(str(self.root), 0)
+            self._input_listing = (tuple(files), tuple(folders))
+        return self._input_listing
 
     # Helpers shared by adapters ------------------------------------------------------------------
 

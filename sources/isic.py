@@ -56,6 +56,7 @@ from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.ham10000 import DERMOSCOPY_LABELS, DERMOSCOPY_TEMPLATES
 from sources.io.image import ImageDecodeError, decode_file
+from sources.io.lfs import check_lfs_pointer
 from sources.shapes.captions import LabelTemplates, label_records, label_rejections
 from sources.shapes.masks import mask_record
 
@@ -179,6 +180,7 @@ class Isic(Source):
             if not self.wants_split(release.split) or not self.options.get("captions", True):
                 continue
             images = _find(self.root, release.images, want_dir=True) or release.images[0]
+            check_lfs_pointer(self.root / table)
             with open(self.root / table, encoding="utf-8-sig", newline="") as handle:
                 rows = [{(key or "").strip(): (value or "").strip() for key, value in row.items()}
                         for row in csv.DictReader(handle)]
@@ -201,6 +203,13 @@ class Isic(Source):
             raise SourceError(f"{self.root}: no ISIC ground-truth CSV (e.g. ISIC_2019_Training_GroundTruth.csv); "
                               "point the root at the folder holding the unpacked challenge downloads")
         return units
+
+    def expected_files(self) -> list[str]:
+        """The ground-truth CSV of every requested split (and the task-1 mask folders when segmenting)."""
+        expected = [release.table[0] for release in RELEASES if self.wants_split(release.split)]
+        if self.options.get("segmentation", False):
+            expected += [f"{mask}/" for _, split, mask, _ in SEGMENTATION_RELEASES if self.wants_split(split)]
+        return expected
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
         for item in unit.items:

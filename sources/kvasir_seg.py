@@ -46,6 +46,7 @@ import numpy as np
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.lfs import check_lfs_pointer
 from sources.io.image import ImageDecodeError, decode_file, load_pixels
 from sources.kvasir import TEMPLATES as KVASIR_TEMPLATES
 from sources.kvasir import image_files
@@ -77,6 +78,7 @@ class KvasirSeg(Source):
         for name in BBOX_FILES:
             path = self.root / name
             if path.is_file():
+                check_lfs_pointer(path)
                 try:
                     boxes = json.loads(path.read_text(encoding="utf-8"))
                 except (ValueError, UnicodeDecodeError) as err:

@@ -45,6 +45,7 @@ from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.lfs import check_lfs_pointer
 from sources.io.image import ImageDecodeError, decode_file
 
 SPLITS = {"train": "train", "dev": "validate", "test": "test"}  # file suffix -> canonical split
@@ -62,6 +63,7 @@ MISSING = ("", "n/a", "na", "none", "null")
 @lru_cache(maxsize=8)
 def _read_rows(path: str, mtime_ns: int) -> tuple:
     """Rows of a JSON list or a JSON-lines file; a bad line stays a string so it can be rejected."""
+    check_lfs_pointer(path)
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
     if path.endswith(".json"):
@@ -193,3 +195,16 @@ class Medpix2(Source):
                   "acr_codes": _known(description.get("ACR Codes")),
                   "figure_part": _known(description.get("Figure Part"))},
         )
+
+    def unit_inputs(self, unit: WorkUnit) -> list[str]:
+        """The description files and each row's image, so an image put in place re-runs its unit only."""
+        paths = self.annotation_files()
+        for relative, index in unit.items:
+            path = self.root / relative
+            row = _read_rows(str(path), path.stat().st_mtime_ns)[index]
+            if isinstance(row, dict) and _known(row.get("image")):
+                name = str(row["image"]).strip().removesuffix(".png")
+                parent = Path(relative).parent
+                folder = parent.parent if parent.name == "splitted_dataset" else parent
+                paths.append((folder / "images" / f"{name}.png").as_posix())
+        return paths

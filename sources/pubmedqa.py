@@ -58,6 +58,8 @@ from pathlib import Path
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.hub import iter_parquet_rows
+from sources.io.lfs import check_lfs_pointer
+
 
 HUB_CONFIGS = {"pqal": "pqa_labeled", "pqaa": "pqa_artificial", "pqau": "pqa_unlabeled"}
 HUB_COLUMNS = ("pubid", "question", "context", "long_answer", "final_decision")
@@ -69,6 +71,7 @@ DECISIONS = ("yes", "no", "maybe")
 
 @lru_cache(maxsize=4)
 def _load(path: str, mtime_ns: int) -> dict:
+    check_lfs_pointer(path)
     with open(path, encoding="utf-8") as handle:
         data = json.load(handle)
     if not isinstance(data, dict):

@@ -42,9 +42,10 @@ from pathlib import Path
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.lfs import check_lfs_pointer
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import caption_records, label_rejections
-from sources.rocov2 import CAPTION_PROMPTS, FIGURE_REF
+from sources.rocov2 import CAPTION_PROMPTS, FIGURE_REF, not_utf8, repaired
 
 SPLITS = {"train": "train", "validation": "validate", "test": "test"}  # folder -> canonical split
 SUBSETS = ("radiology", "non-radiology")
@@ -100,15 +101,27 @@ class Roco(Source):
                 base = self.relative(directory)
                 licences = _licences(directory / "licences.txt")
                 items = []
-                lines = (directory / "captions.txt").read_text(encoding="utf-8").splitlines()
+                check_lfs_pointer(directory / "captions.txt")
+                # decoded line by line: a line that is not UTF-8 is one `text_encoding` rejection
+                lines = (directory / "captions.txt").read_bytes().decode("utf-8", "surrogateescape").splitlines()
                 for number, line in enumerate(lines):
                     if not line.strip():
                         continue
                     image_id, tab, caption = line.partition("\t")
+                    problem = not_utf8([image_id, caption])
+                    if problem:
+                        image_id, caption = repaired(image_id), repaired(caption)
                     items.append({"line": number, "id": image_id.strip() if tab else "", "caption": caption,
-                                  "dir": base, "subset": subset, "licence": licences.get(image_id.strip(), {})})
+                                  "dir": base, "subset": subset, "licence": licences.get(image_id.strip(), {}),
+                                  **({"encoding_error": f"line {number + 1}: {problem}"} if problem else {})})
                 units.extend(self.chunked_units(split, items, label=subset))
         return units
+
+    def expected_files(self) -> list[str]:
+        """data/<split>/<subset>/captions.txt for every requested split."""
+        subsets = SUBSETS if self.options.get("include_non_radiology") else SUBSETS[:1]
+        return [f"data/{folder}/{subset}/captions.txt" for folder, split in SPLITS.items() if self.wants_split(split)
+                for subset in subsets]
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
         for item in unit.items:
@@ -121,9 +134,13 @@ class Roco(Source):
                               "no TAB between ROCO id and caption", provenance=[captions_file])
             return
         base = f"{self.name}/{split}/{item['id']}"
+        image_path = f"{item['dir']}/images/{item['id']}.jpg"
+        if item.get("encoding_error"):
+            yield from label_rejections(self, base, split, "text_encoding", f"{captions_file} {item['encoding_error']}",
+                                        provenance=[captions_file, image_path])
+            return
         caption = " ".join(item["caption"].split())
         modality = _modality(caption, item["subset"])
-        image_path = f"{item['dir']}/images/{item['id']}.jpg"
         provenance = [captions_file, image_path]
         if FIGURE_REF.fullmatch(caption):
             yield from label_rejections(self, base, split, "caption_empty", repr(caption),
@@ -144,7 +161,8 @@ def _licences(path: Path) -> dict[str, dict[str, str | None]]:
     """ROCO_ID -> {"pmc_id", "cc"} from licences.txt (a CSV with a header); absent file: no licences known."""
     if not path.is_file():
         return {}
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    check_lfs_pointer(path)
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
         rows = [{(key or "").strip().lower(): (value or "").strip() for key, value in row.items()}
                 for row in csv.DictReader(handle)]
     return {row.get("roco_id", ""): {"pmc_id": row.get("pmc_id") or None, "cc": row.get("cc") or None}

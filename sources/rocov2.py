@@ -46,6 +46,7 @@ from pathlib import Path
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.hub import decode_image_cell, iter_parquet_rows, split_files
+from sources.io.lfs import check_lfs_pointer
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import caption_records, label_rejections
 
@@ -79,13 +80,41 @@ CAPTION_PROMPTS = (
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
     """Rows keyed by stripped, lower-cased column names: headers carry BOMs and stray spaces."""
+    check_lfs_pointer(path)
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
+        with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
             reader = csv.reader(handle)
             header = [name.strip().lower() for name in next(reader, [])]
-            return [dict(zip(header, (value.strip() for value in row))) for row in reader if row]
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise SourceError(f"{path}: not a UTF-8 CSV file ({err}); re-download it from Zenodo") from err
+            rows = []
+            for row in reader:
+                if not row:
+                    continue
+                entry = dict(zip(header, (value.strip() for value in row)))
+                problem = not_utf8(row)
+                if problem:  # this row only: it becomes a `text_encoding` rejection, the file goes on
+                    entry = {key: repaired(value) for key, value in entry.items()}
+                    entry[ENCODING_ERROR] = f"line {reader.line_num}: {problem}"
+                rows.append(entry)
+            return rows
+    except csv.Error as err:
+        raise SourceError(f"{path}: not a readable CSV file ({err}); re-download it from Zenodo") from err
+
+
+ENCODING_ERROR = "__encoding_error__"  # a row key no CSV header has: why the row is not UTF-8
+
+
+def not_utf8(values: list[str]) -> str:
+    """What is not UTF-8 in values read with errors="surrogateescape" ("" when all of it is)."""
+    for column, value in enumerate(values, 1):
+        for char in value:
+            if "\udc80" <= char <= "\udcff":
+                return f"byte 0x{ord(char) - 0xDC00:02X} in field {column} is not UTF-8"
+    return ""
+
+
+def repaired(value: str) -> str:
+    """A surrogate-escaped string with each undecodable byte as U+FFFD (safe to store and print)."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _modality(cuis: tuple[str, ...], caption: str) -> str:
@@ -133,7 +162,8 @@ class Rocov2(Source):
                 image_id = row.get("id", "")
                 items.append({"row": index, "id": image_id, "caption": row.get("caption", ""),
                               "cuis": concepts.get(image_id, ()), "image": f"{image_dir}/{image_id}.jpg",
-                              "licence": licences.get(image_id, {})})
+                              "licence": licences.get(image_id, {}),
+                              **({"encoding_error": row[ENCODING_ERROR]} if ENCODING_ERROR in row else {})})
             units.extend(self.chunked_units(split, items))
         return units
 
@@ -196,6 +226,10 @@ class Rocov2(Source):
                               "empty ID", provenance=[captions_file])
             return
         base = f"{self.name}/{split}/{item['id']}"
+        if item.get("encoding_error"):
+            yield from label_rejections(self, base, split, "text_encoding", f"{captions_file} {item['encoding_error']}",
+                                        provenance=[captions_file, item["image"]])
+            return
         caption = " ".join(item["caption"].split())
         modality = _modality(item["cuis"], caption)
         provenance = [captions_file, item["image"]] if item["image"] else [captions_file]

@@ -23,6 +23,9 @@ class FlakySource(Source):
     def work_units(self) -> list[WorkUnit]:
         return [WorkUnit(self.name, f"flaky/train/{name}", "train", (name,)) for name in ("good", "bad")]
 
+    def unit_inputs(self, unit: WorkUnit) -> list[str]:
+        return ["fixed"] if unit.items[0] == "bad" else []  # what each unit reads: the good one, nothing
+
     def iter_records(self, unit: WorkUnit):
         name = unit.items[0]
         for index in range(3):

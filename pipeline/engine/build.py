@@ -13,7 +13,9 @@ Layout of a build directory (later tools depend on it)::
 Execution is Ray Data, streaming: unit tasks -> records (the adapters, pipeline/engine/units.py) -> the
 recipe's stage plan (pipeline/engine/plan.py: coarse scores and decision, task builders and refinement,
 alignment scoring) -> staged bytes; then `finalize` applies the global rules and packs the shards. A rerun re-reads only units that no earlier run
-completed, so a killed build finishes with the same records, none twice and none lost.
+completed, so a killed build finishes with the same records, none twice and none lost. A unit counts
+as completed only for the inputs it was read from (pipeline/engine/inputs.py): a file added, removed,
+resized or touched since re-runs its unit; `refresh` re-runs every unit.
 """
 
 from __future__ import annotations
@@ -32,18 +34,20 @@ import pyarrow.parquet as pq
 import yaml
 
 from pipeline.config import Recipe
-from pipeline.engine.finalize import FinalizeResult, completed_units, finalize
+from pipeline.engine.finalize import FinalizeResult, finalize, unit_states
+from pipeline.engine.inputs import StatCache, unit_fingerprint
 from pipeline.engine.plan import stage_plan
 from pipeline.engine.ray_setup import ensure_ray, map_stages, quiet_retry_warning
 from pipeline.engine.staging import write_staging_batch
 from pipeline.engine.units import UnitTask, expand_units
 from sources import get_source
-from sources.base import Source
+from sources.base import Source, SourceError
 from sources.io.hub import default_hub_cache, download_command, find_snapshot
+from sources.io.lfs import lfs_message, lfs_pointer_size
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_INCOMPLETE = 0, 2
+EXIT_OK, EXIT_SOURCE_FAILED, EXIT_INCOMPLETE = 0, 1, 2
 
 
 @dataclass
@@ -66,10 +70,19 @@ class BuildReport:
     engine_error: str | None = None
     alignment_models: dict = field(default_factory=dict)  # role -> model, path, demo
     extra_stats: dict = field(default_factory=dict)  # stage 2: the HQ subset and the CAG model
+    units_changed: int = 0  # units done before whose inputs changed since (re-run this time)
+    records_read: int = 0  # rows the units run this time produced (0 when every unit was already staged)
+    sources_empty: dict[str, str] = field(default_factory=dict)  # found, but the requested splits have no files
+    sources_failed: dict[str, str] = field(default_factory=dict)  # could not be listed: one line, what to do
+    sources_failed_skipped: bool = False  # the recipe's execution.on_source_error is "skip"
 
     @property
     def exit_code(self) -> int:
-        return EXIT_INCOMPLETE if (self.result.failed_units or self.engine_error) else EXIT_OK
+        if self.result.failed_units or self.engine_error:
+            return EXIT_INCOMPLETE
+        if self.sources_failed and not self.sources_failed_skipped:
+            return EXIT_SOURCE_FAILED
+        return EXIT_OK
 
 
 def resolve_sources(recipe: Recipe, sources_root: Path | None, source_paths: dict[str, Path],
@@ -117,8 +130,10 @@ def _next_run(state_dir: Path) -> int:
 
 
 def _write_units(path: Path, tasks: list[UnitTask]) -> None:
-    table = pa.table({"unit_id": [t.unit.id for t in tasks], "source": [t.source for t in tasks]},
-                     schema=pa.schema([("unit_id", pa.string()), ("source", pa.string())]))
+    table = pa.table({"unit_id": [t.unit.id for t in tasks], "source": [t.source for t in tasks],
+                      "fingerprint": [t.fingerprint for t in tasks]},
+                     schema=pa.schema([("unit_id", pa.string()), ("source", pa.string()),
+                                       ("fingerprint", pa.string())]))
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, path)
@@ -126,7 +141,7 @@ def _write_units(path: Path, tasks: list[UnitTask]) -> None:
 
 def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_paths: dict[str, Path] | None = None,
           only: list[str] | None = None, ray_address: str | None = None, progress: bool = True,
-          hq_build: Path | None = None) -> BuildReport:
+          hq_build: Path | None = None, refresh: bool = False) -> BuildReport:
     started = time.monotonic()
     out_dir = Path(out) / recipe.name
     state_dir = out_dir / ".state"
@@ -139,22 +154,24 @@ def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_pa
         if source.root is None:
             log.warning("source %s skipped: %s", source.name, source.reason)
             continue
-        adapter: Source = get_source(source.name)(source.root, source.options, source.splits)
-        options_json = json.dumps(source.options, sort_keys=True)
-        tasks.extend(UnitTask(source.name, str(source.root), options_json, tuple(source.splits), unit)
-                     for unit in adapter.work_units())
+        tasks.extend(_list_units(source, report))
     if recipe.hq.enabled:  # stage 2: the high-quality subset of a finished stage-1 build, replayed
         from pipeline.stage2.replay import NAME as HQ_REPLAY, hq_units
 
         root, options_json, units = hq_units(recipe.hq, Path(hq_build or recipe.hq.build), state_dir)
         tasks.extend(UnitTask(HQ_REPLAY, root, options_json, ("train",), unit) for unit in units)
         report.extra_stats["hq_build"] = str(Path(hq_build or recipe.hq.build).resolve())
+    if report.sources_failed:
+        report.sources_failed_skipped = recipe.execution.on_source_error == "skip"
     units_file = state_dir / "units.parquet"
     _write_units(units_file, tasks)
     report.units_total = len(tasks)
 
-    done = completed_units(staging_dir, units_file)
-    pending = [task for task in tasks if task.unit.id not in done]
+    done, changed = unit_states(staging_dir, units_file)
+    report.units_changed = len(changed)
+    if changed:
+        log.info("%d units have changed inputs since they were built; re-running them", len(changed))
+    pending = [task for task in tasks if refresh or task.unit.id not in done]
     report.units_run = len(pending)
     cards = {name: (cls.card.licence, cls.card.access) for name, cls in _registry().items()}
     cards["hq_replay"] = ("per source", "per source")  # only a replay unit's own error rows carry it
@@ -171,7 +188,7 @@ def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_pa
         ensure_ray(ray_address)
         run = _next_run(state_dir)
         try:
-            _run_units(pending, recipe, staging_dir, run, cards, progress)
+            report.records_read = _run_units(pending, recipe, staging_dir, run, cards, progress)
         except Exception as err:  # noqa: BLE001 - the engine gave up; report it, finalise what completed
             log.error("the Ray pipeline stopped: %s", err)
             report.engine_error = f"{type(err).__name__}: {err}"
@@ -189,6 +206,49 @@ def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_pa
     _write_resolved_config(out_dir, recipe, report)
     report.wall_seconds = time.monotonic() - started
     return report
+
+
+def _list_units(source: ResolvedSource, report: BuildReport) -> list[UnitTask]:
+    """One source's units with their input fingerprints; a source that cannot be listed is reported.
+
+    A whole-source problem (a Git LFS pointer where the annotation file should be, an unreadable file,
+    a layout the adapter does not recognise) becomes one line in `report.sources_failed`, never a
+    traceback that stops the other sources.
+    """
+    adapter: Source = get_source(source.name)(source.root, source.options, source.splits)
+    options_json = json.dumps(source.options, sort_keys=True)
+    stats = StatCache(source.root)
+    try:
+        units = adapter.work_units()
+        tasks = [UnitTask(source.name, str(source.root), options_json, tuple(source.splits), unit,
+                          unit_fingerprint(adapter, unit, stats)) for unit in units]
+    except SourceError as err:
+        report.sources_failed[source.name] = str(err)
+    except Exception as err:  # noqa: BLE001 - any listing failure is this source's, reported in one line
+        log.debug("listing %s failed", source.name, exc_info=True)
+        report.sources_failed[source.name] = _lfs_hint(adapter) or (
+            f"{source.root}: {type(err).__name__}: {err} (rerun with -v for the traceback)")
+    else:
+        if not tasks and _lfs_hint(adapter):  # pointers in place of the files it lists from
+            report.sources_failed[source.name] = _lfs_hint(adapter)
+        elif not tasks:
+            expected = adapter.expected_files()
+            report.sources_empty[source.name] = (
+                f"no files for split {'/'.join(source.splits)} under {source.root}"
+                + (f"; expected {', '.join(expected)}" if expected else ""))
+            log.warning("source %s is empty: %s", source.name, report.sources_empty[source.name])
+        return tasks
+    log.error("source %s failed: %s", source.name, report.sources_failed[source.name])
+    return []
+
+
+def _lfs_hint(adapter: Source) -> str | None:
+    """`run git lfs pull` when one of the source's annotation files is a Git LFS pointer."""
+    for relative in adapter.annotation_files():
+        size = lfs_pointer_size(adapter.root / relative)
+        if size is not None:
+            return lfs_message(adapter.root / relative, size)
+    return None
 
 
 def _registry() -> dict:
@@ -259,6 +319,9 @@ def _write_stats(out_dir: Path, report: BuildReport) -> None:
     ]
     stats.update(report.extra_stats)
     stats["sources_skipped"] = {s.name: s.reason for s in report.sources if s.root is None}
+    stats["sources_empty"] = report.sources_empty
+    stats["sources_failed"] = report.sources_failed
+    stats["units_changed"] = report.units_changed
     stats["failed_units"] = report.result.failed_units
     stats["engine_error"] = report.engine_error
     if report.alignment_models:

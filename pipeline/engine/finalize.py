@@ -1,7 +1,9 @@
 """Finalisation: from the staging area to the build's outputs, deterministically.
 
 1. Choose, per work unit, the newest run in which it completed (its `unit_end` count matches the
-   distinct rows staged); rows of incomplete runs are ignored, so a killed run leaves no trace.
+   distinct rows staged) with the inputs it has now (the fingerprint in `units.parquet` equals the
+   one its `unit_end` row carries, pipeline/engine/inputs.py); rows of incomplete runs, of stale
+   inputs and of units no longer listed are ignored, so a killed run leaves no trace.
 2. The global rules, over manifest columns: subject leakage (pipeline/tasks/leakage.py), exact
    duplicates (filters/dedup.py: same decoded pixels and text within one task, the smallest id kept),
    benchmark overlap and near duplicates (pipeline/engine/near_duplicates.py), and the alignment cut
@@ -86,14 +88,32 @@ def _connect(staging_dir: Path, units_file: Path) -> duckdb.DuckDBPyConnection:
         con.register("empty_staged", pa.Table.from_pylist([], schema=STAGING_SCHEMA))
         con.execute("CREATE VIEW staged AS SELECT * FROM empty_staged")
     con.execute(f"CREATE TABLE units AS SELECT * FROM read_parquet('{units_file.as_posix()}')")
+    # builds staged before input fingerprints existed: no fingerprint on either side
+    if "fingerprint" not in _columns(con, "units"):
+        con.execute("ALTER TABLE units ADD COLUMN fingerprint VARCHAR")
+    if "unit_fingerprint" not in _columns(con, "staged"):
+        con.execute("ALTER VIEW staged RENAME TO staged_without_fingerprint")
+        con.execute("CREATE VIEW staged AS SELECT *, NULL::VARCHAR AS unit_fingerprint FROM staged_without_fingerprint")
     return con
 
 
+def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> set[str]:
+    return {row[0] for row in con.execute(f"DESCRIBE {relation}").fetchall()}
+
+
 def completed_units(staging_dir: Path, units_file: Path) -> set[str]:
-    """Units that some run staged completely: a rerun skips them."""
+    """Units that some run staged completely from the inputs they have now: a rerun skips them."""
+    return unit_states(staging_dir, units_file)[0]
+
+
+def unit_states(staging_dir: Path, units_file: Path) -> tuple[set[str], set[str]]:
+    """(done, changed): units complete for their current inputs, and units complete only for older ones."""
     con = _connect(staging_dir, units_file)
     _choose_runs(con)
-    return {row[0] for row in con.execute("SELECT unit_id FROM complete").fetchall()}
+    done = {row[0] for row in con.execute("SELECT unit_id FROM complete").fetchall()}
+    finished = {row[0] for row in con.execute(
+        "SELECT DISTINCT f.unit_id FROM finished f SEMI JOIN units u ON f.unit_id = u.unit_id").fetchall()}
+    return done, finished - done
 
 
 def _choose_runs(con: duckdb.DuckDBPyConnection) -> None:
@@ -103,16 +123,24 @@ def _choose_runs(con: duckdb.DuckDBPyConnection) -> None:
         SELECT unit_id, run,
                max(CASE WHEN kind = 'unit_end' THEN unit_count END) AS expected,
                count(DISTINCT CASE WHEN kind IN ('record', 'rejection') THEN id END) AS got,
-               bool_or(kind = 'unit_error') AS errored
+               bool_or(kind = 'unit_error') AS errored,
+               max(CASE WHEN kind = 'unit_end' THEN unit_fingerprint END) AS fingerprint
         FROM staged GROUP BY unit_id, run
         """
     )
     con.execute(
         """
-        CREATE OR REPLACE TABLE complete AS
-        SELECT unit_id, max(run) AS run FROM unit_runs
+        CREATE OR REPLACE TABLE finished AS
+        SELECT unit_id, run, fingerprint FROM unit_runs
         WHERE NOT errored AND expected IS NOT NULL AND got = expected
-        GROUP BY unit_id
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE complete AS
+        SELECT f.unit_id, max(f.run) AS run FROM finished f
+        JOIN units u ON f.unit_id = u.unit_id AND f.fingerprint IS NOT DISTINCT FROM u.fingerprint
+        GROUP BY f.unit_id
         """
     )
 

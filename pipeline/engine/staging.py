@@ -60,7 +60,9 @@ def write_staging_batch(
         for record_id, unit_id, kind, blob in zip(ids, batch["unit_id"], batch["kind"], batch["blob"]):
             item = pickle.loads(blob)
             if kind == "unit_end":
-                row = {"id": record_id, "unit_id": unit_id, "kind": "unit_end", "unit_count": int(item)}
+                count, fingerprint = item
+                row = {"id": record_id, "unit_id": unit_id, "kind": "unit_end", "unit_count": int(count),
+                       "unit_fingerprint": fingerprint}
             elif kind == "record":
                 licence, access = cards[item.source]
                 row = record_row(item, licence, access, unit_id)

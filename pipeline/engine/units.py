@@ -36,6 +36,7 @@ class UnitTask:
     options_json: str
     splits: tuple[str, ...] | None
     unit: WorkUnit
+    fingerprint: str = ""  # of the unit's inputs at listing time (pipeline/engine/inputs.py)
 
 
 @lru_cache(maxsize=64)
@@ -87,7 +88,7 @@ def _unit_items(task: UnitTask, attempts: int) -> Iterator[tuple[str, str, str, 
                               reason="unit_error", detail=detail[:4000])
             yield error.id, unit.id, "unit_error", error
             return
-        yield f"{unit.id}#end", unit.id, "unit_end", len(seen)
+        yield f"{unit.id}#end", unit.id, "unit_end", (len(seen), task.fingerprint)
         return
 
 

@@ -10,9 +10,12 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from sources.io.lfs import check_lfs_pointer
+
 
 @lru_cache(maxsize=8)
 def _parsed_list(path: str, mtime_ns: int, what: str) -> list:
+    check_lfs_pointer(path)
     with open(path, encoding="utf-8") as handle:
         items = json.load(handle)
     if not isinstance(items, list):
@@ -21,5 +24,6 @@ def _parsed_list(path: str, mtime_ns: int, what: str) -> list:
 
 
 def load_json_list(path: Path, what: str) -> list:
-    """The JSON list at `path`; ValueError (or UnicodeDecodeError) says why it is not one."""
+    """The JSON list at `path`; ValueError (or UnicodeDecodeError) says why it is not one, SourceError
+    that it is a Git LFS pointer."""
     return _parsed_list(str(path), path.stat().st_mtime_ns, what)
