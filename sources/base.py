@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from manifests.records import Record, Rejection
+from sources.io.errors import SourceError  # re-exported: adapters import it from sources.base
 from sources.io.hub import ROWS_PER_UNIT, find_snapshot, row_group_ranges
+
 
 ACCESS_CLASSES = ("open", "registration", "credentialed")
 # What a dataset's annotation files are called, for the default listing of a unit's inputs.
@@ -75,10 +77,6 @@ def item_paths(items: Any) -> list[str]:
         elif isinstance(value, (list, tuple)):
             stack.extend(value)
     return found
-
-
-class SourceError(RuntimeError):
-    """A source cannot be read at all (wrong root, no recognisable layout); message says what to do."""
 
 
 class Source:

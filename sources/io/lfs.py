@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sources.base import SourceError
+from sources.io.errors import SourceError
 
 SIGNATURE = b"version https://git-lfs.github.com/spec/v1"
 MAX_POINTER_BYTES = 1024  # the spec caps a pointer file well below this
