@@ -53,9 +53,15 @@ class Recipe:
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
     alignment: AlignmentSettings = field(default_factory=AlignmentSettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)  # interleaved-task builders (pipeline/tasks)
+    # Licence gate (pipeline/release/licences.py): "public" refuses credentialed and registration-only
+    # sources; None lets every access class in. Not part of the processing digest: it changes no record.
+    access: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if data["access"] is None:  # absent when unset, so recipes without a gate resolve as before
+            del data["access"]
+        return data
 
     def processing_digest(self) -> str:
         """Identity of everything that changes per-record output; staged work is reused only under it."""
@@ -76,7 +82,8 @@ class Recipe:
 def parse_recipe(data: dict[str, Any]) -> Recipe:
     if not isinstance(data, dict) or "name" not in data:
         raise RecipeError("a recipe is a mapping with at least a `name`")
-    unknown = sorted(set(data) - {"name", "version", "sources", "filters", "shards", "execution", "alignment", "tasks"})
+    unknown = sorted(set(data) - {"name", "version", "sources", "filters", "shards", "execution", "alignment", "tasks",
+                             "access"})
     if unknown:
         raise RecipeError(f"recipe: unknown key(s) {unknown}")
     sources = []
@@ -93,7 +100,10 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
         execution=build_section(ExecutionSettings, data.get("execution"), "execution"),
         alignment=parse_alignment(data.get("alignment")),
         tasks=parse_tasks(data.get("tasks")),
+        access=data.get("access"),
     )
+    if recipe.access not in (None, "public", "any"):
+        raise RecipeError(f"recipe: access must be `public` or `any`, not {recipe.access!r}")
     recipe.filters.validate()
     return recipe
 
