@@ -62,6 +62,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from pipeline.engine.build import build
     from pipeline.config import RecipeError, load_recipe
     from filters.models import ModelNotAvailable
+    from pipeline.engine.licences import AccessRefused
 
     try:
         recipe = load_recipe(args.recipe)
@@ -81,7 +82,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
         return 1
     try:
         report = build(recipe, Path(args.out), Path(args.sources_root) if args.sources_root else None,
-                       _parse_source_paths(args.source_path), only, args.ray_address, progress=not args.quiet)
+                       _parse_source_paths(args.source_path), only, args.ray_address, progress=not args.quiet,
+                       access=args.access)
+    except AccessRefused as err:
+        console.print(f"[red]{err}[/red]")
+        return 1
     except KeyError as err:
         console.print(f"[red]{err.args[0]}[/red]")
         return 1
@@ -303,6 +308,9 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--align", action="store_true", help="run the alignment filter (MedGemma/E5/MedSigLIP)")
     build.add_argument("--models-dir", help="folder searched first for the alignment models (e.g. demo models)")
     build.add_argument("--plan", action="store_true", help="print the ordered stages and their resources; run nothing")
+    build.add_argument("--access", choices=("public", "any"),
+                       help="public: refuse credentialed and registration-only sources (default: the recipe's "
+                            "`access`, else any)")
     build.set_defaults(run=_cmd_build)
 
     demo = commands.add_parser("demo-models", help="write tiny random alignment models (demo weights) for tests")
@@ -363,10 +371,12 @@ def make_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_cmd_train)
 
     from pipeline.audit.cli import register as register_audit
+    from pipeline.release.cli import register as register_release
     from pipeline.report.cli import register as register_report
 
     register_report(commands)
     register_audit(commands)
+    register_release(commands)
     return parser
 
 

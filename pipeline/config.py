@@ -53,7 +53,7 @@ class Recipe:
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
     alignment: AlignmentSettings = field(default_factory=AlignmentSettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)  # interleaved-task builders (pipeline/tasks)
-    # Licence gate (pipeline/release/licences.py): "public" refuses credentialed and registration-only
+    # Licence gate (pipeline/engine/licences.py): "public" refuses credentialed and registration-only
     # sources; None lets every access class in. Not part of the processing digest: it changes no record.
     access: str | None = None
 

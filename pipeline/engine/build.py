@@ -35,7 +35,7 @@ from pipeline.engine.plan import stage_plan
 from pipeline.engine.ray_setup import ensure_ray, map_stages, quiet_retry_warning
 from pipeline.engine.staging import write_staging_batch
 from pipeline.engine.units import UnitTask, expand_units
-from pipeline.release.licences import check_access, licence_mix
+from pipeline.engine.licences import check_access, licence_mix
 from sources import get_source
 from sources.base import Source
 
@@ -63,7 +63,7 @@ class BuildReport:
     result: FinalizeResult = field(default_factory=FinalizeResult)
     engine_error: str | None = None
     alignment_models: dict = field(default_factory=dict)  # role -> model, path, demo
-    access: str | None = None  # the licence gate the build ran under (pipeline/release/licences.py)
+    access: str | None = None  # the licence gate the build ran under (pipeline/engine/licences.py)
 
     @property
     def exit_code(self) -> int:

@@ -35,7 +35,7 @@ import yaml
 from manifests.images import ImageDecodeError, decode_bytes
 from manifests.query import open_build
 from manifests.schema import MANIFEST_SCHEMA
-from pipeline.release.licences import acknowledgments_markdown, card, licences_markdown
+from pipeline.engine.licences import acknowledgments_markdown, card, licences_markdown
 
 RELEASE_FORMAT = "unimed5m-release"
 RELEASE_VERSION = 1
