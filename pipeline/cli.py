@@ -25,7 +25,8 @@ def _cmd_sources(args: argparse.Namespace) -> int:
 
     cards = [cls.card for cls in SOURCES.values()]
     if args.json:
-        fields = ("name", "title", "modalities", "tasks", "licence", "access", "url", "citation", "root_names", "counts")
+        fields = ("name", "title", "modalities", "tasks", "licence", "access", "url", "citation", "root_names", "counts",
+                  "redistribute_text", "redistribute_images")
         print(json.dumps([{f: getattr(card, f) for f in fields} for card in cards], indent=2))
         return 0
     table = Table(title=f"{len(cards)} registered sources")

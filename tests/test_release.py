@@ -141,6 +141,16 @@ def test_stats_state_the_licence_mix(small):
     assert mix["sources"]["oct2017"]["redistribute_images"] is True
 
 
+def test_report_states_the_access_mix(small, tmp_path):
+    from pipeline.report.html import write_report
+
+    _, report, _, _ = small
+    kept = dict(open_build(report.out_dir).execute("SELECT access, count(*) FROM kept GROUP BY ALL").fetchall())
+    page = write_report(report.out_dir, tmp_path / "report", per_gallery=1).read_text()
+    assert f"Kept samples by access class: credentialed {kept['credentialed']}, open {kept['open']}" in page
+    assert "images redistributable" in page
+
+
 def test_rebuild_on_the_same_tree_gives_byte_identical_shards(small, tmp_path):
     root, report, release, _ = small
     summary = rebuild(release, tmp_path, root, progress=False)
