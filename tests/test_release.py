@@ -14,7 +14,9 @@ import shutil
 import tarfile
 from pathlib import Path
 
+import duckdb
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -26,8 +28,8 @@ from pipeline.cli import main
 from pipeline.config import Recipe, parse_recipe
 from pipeline.engine.build import build
 from pipeline.engine.licences import AccessRefused, check_access
-from pipeline.release.rebuild import rebuild
-from pipeline.release.write import RECORDS_FILE, write_release
+from pipeline.release.rebuild import ReleaseFilter, rebuild
+from pipeline.release.write import RECORDS_FILE, RELEASE_SCHEMA, write_release
 from sources import SOURCES
 from sources.samples import write_sample_tree
 from tests.conftest import sample_recipe
@@ -127,6 +129,27 @@ def test_release_all_rows_carries_rejections(small, tmp_path):
     assert summary.rows == len(table) == len(expected)
     assert {r["id"]: r["reason"] for r in table} == expected
     assert all(r["image_data"] is None for r in table if r["status"] != "kept")
+
+
+def test_release_filter_applies_the_release_decisions(small, tmp_path):
+    """No model runs in a rebuild: a released rejection (an alignment cut, say) wins, released scores are copied."""
+    _, report, release, _ = small
+    rows = pq.read_table(release / RECORDS_FILE).to_pylist()
+    cut = rows[0]["id"]
+    rows[0]["status"], rows[0]["reason"] = "rejected", "below_alignment_cut"
+    for index, row in enumerate(rows):
+        row["align_final"] = index / 10
+    pq.write_table(pa.Table.from_pylist(rows, schema=RELEASE_SCHEMA), tmp_path / "r.parquet")
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE chosen AS SELECT * FROM read_parquet('{report.out_dir.as_posix()}/manifest/*.parquet')")
+    before = dict(con.execute("SELECT id, status FROM chosen").fetchall())
+    ReleaseFilter(str(tmp_path / "r.parquet")).apply(con)
+    after = {i: (s, r, a) for i, s, r, a in con.execute("SELECT id, status, reason, align_final FROM chosen").fetchall()}
+    assert after[cut][:2] == ("rejected", "below_alignment_cut")
+    for index, row in enumerate(rows[1:], 1):
+        assert after[row["id"]][0] == "kept" and after[row["id"]][2] == pytest.approx(index / 10)
+    assert {i for i, (s, _, _) in after.items() if s == "kept"} == {i for i, s in before.items() if s == "kept"} - {cut}
+    assert len(after) == len(before)
 
 
 def test_stats_state_the_licence_mix(small):
