@@ -51,6 +51,7 @@ bench: install ## all benchmarks: build pipeline vs bare loop, alignment scoring
 	$(BIN)/python -m pipeline.bench.build
 	$(BIN)/python -m pipeline.bench.scoring
 	$(BIN)/python -m pipeline.bench.loader
+	$(BIN)/python -m pipeline.bench.near_duplicates
 
 bench-scoring: install ## alignment scoring pairs/s per model (tiny CPU models; MedSigLIP-448-sized on a GPU)
 	$(BIN)/python -m pipeline.bench.scoring

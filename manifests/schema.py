@@ -85,6 +85,9 @@ MANIFEST_SCHEMA = pa.schema(
         # interleaved tasks (pipeline/tasks): who the sample comes from (leakage rule), which templates
         ("subject_id", pa.string()),
         ("task_template", pa.string()),  # "<instruction id>|<response id>", e.g. segmentation_v1/i00|...
+        # near duplicates (filters/near_duplicates.py; empty unless the recipe enables them)
+        ("phash", pa.int64()),  # 64-bit pHash of the first image, as a signed integer
+        ("text_minhash", pa.binary()),  # MinHash signature of the text: num_perm little-endian uint32
     ],
     metadata={"unimed5m.schema_version": SCHEMA_VERSION},
 )
@@ -102,6 +105,7 @@ STAGING_SCHEMA = pa.schema(
     metadata={"unimed5m.schema_version": SCHEMA_VERSION},
 )
 
+NEAR_DUPLICATE_COLUMNS = ("phash", "text_minhash")
 SCORE_COLUMNS = ("min_side", "max_side", "max_pixels", "aspect_ratio", "pixel_std", "text_chars",
                  "garbage_ratio", "language", "language_prob")
 
@@ -168,7 +172,7 @@ def record_row(record: Record, licence: str, access: str, unit_id: str) -> dict[
         "subject_id": record.meta.get("subject_id"),
         "task_template": "|".join(record.meta["task_build"]["template_id"]) if "task_build" in record.meta else None,
     }
-    for column in SCORE_COLUMNS + ALIGN_RAW_COLUMNS:
+    for column in SCORE_COLUMNS + ALIGN_RAW_COLUMNS + NEAR_DUPLICATE_COLUMNS:
         row[column] = record.scores.get(column)
     return row
 

@@ -2,7 +2,7 @@
 
 A release folder holds::
 
-    records/part-00000.parquet  one row per kept sample (every row with --all-rows), in shard order
+    records/part-00000.parquet  one row per kept sample (every row with --all-rows), shard by shard
     release.json                recipe name, processing digest, the shards' sha256, per-source licence facts
     recipe.yaml                 the recipe as run (no paths of the builder's machine)
     stats.json                  the build's counts (paths and error texts left out)
@@ -164,7 +164,7 @@ def write_release(build_dir: Path, out: Path, all_rows: bool = False) -> Release
     columns = ", ".join(f'"{name}"' for name in MANIFEST_SCHEMA.names)
     shard_facts = []
     with pq.ParquetWriter(records_tmp, RELEASE_SCHEMA) as writer:
-        for name in shards:  # kept rows in shard order = id order (shards are packed in id order)
+        for name in shards:  # shard by shard (paths relative to shards/), id order within each
             path = build_dir / "shards" / name
             members = _shard_members(path)
             cursor = con.execute(f"SELECT {columns} FROM kept WHERE shard = ? ORDER BY id", [name])

@@ -31,10 +31,10 @@ log = logging.getLogger(__name__)
 # image_quality.py, text_quality.py); anything not named here was rejected by the source adapter.
 COARSE_REASONS = {"image_too_small", "aspect_ratio", "image_too_large", "image_blank", "text_too_short",
                   "text_too_long", "text_garbage", "language"}
-DEDUP_REASONS = {"duplicate"}
+DEDUP_REASONS = {"duplicate", "near_duplicate", "benchmark_overlap"}  # exact, near (filters/near_duplicates.py), decontamination
 ALIGN_REASONS = {CUT_REASON, UNSCORED_REASON}
 AUDIT_SUMMARY = "audit/report/summary.json"
-STAGES = ("adapter", "coarse", "dedup", "alignment")
+FUNNEL_STEPS = ("adapter", "coarse", "dedup", "alignment")
 SECTIONS = ("summary", "funnel", "counts", "alignment", "distributions", "gallery-kept", "gallery-rejected",
             "licences", "models", "audit")
 
@@ -86,9 +86,9 @@ def _funnel(con, page: Page) -> None:
     rows = _rows(con, "SELECT source, coalesce(task_family, '(none)') AS family, status, reason, count(*) AS n "
                       "FROM records GROUP BY ALL")
     table: dict[tuple[str, str], dict] = {}
-    totals = {"input": 0, **{s: 0 for s in STAGES}, "kept": 0}
+    totals = {"input": 0, **{s: 0 for s in FUNNEL_STEPS}, "kept": 0}
     for r in rows:
-        entry = table.setdefault((r["source"], r["family"]), {"input": 0, **{s: 0 for s in STAGES}, "kept": 0,
+        entry = table.setdefault((r["source"], r["family"]), {"input": 0, **{s: 0 for s in FUNNEL_STEPS}, "kept": 0,
                                                                 "reasons": {}})
         entry["input"] += r["n"]
         totals["input"] += r["n"]
@@ -104,7 +104,7 @@ def _funnel(con, page: Page) -> None:
              '&rarr; kept</h2>')
     left, labels = totals["input"], ["input"]
     remaining = [left]
-    for stage in STAGES:
+    for stage in FUNNEL_STEPS:
         left -= totals[stage]
         remaining.append(left)
         labels.append(f"after {stage}")
@@ -118,8 +118,8 @@ def _funnel(con, page: Page) -> None:
     out = []
     for (source, family), e in sorted(table.items()):
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(e["reasons"].items(), key=lambda kv: (-kv[1], kv[0])))
-        out.append([source, family, e["input"], *(f"-{e[s]}" if e[s] else "" for s in STAGES), e["kept"], reasons])
-    out.append(["all", "", totals["input"], *(f"-{totals[s]}" if totals[s] else "" for s in STAGES),
+        out.append([source, family, e["input"], *(f"-{e[s]}" if e[s] else "" for s in FUNNEL_STEPS), e["kept"], reasons])
+    out.append(["all", "", totals["input"], *(f"-{totals[s]}" if totals[s] else "" for s in FUNNEL_STEPS),
                 totals["kept"], ""])
     page.add(_table(["source", "task family", "input", "adapter", "coarse", "dedup", "alignment", "kept",
                      "reasons"], out, "funnel"))

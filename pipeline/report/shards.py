@@ -16,7 +16,7 @@ MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "n
 
 
 class ShardReader:
-    """Reads `<key>.<suffix>` members from BUILD/shards/*.tar; one member index per shard, built on first use."""
+    """Reads `<key>.<suffix>` members from BUILD/shards/ (the manifest's `shard` column is relative to it); one member index per shard, built on first use."""
 
     def __init__(self, build_dir: Path):
         self.build_dir = Path(build_dir)
@@ -26,7 +26,7 @@ class ShardReader:
     def _members(self, shard: str) -> dict[str, tuple[int, int]]:
         with self._lock:
             if shard not in self._index:
-                path = self.build_dir / "shards" / Path(shard).name
+                path = self.build_dir / "shards" / shard
                 with tarfile.open(path) as tar:
                     self._index[shard] = {m.name: (m.offset_data, m.size) for m in tar.getmembers() if m.isfile()}
             return self._index[shard]
@@ -36,7 +36,7 @@ class ShardReader:
             offset, size = self._members(shard)[f"{key}.{suffix}"]
         except (KeyError, FileNotFoundError, tarfile.TarError) as err:
             raise FileNotFoundError(f"{key}.{suffix} is not in shard {shard} of {self.build_dir}") from err
-        with open(self.build_dir / "shards" / Path(shard).name, "rb") as handle:
+        with open(self.build_dir / "shards" / shard, "rb") as handle:
             handle.seek(offset)
             return handle.read(size)
 
