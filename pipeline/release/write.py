@@ -161,7 +161,8 @@ def write_release(build_dir: Path, out: Path, all_rows: bool = False) -> Release
 
     summary = ReleaseSummary(out)
     records_tmp = out / "records" / ".part-00000.parquet.tmp"
-    columns = ", ".join(f'"{name}"' for name in MANIFEST_SCHEMA.names)
+    present = {row[0] for row in con.execute("DESCRIBE records").fetchall()}  # an older build lacks newer columns
+    columns = ", ".join(f'"{name}"' if name in present else f'NULL AS "{name}"' for name in MANIFEST_SCHEMA.names)
     shard_facts = []
     with pq.ParquetWriter(records_tmp, RELEASE_SCHEMA) as writer:
         for name in shards:  # shard by shard (paths relative to shards/), id order within each
