@@ -26,7 +26,7 @@ def _cmd_sources(args: argparse.Namespace) -> int:
     cards = [cls.card for cls in SOURCES.values()]
     if args.json:
         fields = ("name", "title", "modalities", "tasks", "licence", "access", "url", "citation", "root_names", "counts",
-                  "hub_repos")
+                  "hub_repos", "redistribute_text", "redistribute_images")
         print(json.dumps([{f: getattr(card, f) for f in fields} for card in cards], indent=2))
         return 0
     table = Table(title=f"{len(cards)} registered sources")
@@ -63,6 +63,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from pipeline.engine.build import build
     from pipeline.config import RecipeError, load_recipe
     from filters.models import ModelNotAvailable
+    from pipeline.engine.licences import AccessRefused
 
     try:
         recipe = load_recipe(args.recipe)
@@ -84,9 +85,13 @@ def _cmd_build(args: argparse.Namespace) -> int:
     try:
         report = build(recipe, Path(args.out), Path(args.sources_root) if args.sources_root else None,
                        _parse_source_paths(args.source_path), only, args.ray_address, progress=not args.quiet,
-                       hq_build=Path(args.hq_build) if args.hq_build else None, refresh=args.refresh)
+                       hq_build=Path(args.hq_build) if args.hq_build else None, refresh=args.refresh,
+                       access=args.access)
     except RecipeError as err:
         console.print(f"[red]recipe error:[/red] {err}")
+        return 1
+    except AccessRefused as err:
+        console.print(f"[red]{err}[/red]")
         return 1
     except KeyError as err:
         console.print(f"[red]{err.args[0]}[/red]")
@@ -362,6 +367,9 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--hq-build", help="stage 2: the finished stage-1 build to take the high-quality subset from")
     build.add_argument("--refresh", action="store_true",
                        help="re-read every unit, even those already built from unchanged inputs")
+    build.add_argument("--access", choices=("public", "any"),
+                       help="public: refuse credentialed and registration-only sources (default: the recipe's "
+                            "`access`, else any)")
     build.set_defaults(run=_cmd_build)
 
     demo = commands.add_parser("demo-models", help="write tiny random alignment models (demo weights) for tests")
@@ -430,10 +438,12 @@ def make_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_cmd_train)
 
     from pipeline.audit.cli import register as register_audit
+    from pipeline.release.cli import register as register_release
     from pipeline.report.cli import register as register_report
 
     register_report(commands)
     register_audit(commands)
+    register_release(commands)
     return parser
 
 

@@ -67,9 +67,15 @@ class Recipe:
     near_duplicates: NearDuplicateSettings = field(default_factory=NearDuplicateSettings)  # and decontamination
     hq: HqSettings = field(default_factory=HqSettings)  # stage 2: the high-quality subset of a stage-1 build
     cag: CagSettings = field(default_factory=CagSettings)  # stage 2: Caption-Augmented Generation (filters/cag)
+    # Licence gate (pipeline/engine/licences.py): "public" refuses credentialed and registration-only
+    # sources; None lets every access class in. Not part of the processing digest: it changes no record.
+    access: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if data["access"] is None:  # absent when unset, so recipes without a gate resolve as before
+            del data["access"]
+        return data
 
     def processing_digest(self) -> str:
         """Identity of everything that changes per-record output; staged work is reused only under it."""
@@ -97,7 +103,7 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
     if not isinstance(data, dict) or "name" not in data:
         raise RecipeError("a recipe is a mapping with at least a `name`")
     unknown = sorted(set(data) - {"name", "version", "sources", "filters", "shards", "execution", "alignment", "tasks",
-                                  "near_duplicates", "hq", "cag"})
+                                  "near_duplicates", "hq", "cag", "access"})
     if unknown:
         raise RecipeError(f"recipe: unknown key(s) {unknown}")
     sources = []
@@ -120,7 +126,10 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
         near_duplicates=parse_near_duplicates(data.get("near_duplicates")),
         hq=parse_hq(data.get("hq")),
         cag=parse_cag(data.get("cag")),
+        access=data.get("access"),
     )
+    if recipe.access not in (None, "public", "any"):
+        raise RecipeError(f"recipe: access must be `public` or `any`, not {recipe.access!r}")
     recipe.filters.validate()
     return recipe
 

@@ -46,10 +46,17 @@ class DatasetCard:
     counts: str = ""
     #: Hugging Face Hub dataset repos (`owner/name`) whose copy the adapter also reads (docs/sources/hub/).
     hub_repos: tuple[str, ...] = ()
+    # May a metadata-only release (`unimed release`) carry this source's texts / image bytes? Unknown
+    # means no: set True only where the licence stated in the card's docstring (with where it is stated)
+    # allows redistribution; never for credentialed or registration-only data.
+    redistribute_text: bool = False
+    redistribute_images: bool = False
 
     def __post_init__(self):
         if self.access not in ACCESS_CLASSES:
             raise ValueError(f"{self.name}: access must be one of {ACCESS_CLASSES}, not {self.access!r}")
+        if (self.redistribute_text or self.redistribute_images) and self.access != "open":
+            raise ValueError(f"{self.name}: {self.access} data is never redistributed")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ Card
 - URL: https://scholar.cu.edu.eg/?q=afahmy/pages/dataset (Kaggle mirror
   `aryashah2k/breast-ultrasound-images-dataset`).
 - Licence: CC0 as stated on the Kaggle mirror [L]; the paper asks for citation. Access: open download.
+- Redistribution: not carried by `unimed release` (CC0 is stated only by a Kaggle mirror; unknown means no).
 - Modality: breast ultrasound (LOGIQ E9), PNG about 500x500 (varies), greyscale content often stored as
   RGB; women aged 25-75, Baheya Hospital, Cairo, 2018.
 - Counts: 780 images: benign 437, malignant 210, normal 133; one mask per image, some with extra lesion

@@ -6,6 +6,8 @@ Card
 - URL: https://medmcqa.github.io, https://github.com/medmcqa/medmcqa (data zip on Google Drive);
   HF mirror `openlifescienceai/medmcqa` (parquet, `cop` 0-based there).
 - Licence: Apache-2.0 (repository badge; the HF card says MIT). Access: open download.
+- Redistribution: Apache-2.0 on the authors' repository badge (MIT on the HF card; both permissive);
+  `unimed release` carries the texts (text only: no images).
 - Modality: none (text only), English; 21 subjects, ~2.4k topics.
 - Counts: train 182,822 / dev 4,183 / test 6,150 (the README's table swaps the dev and test counts;
   the HF card has these). Test answers are withheld (evaluation by submission).
@@ -81,6 +83,7 @@ class Medmcqa(Source):
         root_names=("medmcqa_data", "medmcqa", "MedMCQA"),
         counts="182,822 / 4,183 / 6,150 questions (train/dev/test; test answers withheld)",
         hub_repos=("openlifescienceai/medmcqa", "medmcqa"),
+        redistribute_text=True,
     )
     items_per_unit = 2048
 

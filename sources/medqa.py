@@ -7,6 +7,8 @@ Card
 - URL: https://github.com/jind11/MedQA (data on the authors' Google Drive, `data_clean.zip`).
 - Licence: MIT (the repository's licence; the questions come from exam-preparation material).
   Access: open download.
+- Redistribution: the MIT licence of the authors' repository (github.com/jind11/MedQA) covers the data
+  files; `unimed release` carries the texts (text only: no images).
 - Modality: none (text only). English (US) subset; the Mainland / Taiwan (Chinese) sets are not read.
 - Counts: US 12,723 questions: train 10,178 / dev 1,272 / test 1,273; 5 options (A-E); a 4-option
   variant of the same questions sits in `US/4_options/`.
@@ -78,6 +80,7 @@ class Medqa(Source):
         root_names=("data_clean", "MedQA", "medqa"),
         counts="12,723 US questions: 10,178 / 1,272 / 1,273 (train/dev/test)",
         hub_repos=("GBaker/MedQA-USMLE-4-options",),
+        redistribute_text=True,
     )
 
     def _is_hub(self) -> bool:

@@ -5,6 +5,8 @@ Card
   Image-Based Deep Learning." Cell 172(5):1122-1131 (2018). doi:10.1016/j.cell.2018.02.010
 - URL: https://data.mendeley.com/datasets/rscbjbr9sj (v2/v3); Kaggle mirror `paultimothymooney/kermany2018`.
 - Licence: CC BY 4.0. Access: open download.
+- Redistribution: texts and images may be redistributed with attribution (CC BY 4.0 as stated on the
+  Mendeley Data page, the authors' own host); `unimed release` carries both.
 - Modality: spectral-domain retinal OCT (Heidelberg Spectralis), greyscale JPEG, widths ~512/768/1536,
   height ~496.
 - Counts [M]: about 84,500 images: train 83,484; test 968 in the Kaggle copy (the paper states 1,000,
@@ -83,6 +85,8 @@ class Oct2017(Source):
                  "Cell 2018",
         root_names=("OCT2017", "OCT2017 ", "kermany2018", "ZhangLabData", "CellData"),
         counts="~84,500 images (train 83,484 / test ~1,000), 4 classes",
+        redistribute_text=True,
+        redistribute_images=True,
     )
 
     def _base(self) -> Path:

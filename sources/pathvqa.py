@@ -5,6 +5,8 @@ Card
   Answering." arXiv:2003.10286 (2020).
 - URL: https://github.com/UCSD-AI4H/PathVQA (Google Drive `pvqa` folder); HF `flaviagiammarino/path-vqa`.
 - Licence: MIT as stated on the HF card [L: the original release states none]. Access: open download.
+- Redistribution: not carried by `unimed release` (the original release states no licence; the MIT
+  of the HF card is a mirror's claim over textbook figures; unknown means no).
 - Modality: histopathology (microscopy), with some gross-pathology photographs; all records are
   "histopathology" (the files carry no per-item modality).
 - Counts: 4,998 images, 32,799 QA: train 17,325 / val 9,462 / test 6,012; about half yes/no.

@@ -6,6 +6,8 @@ Card
 - URL: https://pubmedqa.github.io, https://github.com/pubmedqa/pubmedqa (PQA-L in the repository; PQA-A
   and PQA-U on Google Drive).
 - Licence: MIT (repository). Access: open download.
+- Redistribution: MIT licence of the authors' repository (github.com/pubmedqa/pubmedqa); `unimed release`
+  carries the texts (text only: no images).
 - Modality: none (text only), English.
 - Counts: PQA-L 1,000 expert-labelled (500 official test PMIDs in `test_ground_truth.json`, 500 for
   10-fold CV); PQA-A 211,269 artificially labelled; PQA-U 61,249 unlabelled.
@@ -100,6 +102,7 @@ class Pubmedqa(Source):
         root_names=("pubmedqa", "PubMedQA"),
         counts="1k labelled (500 test), 211.3k artificial, 61.2k unlabelled",
         hub_repos=("qiaojin/PubMedQA", "pubmed_qa"),
+        redistribute_text=True,
     )
     items_per_unit = 1024
 

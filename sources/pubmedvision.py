@@ -6,6 +6,8 @@ Card
   arXiv:2406.19280 (2024).
 - URL: https://huggingface.co/datasets/FreedomIntelligence/PubMedVision
 - Licence: Apache-2.0 (HF card); images from PMC OA articles keep their licences. Access: open.
+- Redistribution: the texts are Apache-2.0 (the authors' HF card); the images are PMC OA figures under
+  their articles' own licences, so `unimed release` carries the texts but not the images.
 - Modality: each item's `modality` field ("Computed Tomography", "Magnetic Resonance Imaging",
   "Digital Photography", "Microscopy Images", ...), matched on its letters; x-ray is chest_xray only when
   `body_part` names the chest (documented keyword rule `CHEST_PART`); microscopy and photography are "other".
@@ -108,6 +110,7 @@ class PubMedVision(Source):
         root_names=("PubMedVision",),
         counts="647,031 items x 2 VQA files (1.3M QA) + original captions",
         hub_repos=("FreedomIntelligence/PubMedVision",),
+        redistribute_text=True,
     )
 
     def _packed(self) -> ZipImages | None:

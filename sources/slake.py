@@ -5,6 +5,8 @@ Card
   Knowledge-Enhanced Dataset for Medical Visual Question Answering." ISBI 2021.
 - URL: https://www.med-vqa.com/slake/ (Google Drive zip); mirrors HF `BoKelvin/SLAKE`.
 - Licence: CC BY 4.0 (as stated on the Voxel51 HF card). Access: open download.
+- Redistribution: not carried by `unimed release` (CC BY 4.0 is stated only by a third-party mirror's
+  card, not by the authors' site; unknown means no).
 - Modality: CT, MRI, X-ray (2D). Bilingual English / Chinese.
 - Counts: 642 images, 14,028 QA rows (train 9,835 / validate 2,099 / test 2,094).
 - Overlaps: images are shared across splits (142 train∩test); split by QA row, never by image.

@@ -6,6 +6,8 @@ Card
   doi:10.1038/sdata.2018.251
 - URL: https://osf.io/89kps/ (OSF); HF mirror `flaviagiammarino/vqa-rad` (parquet, fewer fields).
 - Licence: CC0 1.0 as stated on OSF [L: not re-checked]. Access: open download.
+- Redistribution: CC0 1.0 as stated on the OSF project page (the authors' own host): texts and images
+  may be redistributed; `unimed release` carries both.
 - Modality: head CT/MRI, chest x-ray/CT, abdominal CT/MRI. The JSON names the organ (HEAD, CHEST, ABD),
   never the modality, so every record is "other" (an organ does not tell CT from x-ray).
 - Counts: 315 images, 2,248 QA in the public JSON: train 1,797 (free-form + paraphrase) / test 451.
@@ -90,6 +92,8 @@ class VqaRad(Source):
         root_names=("VQA_RAD", "VQA-RAD", "vqa_rad"),
         counts="315 images, 2,248 QA (train 1,797 / test 451); Hub copy 1,793 / 451 after de-duplication",
         hub_repos=("flaviagiammarino/vqa-rad",),
+        redistribute_text=True,
+        redistribute_images=True,
     )
 
     def _hub_files(self) -> dict[str, list[str]]:

@@ -40,6 +40,7 @@ from pipeline.engine.plan import stage_plan
 from pipeline.engine.ray_setup import ensure_ray, map_stages, quiet_retry_warning
 from pipeline.engine.staging import write_staging_batch
 from pipeline.engine.units import UnitTask, expand_units
+from pipeline.engine.licences import check_access, licence_mix
 from sources import get_source
 from sources.base import Source, SourceError
 from sources.io.hub import default_hub_cache, download_command, find_snapshot
@@ -75,6 +76,7 @@ class BuildReport:
     sources_empty: dict[str, str] = field(default_factory=dict)  # found, but the requested splits have no files
     sources_failed: dict[str, str] = field(default_factory=dict)  # could not be listed: one line, what to do
     sources_failed_skipped: bool = False  # the recipe's execution.on_source_error is "skip"
+    access: str | None = None  # the licence gate the build ran under (pipeline/engine/licences.py)
 
     @property
     def exit_code(self) -> int:
@@ -141,13 +143,18 @@ def _write_units(path: Path, tasks: list[UnitTask]) -> None:
 
 def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_paths: dict[str, Path] | None = None,
           only: list[str] | None = None, ray_address: str | None = None, progress: bool = True,
-          hq_build: Path | None = None, refresh: bool = False) -> BuildReport:
+          hq_build: Path | None = None, refresh: bool = False, access: str | None = None,
+          release_filter=None) -> BuildReport:
+    """`access="public"` refuses non-open sources (AccessRefused, before anything runs); `release_filter`
+    (pipeline/release/rebuild.py, for `unimed rebuild`) applies a release's decisions at finalisation."""
     started = time.monotonic()
     out_dir = Path(out) / recipe.name
     state_dir = out_dir / ".state"
     staging_dir = state_dir / "staging" / recipe.processing_digest()
+    resolved = resolve_sources(recipe, sources_root, source_paths or {}, only)
+    check_access(access or recipe.access, [s.name for s in resolved if s.root is not None])
     staging_dir.mkdir(parents=True, exist_ok=True)
-    report = BuildReport(out_dir, resolve_sources(recipe, sources_root, source_paths or {}, only))
+    report = BuildReport(out_dir, resolved, access=access or recipe.access)
 
     tasks: list[UnitTask] = []
     for source in report.sources:
@@ -201,7 +208,8 @@ def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_pa
         collect_benchmarks(recipe.near_duplicates, sources_root, out_dir)  # hashed once; finalize reads them
     import ray
 
-    report.result = finalize(out_dir, staging_dir, units_file, recipe, use_ray=ray.is_initialized())
+    report.result = finalize(out_dir, staging_dir, units_file, recipe, use_ray=ray.is_initialized(),
+                             release_filter=release_filter)
     _write_stats(out_dir, report)
     _write_resolved_config(out_dir, recipe, report)
     report.wall_seconds = time.monotonic() - started
@@ -323,6 +331,7 @@ def _write_stats(out_dir: Path, report: BuildReport) -> None:
     stats["sources_failed"] = report.sources_failed
     stats["units_changed"] = report.units_changed
     stats["failed_units"] = report.result.failed_units
+    stats["licence_mix"] = licence_mix(con, report.access)
     stats["engine_error"] = report.engine_error
     if report.alignment_models:
         stats["alignment_models"] = report.alignment_models

@@ -145,7 +145,8 @@ def _choose_runs(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def finalize(out_dir: Path, staging_dir: Path, units_file: Path, recipe: Recipe, use_ray: bool = True) -> FinalizeResult:
+def finalize(out_dir: Path, staging_dir: Path, units_file: Path, recipe: Recipe, use_ray: bool = True,
+             release_filter=None) -> FinalizeResult:
     con = _connect(staging_dir, units_file)
     _choose_runs(con)
     result = FinalizeResult()
@@ -159,6 +160,8 @@ def finalize(out_dir: Path, staging_dir: Path, units_file: Path, recipe: Recipe,
         QUALIFY row_number() OVER (PARTITION BY s.id ORDER BY s.staging_tar NULLS LAST) = 1
         """
     )
+    if release_filter is not None:  # a rebuild: the release's decisions, and its hashes checked (pipeline/release)
+        release_filter.apply(con)
     if recipe.tasks.enabled and recipe.tasks.leakage == "subject":
         reject_leaked_subjects(con, recipe.tasks.held_out_splits, recipe.tasks.held_out_reference_only)
     if recipe.filters.dedup == "exact":

@@ -267,7 +267,7 @@ def _galleries(con, page: Page, build_dir: Path, per_gallery: int) -> None:
     page.add("</div></section>")
 
 
-def _licences(con, page: Page) -> None:
+def _licences(con, page: Page, stats: dict | None = None) -> None:
     from sources import SOURCES
 
     rows = _rows(con, "SELECT source, any_value(licence) AS licence, any_value(access) AS access, count(*) AS records, "
@@ -277,9 +277,17 @@ def _licences(con, page: Page) -> None:
         card = SOURCES[r["source"]].card if r["source"] in SOURCES else None
         out.append([r["source"], r["licence"] or (card.licence if card else ""),
                     r["access"] or (card.access if card else ""), r["records"], r["kept"],
-                    card.url if card else ""])
+                    "yes" if card and card.redistribute_text else "no",
+                    "yes" if card and card.redistribute_images else "no", card.url if card else ""])
     page.add('<section id="licences"><h2>Licence and access class per source</h2>')
-    page.add(_table(["source", "licence", "access", "records", "kept", "url"], out) + "</section>")
+    mix = _rows(con, "SELECT coalesce(access, 'unknown') AS access, count(*) AS kept FROM kept GROUP BY 1 ORDER BY 1")
+    gate = ((stats or {}).get("licence_mix") or {}).get("access_policy", "any")
+    mix_text = ", ".join(f"{m['access']} {m['kept']}" for m in mix) or "none"
+    page.add(f"<p>Kept samples by access class: {html.escape(mix_text)}"
+             f" (access gate: {html.escape(gate)}). A metadata-only release (`unimed release`) carries texts "
+             "and images only where the columns below say yes.</p>")
+    page.add(_table(["source", "licence", "access", "records", "kept", "texts redistributable",
+                     "images redistributable", "url"], out) + "</section>")
 
 
 def _models(stats: dict, page: Page) -> None:
@@ -360,7 +368,7 @@ def write_report(build_dir: Path, out: Path | None = None, per_gallery: int = 12
     _alignment(con, page)
     _distributions(con, page)
     _galleries(con, page, build_dir, per_gallery)
-    _licences(con, page)
+    _licences(con, page, stats)
     _models(stats, page)
     _audit(build_dir, page)
     index = out / "index.html"
