@@ -25,15 +25,16 @@ def _cmd_sources(args: argparse.Namespace) -> int:
 
     cards = [cls.card for cls in SOURCES.values()]
     if args.json:
-        fields = ("name", "title", "modalities", "tasks", "licence", "access", "url", "citation", "root_names", "counts")
+        fields = ("name", "title", "modalities", "tasks", "licence", "access", "url", "citation", "root_names", "counts",
+                  "hub_repos")
         print(json.dumps([{f: getattr(card, f) for f in fields} for card in cards], indent=2))
         return 0
     table = Table(title=f"{len(cards)} registered sources")
-    for column in ("name", "modalities", "tasks", "licence", "access", "folder under --sources-root"):
+    for column in ("name", "modalities", "tasks", "licence", "access", "folder under --sources-root", "Hub repos"):
         table.add_column(column)
     for card in cards:
         table.add_row(card.name, ", ".join(card.modalities), ", ".join(card.tasks), card.licence, card.access,
-                      " | ".join(card.root_names))
+                      " | ".join(card.root_names), " | ".join(card.hub_repos))
     Console().print(table)
     return 0
 
@@ -308,7 +309,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     build = commands.add_parser("build", help="build a recipe into shards and a manifest")
     build.add_argument("--recipe", required=True, help="bundled recipe name (stage1) or a YAML path")
-    build.add_argument("--sources-root", help="folder holding the datasets' downloads, by their own top folder names")
+    build.add_argument("--sources-root", help="folder holding the datasets' downloads, by their own top folder names, "
+                       "or a Hugging Face Hub cache (hub/ with datasets--owner--name folders)")
     build.add_argument("--source-path", action="append", default=[], metavar="NAME=DIR",
                        help="where one source is, overriding discovery (repeatable)")
     build.add_argument("--out", default="build", help="output root; the build goes to OUT/<recipe> (default build)")
@@ -379,6 +381,12 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=int, default=100)
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     train.set_defaults(run=_cmd_train)
+
+    from pipeline.audit.cli import register as register_audit
+    from pipeline.report.cli import register as register_report
+
+    register_report(commands)
+    register_audit(commands)
     return parser
 
 

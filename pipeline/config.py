@@ -41,6 +41,7 @@ class SourceEntry:
     path: str | None = None  # overrides discovery under --sources-root
     splits: list[str] = field(default_factory=lambda: list(DEFAULT_SPLITS))
     options: dict[str, Any] = field(default_factory=dict)
+    hub: str | None = None  # a Hugging Face Hub repo id (owner/name) to read from the Hub cache
 
 
 @dataclass
@@ -84,6 +85,9 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
         if isinstance(entry, str):
             entry = {"name": entry}
         sources.append(build_section(SourceEntry, entry, f"sources[{index}]"))
+        hub = sources[-1].hub
+        if hub is not None and (not isinstance(hub, str) or hub.count("/") != 1 or "" in hub.split("/")):
+            raise RecipeError(f"sources[{index}].hub must be a Hub dataset repo id owner/name, got {hub!r}")
     recipe = Recipe(
         name=str(data["name"]),
         version=int(data.get("version", 1)),

@@ -47,6 +47,7 @@ from typing import Any, Iterator, Sequence
 import yaml
 
 from pipeline.curriculum.schedule import FAMILIES, CURRICULUM_STAGES
+from manifests.shards import relative_shard
 from pipeline.curriculum.index import infer_family, ManifestLabels, shard_paths
 from manifests.records import IMAGE_TOKEN
 
@@ -277,9 +278,10 @@ def export_unimedvl(builds: Sequence[Path | str], out: Path | str, ranks: int = 
         for build in builds:
             manifest = ManifestLabels(Path(build))  # queried per shard: memory does not grow with the build
             for shard in shard_paths([build]):
-                labels = manifest.for_shard(shard.name)
+                name = relative_shard(build, shard)
+                labels = manifest.for_shard(name)
                 for key, members in iter_shard(shard):
-                    where = f"{shard.name}:{key}"
+                    where = f"{name}:{key}"
                     if "json" not in members:
                         report.skipped.append(f"{where} (no json member)")
                         continue
