@@ -237,7 +237,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from pipeline.curriculum.export import export_unimedvl
+    from pipeline.curriculum.export import DEFAULT_RANKS, DEFAULT_WORKERS, export_unimedvl
     from pipeline.curriculum.export_check import check_export
 
     if args.check:
@@ -251,7 +251,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         return 2
     try:
         report = export_unimedvl([Path(d) for d in args.build_dir], Path(args.out),
-                                 ranks=args.ranks or 8, workers=args.workers or 1)
+                                 ranks=DEFAULT_RANKS if args.ranks is None else args.ranks,
+                                 workers=DEFAULT_WORKERS if args.workers is None else args.workers)
     except (FileNotFoundError, ValueError) as err:
         console.print(f"[red]{err}[/red]")
         return 1

@@ -254,6 +254,11 @@ def test_cli_export_and_check(tmp_path, capsys):
     assert "4 ranks x 1 workers" in " ".join((printed.out + printed.err).split())
     assert main(["export", "--check", str(tmp_path / "nowhere")]) == 1
     assert main(["export", str(build)]) == 2
+    (out / "jsonl" / "stale.jsonl").write_text("{}\n")
+    assert main(["export", str(build), "--out", str(out), "--ranks", "1"]) == 0  # an earlier export is replaced
+    assert not (out / "jsonl" / "stale.jsonl").exists() and main(["export", "--check", str(out)]) == 0
+    assert main(["export", str(build), "--out", str(build)]) == 1  # a folder that is not an export: refused
+    assert main(["export", str(build), "--out", str(tmp_path / "o2"), "--ranks", "0"]) == 1
 
 
 @pytest.mark.skipif(not os.environ.get("UNIMEDVL_UPSTREAM"), reason="UNIMEDVL_UPSTREAM not set (upstream loader "

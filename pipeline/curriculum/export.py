@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -101,16 +102,6 @@ class ExportReport:
     stages: list[int] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-    @property
-    def samples(self) -> Counter:
-        """(family, dataset) -> samples exported, parquet rows included."""
-        counts: Counter = Counter()
-        for (key, dataset), n in self.rows.items():
-            counts[(LOADER_FAMILY[key], dataset)] += n
-        if self.t2i_rows:
-            counts[("t2i", T2I_PARQUET_NAME)] += self.t2i_rows
-        return counts
 
 
 def iter_shard(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -270,6 +261,7 @@ def export_unimedvl(builds: Sequence[Path | str], out: Path | str, ranks: int = 
     if ranks < 1 or workers < 1:
         raise ValueError(f"--ranks and --workers must be at least 1 (got {ranks}, {workers})")
     out = Path(out)
+    _clear_earlier_export(out)
     images_dir, jsonl_dir = out / "images", out / "jsonl"
     report = ExportReport(out, ranks, workers)
     jsonl: dict[tuple[str, str], Any] = {}
@@ -337,6 +329,17 @@ def export_unimedvl(builds: Sequence[Path | str], out: Path | str, ranks: int = 
     for warning in report.warnings:
         log.warning("%s", warning)
     return report
+
+
+def _clear_earlier_export(out: Path) -> None:
+    """An earlier export in OUT is replaced whole (stale files would be unregistered data); any other
+    non-empty folder is refused."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / SETTINGS_FILE).is_file():
+        raise ValueError(f"{out} is not empty and holds no earlier export; give a new or empty --out folder")
+    for name in ("images", "jsonl", "parquet", "configs"):
+        shutil.rmtree(out / name, ignore_errors=True)
 
 
 def _check_images(doc: dict[str, Any], members: dict[str, bytes]) -> None:
