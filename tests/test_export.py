@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import runpy
 import shutil
 import subprocess
@@ -188,6 +189,41 @@ def test_8_configs_only_for_stages_with_data_at_the_curriculum_weights(exported,
             assert group["weight"] > 0
             totals[family[key]] = totals.get(family[key], 0) + group["weight"]
         assert totals == pytest.approx({f: w for f, w in stage.weights.items() if w > 0})
+
+
+def row(n_in: int, n_out: int, *turns: tuple[str, str], task: str = "x") -> dict:
+    return {"main_task_type": task, "input_img": [{"path": f"in{i}.png"} for i in range(n_in)],
+            "output_img": [{"path": f"out{i}.png"} for i in range(n_out)],
+            "message": [{"from": who, "value": value} for who, value in turns]}
+
+
+@pytest.mark.parametrize("doc, loader, message", [
+    (row(2, 0, ("human", "Compare."), ("gpt", "Same.")), SFT, ["<image>\n<image>\nCompare.", "Same."]),
+    (row(1, 1, ("human", "<image>\nTo FLAIR."), ("gpt", "Done.")), EDIT, ["To FLAIR.", "Done."]),
+    (row(1, 1, ("human", "<image> In 5 years?"), ("gpt", "Larger."), task="counterfactual_generation"), CF,
+     ["In 5 years?", "Larger."]),
+    (row(0, 1, ("human", "A CT."), ("gpt", "Plan: axial.")), T2I_JSONL, ["A CT.", "Plan: axial."]),
+    (row(0, 1, ("human", "A CT.")), T2I_PARQUET, ["A CT."]),
+    (row(0, 0, ("human", "<image> Why?"), ("gpt", "Because.")), TEXT, ["Why?", "Because."]),
+])
+def test_route_sends_each_shape_to_its_loader(doc, loader, message):
+    from pipeline.curriculum.export import route
+
+    assert route(doc) == (loader, [{"from": t["from"], "value": v} for t, v in zip(doc["message"], message)])
+
+
+@pytest.mark.parametrize("doc, reason", [
+    (row(1, 0, ("human", "<image> What?"), ("gpt", "See <image>.")), "gpt turn"),
+    (row(2, 1, ("human", "Fuse."), ("gpt", "Fused.")), "input_img[0] and output_img[0] only"),
+    (row(1, 1, ("human", "<image>"), ("gpt", "Done.")), "human instruction"),
+    (row(1, 0, ("human", "What?")), "no gpt turn"),
+    (row(0, 0, ("system", "Be brief."), ("human", "Why?"), ("gpt", "So.")), "role 'system'"),
+])
+def test_route_leaves_out_rows_no_loader_reads_whole(doc, reason):
+    from pipeline.curriculum.export import Unreadable, route
+
+    with pytest.raises(Unreadable, match=re.escape(reason)):
+        route(doc)
 
 
 def test_groups_too_small_for_ranks_x_workers_are_reported(tmp_path):

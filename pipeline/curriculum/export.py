@@ -165,7 +165,10 @@ def route(doc: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
             raise Unreadable(f"{key} reads input_img[0] and output_img[0] only (row: {n_in} in, {n_out} out)")
         if roles["human"] != 1 or roles["gpt"] != 1:
             raise Unreadable(f"{key} keeps one human and one gpt turn (row: {dict(roles)})")
-        return key, [{**t, "value": _without_placeholders(t["value"])} for t in turns]
+        clean = [{**t, "value": _without_placeholders(t["value"])} for t in turns]
+        if not any(t["value"] for t in clean if t["from"] == "human"):
+            raise Unreadable(f"{key} tokenizes the human instruction; the row has none besides <image>")
+        return key, clean
     if n_out:
         clean = [{**t, "value": _without_placeholders(t["value"])} for t in turns]
         clean = [t for t in clean if t["value"]]  # T2IIterableDataset_Ver1 tokenizes every turn, empty ones too
