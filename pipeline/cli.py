@@ -296,23 +296,39 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from pipeline.curriculum.export import export_unimedvl
+    from pipeline.curriculum.export import DEFAULT_RANKS, DEFAULT_WORKERS, export_unimedvl
+    from pipeline.curriculum.export_check import check_export
 
+    if args.check:
+        problems = check_export(Path(args.check), ranks=args.ranks, workers=args.workers)
+        for problem in problems:
+            console.print(f"[red]problem[/red] {problem}", highlight=False)
+        console.print(f"{args.check}: {len(problems)} problem(s)" if problems else f"{args.check}: OK")
+        return 1 if problems else 0
+    if not args.build_dir or not args.out:
+        console.print("[red]give one or more build directories and --out (or --check EXPORT)[/red]")
+        return 2
     try:
-        report = export_unimedvl([Path(d) for d in args.build_dir], Path(args.out))
-    except FileNotFoundError as err:
+        report = export_unimedvl([Path(d) for d in args.build_dir], Path(args.out),
+                                 ranks=DEFAULT_RANKS if args.ranks is None else args.ranks,
+                                 workers=DEFAULT_WORKERS if args.workers is None else args.workers)
+    except (FileNotFoundError, ValueError) as err:
         console.print(f"[red]{err}[/red]")
         return 1
     table = Table(title=f"exported to {report.out}")
-    for column in ("family", "dataset", "samples"):
-        table.add_column(column, justify="right" if column == "samples" else "left")
-    for (family, dataset), count in sorted(report.samples.items()):
-        table.add_row(family, dataset, str(count))
+    for column in ("loader", "dataset", "rows"):
+        table.add_column(column, justify="right" if column == "rows" else "left")
+    for (registry, dataset), count in sorted(report.rows.items()):
+        table.add_row(registry, dataset, str(count))
     Console().print(table)
-    console.print(f"{report.images} images; T2I parquet {report.t2i_rows} rows in {report.t2i_files} files; "
-                  f"dataset_info.yaml and configs/stage{{1,2,3}}.yaml in {report.out}")
+    console.print(f"{report.images} images; T2I parquet {report.t2i_rows} rows in {report.t2i_files} files "
+                  f"(for {report.ranks} ranks x {report.workers} workers); dataset_info.yaml, "
+                  f"unimed_dataset_info.py and configs/stage{{{','.join(map(str, report.stages))}}}.yaml in "
+                  f"{report.out}", highlight=False)
     for skipped in report.skipped:
-        console.print(f"[yellow]skipped[/yellow] {skipped}")
+        console.print(f"[yellow]skipped[/yellow] {skipped}", highlight=False)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning[/yellow] {warning}", highlight=False)
     return 0
 
 
@@ -415,10 +431,13 @@ def make_parser() -> argparse.ArgumentParser:
     contam.add_argument("--out", help="also write the report to this Parquet file")
     contam.set_defaults(run=_cmd_contamination)
     export = commands.add_parser("export", help="write a build in the formats UniMedVL's and Bagel's loaders read")
-    export.add_argument("build_dir", nargs="+", help="one or more build directories such as build/stage1")
+    export.add_argument("build_dir", nargs="*", help="one or more build directories such as build/stage1")
     export.add_argument("--format", choices=("unimedvl",), default="unimedvl",
                         help="unimedvl: JSONL + images, T2I parquet, dataset_info and per-stage Bagel configs")
-    export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--out", help="output folder")
+    export.add_argument("--ranks", type=int, help="training ranks (GPUs) the export is cut for (default 8)")
+    export.add_argument("--workers", type=int, help="DataLoader workers per rank (default 1)")
+    export.add_argument("--check", metavar="EXPORT", help="validate an existing export offline, one line per problem")
     export.set_defaults(run=_cmd_export)
 
     train = commands.add_parser("train", help="reference training loop (tiny unified model) over the curriculum")

@@ -1,30 +1,44 @@
-"""Export a build to the files UniMedVL's and Bagel's released loaders read (spec section 6.3).
+"""Export a build to the files UniMedVL's released loaders read unmodified (spec section 6.3, issue #11).
 
-    unimed export --format unimedvl build/stage1 --out export/stage1
+    unimed export --format unimedvl build/stage1 --out export/stage1 [--ranks 8 --workers 1]
+    unimed export --check export/stage1
 
-Layout written under OUT::
+Layout written under OUT (every path in it is relative to OUT, so `cp -r` of an export still trains)::
 
-    images/<dataset>/<key>.<member>          every image, bytes as stored in the shard (PNG stays lossless)
-    jsonl/<family>/<dataset>.jsonl           UniMedVL records: input_img / output_img paths relative to images/,
-                                             message with one <image> per input image
-    parquet/t2i/part-00000.parquet           Bagel t2i_pretrain: `image` (encoded bytes), `captions` (JSON string)
-    dataset_info.yaml                        DATASET_INFO entries: registry key -> name -> data_dir, jsonl_path, ...
-    configs/stage{1,2,3}.yaml                Bagel dataset configs: groups with dataset_names, weight,
-                                             num_used_data, is_mandatory, carrying that stage's weights
+    images/<dataset>/<key>.<member>           image bytes as stored in the shard (PNG stays lossless)
+    jsonl/<registry key>/<dataset>.jsonl      one row per line, ASCII-only JSON; image paths relative to images/
+    parquet/t2i/part-NNNNN.parquet            Bagel t2i_pretrain: `image` (bytes), `captions` (JSON string);
+                                              at least ranks x workers files (the loader hands out whole files)
+    dataset_info.yaml                         DATASET_INFO entries (registry key -> name -> data_dir[, jsonl_path]),
+                                              paths relative to OUT
+    unimed_dataset_info.py                    merge_into(DATASET_INFO): the same entries, paths resolved against
+                                              the folder this file is in (one line in codes/data/dataset_info.py)
+    configs/stageN.yaml                       one Bagel dataset config per curriculum stage that has data
+    unimed_export.json                        ranks, workers, row counts, skipped rows, warnings (read by --check)
 
-Registry keys follow UniMedVL's `data/dataset_info.py`: i2t -> SftJSONLIterableDataset_Ver1, text ->
-SftJSONLIterableDataset_TextOnly, interleaved -> MedicalImageEditingIterableDataset_ver1, t2i ->
-T2IIterableDataset_Ver1 (JSONL) and Bagel's t2i_pretrain (parquet). The stage configs use the parquet
-group for T2I (listing both would count T2I twice). Weights are written as the paper gives them
-(relative; Bagel normalises by cumsum / sum). Streamed: one sample's bytes in memory at a time, plus
-one Parquet row group.
+Each row goes to the loader UniMedVL registers for its shape (`route`), not per task family:
+counterfactual_generation -> CounterfactualMedicalIterableDataset_ver1; 1 input + 1 output image ->
+MedicalImageEditingIterableDataset_ver1; input only -> SftJSONLIterableDataset_Ver1; neither ->
+SftJSONLIterableDataset_TextOnly; output only with a gpt (planning) turn or several targets ->
+T2IIterableDataset_Ver1 (JSONL); output only, one image, no gpt turn -> Bagel's t2i_pretrain (parquet).
+Loaders that place images themselves (editing, counterfactual, T2I) get no `<image>` text; the SFT loader
+gets exactly one `<image>` per input image, all in one human turn. Rows no released loader reads whole
+(two input images to the editing loader, several turns) are left out and reported with the reason.
+
+Stage weights are the curriculum's (schedule.CURRICULUM_STAGES); a family split over two loaders (t2i,
+interleaved) shares its weight between them in proportion to their rows. `num_used_data` is the row
+count per dataset for the JSONL loaders and the parquet file count for t2i_pretrain, the unit each
+loader counts. Streamed: one sample's bytes in memory, plus one row group per open parquet file.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import re
+import shutil
 import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -40,23 +54,54 @@ from manifests.records import IMAGE_TOKEN
 
 log = logging.getLogger(__name__)
 
-REGISTRY_KEY = {"i2t": "SftJSONLIterableDataset_Ver1", "text": "SftJSONLIterableDataset_TextOnly",
-                "interleaved": "MedicalImageEditingIterableDataset_ver1", "t2i": "T2IIterableDataset_Ver1"}
+SFT_I2T = "SftJSONLIterableDataset_Ver1"
+TEXT_ONLY = "SftJSONLIterableDataset_TextOnly"
+T2I_JSONL = "T2IIterableDataset_Ver1"
 BAGEL_T2I = "t2i_pretrain"
+EDIT = "MedicalImageEditingIterableDataset_ver1"
+COUNTERFACTUAL = "CounterfactualMedicalIterableDataset_ver1"
+JSONL_LOADERS = (SFT_I2T, TEXT_ONLY, T2I_JSONL, EDIT, COUNTERFACTUAL)
+# The loaders of each curriculum family, in config order.
+FAMILY_LOADERS = {"i2t": (SFT_I2T,), "t2i": (T2I_JSONL, BAGEL_T2I), "interleaved": (EDIT, COUNTERFACTUAL),
+                  "text": (TEXT_ONLY,)}
+LOADER_FAMILY = {key: family for family, keys in FAMILY_LOADERS.items() for key in keys}
 T2I_PARQUET_NAME = "unimed_t2i"
-# Image sides from the paper's stage table (VAE 512-1024, stride 16; ViT 378-980, stride 14).
+T2I_PARQUET_DIR = "parquet/t2i"
+# Which transform arguments each loader's __init__ takes (transform <- image_transform_args, vit_transform <-
+# vit_image_transform_args); a missing required one or an unexpected one is a TypeError at construction.
+TRANSFORM_KEYS = {SFT_I2T: ("image_transform_args", "vit_image_transform_args"), TEXT_ONLY: (),
+                  T2I_JSONL: ("image_transform_args",), BAGEL_T2I: ("image_transform_args",),
+                  EDIT: ("image_transform_args", "vit_image_transform_args"),
+                  COUNTERFACTUAL: ("image_transform_args", "vit_image_transform_args")}
+# Group keys PackedDataset pops or passes, allowed for every loader; t2i_pretrain takes no shuffle keys.
+COMMON_KEYS = ("dataset_names", "num_used_data", "weight", "is_mandatory", "resume_data_status")
+SHUFFLE_KEYS = ("shuffle_lines", "shuffle_seed")
+# Image sides from the released configs/example.yaml (VAE 512-1024, stride 16; ViT 378-980, stride 14).
 VAE_ARGS = {"image_stride": 16, "max_image_size": 1024, "min_image_size": 512}
-VIT_ARGS = {"image_stride": 14, "max_image_size": 980, "min_image_size": 378}
+VIT_ARGS = {"image_stride": 14, "max_image_size": 980, "min_image_size": 378, "max_pixels": 2_007_040}
+TRANSFORM_ARGS = {"image_transform_args": VAE_ARGS, "vit_image_transform_args": VIT_ARGS}
+# The loaders skip an image with a side of 4096 or more (JSONL; parquet: more) or over 20M pixels.
+MAX_SIDE, MAX_PIXELS = 4096, 20_000_000
+DEFAULT_RANKS, DEFAULT_WORKERS = 8, 1  # UniMedVL's train_example.sh: 8 GPUs, num_workers 1
+SETTINGS_FILE = "unimed_export.json"
+
+
+class Unreadable(ValueError):
+    """A row no released loader reads whole; the message is the reason."""
 
 
 @dataclass
 class ExportReport:
     out: Path
-    samples: Counter = field(default_factory=Counter)  # (family, dataset) -> samples
+    ranks: int = DEFAULT_RANKS
+    workers: int = DEFAULT_WORKERS
+    rows: Counter = field(default_factory=Counter)  # (registry key, dataset) -> JSONL rows
     images: int = 0
     t2i_rows: int = 0
     t2i_files: int = 0
+    stages: list[int] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def iter_shard(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -83,33 +128,87 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "unknown"
 
 
+def _without_placeholders(text: str) -> str:
+    """The text with every `<image>` (and the spaces around it) removed, for loaders that place images."""
+    return re.sub(r" *" + re.escape(IMAGE_TOKEN) + " *", " ", text).strip()
+
+
 def t2i_caption(doc: dict[str, Any]) -> str:
     """The T2I prompt: the human turns' text, placeholders removed."""
     turns = [t.get("value", "") for t in doc.get("message") or [] if t.get("from") == "human"]
     return " ".join(" ".join(turns).replace(IMAGE_TOKEN, " ").split())
 
 
+def _turns(doc: dict[str, Any]) -> list[dict[str, str]]:
+    message = doc.get("message")
+    if not isinstance(message, list) or not message:
+        raise Unreadable("no message turns")
+    for turn in message:
+        if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
+            raise Unreadable("a message turn without a string value")
+        if turn.get("from") not in ("human", "gpt"):
+            raise Unreadable(f"message role {turn.get('from')!r}: the loaders read only human and gpt turns")
+    return [{"from": t["from"], "value": t["value"]} for t in message]
+
+
+def route(doc: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
+    """(registry key, message as that loader must see it) for one row, or Unreadable with the reason."""
+    n_in, n_out = len(doc.get("input_img") or []), len(doc.get("output_img") or [])
+    turns = _turns(doc)
+    roles = Counter(t["from"] for t in turns)
+    if any(IMAGE_TOKEN in t["value"] for t in turns if t["from"] == "gpt"):
+        raise Unreadable("<image> in a gpt turn: no loader places it, it would be tokenized as text")
+    gpt_text = any(t["value"].strip() for t in turns if t["from"] == "gpt")
+    if doc.get("main_task_type") == "counterfactual_generation" or (n_in and n_out):
+        key = COUNTERFACTUAL if doc.get("main_task_type") == "counterfactual_generation" else EDIT
+        if n_in != 1 or n_out != 1:
+            raise Unreadable(f"{key} reads input_img[0] and output_img[0] only (row: {n_in} in, {n_out} out)")
+        if roles["human"] != 1 or roles["gpt"] != 1:
+            raise Unreadable(f"{key} keeps one human and one gpt turn (row: {dict(roles)})")
+        clean = [{**t, "value": _without_placeholders(t["value"])} for t in turns]
+        if not any(t["value"] for t in clean if t["from"] == "human"):
+            raise Unreadable(f"{key} tokenizes the human instruction; the row has none besides <image>")
+        return key, clean
+    if n_out:
+        clean = [{**t, "value": _without_placeholders(t["value"])} for t in turns]
+        clean = [t for t in clean if t["value"]]  # T2IIterableDataset_Ver1 tokenizes every turn, empty ones too
+        if not any(t["value"] for t in clean if t["from"] == "human"):
+            raise Unreadable("text-to-image row without a prompt")
+        return (T2I_JSONL if gpt_text or n_out > 1 else BAGEL_T2I), clean
+    if not gpt_text:
+        raise Unreadable("no gpt turn with text: the loader finds no loss-bearing element")
+    if not n_in:
+        return TEXT_ONLY, [{**t, "value": _without_placeholders(t["value"])} for t in turns]
+    if not roles["human"]:
+        raise Unreadable(f"{SFT_I2T} places images in a human turn; the row has none")
+    counts = [t["value"].count(IMAGE_TOKEN) for t in turns if t["from"] == "human"]
+    if sum(counts) == 0:  # place the images before the first human turn's text
+        first = next(i for i, t in enumerate(turns) if t["from"] == "human")
+        turns[first] = {**turns[first], "value": (IMAGE_TOKEN + "\n") * n_in + turns[first]["value"]}
+    elif max(counts) != n_in or sum(counts) != n_in:
+        raise Unreadable(f"{SFT_I2T} numbers <image> per human turn: {counts} placeholders for {n_in} input images "
+                         "(all must be in one human turn)")
+    return SFT_I2T, turns
+
+
+def _image_size(data: bytes, ref: dict[str, Any]) -> tuple[int, int]:
+    if isinstance(ref.get("width"), int) and isinstance(ref.get("height"), int):
+        return ref["width"], ref["height"]
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:  # header only
+        return image.size
+
+
 class _T2IParquet:
-    """Bagel t2i_pretrain shards: rolled every `rows_per_file`, flushed every `row_group` rows."""
+    """Bagel t2i_pretrain files, rows dealt round-robin over `slots` open files (ranks x workers, so the
+    loader, which hands out whole files, gives every rank and worker one); a slot's file is closed and a
+    new one opened every `rows_per_file` rows, and flushed every `row_group` rows."""
 
-    def __init__(self, folder: Path, rows_per_file: int, row_group: int):
+    def __init__(self, folder: Path, slots: int, rows_per_file: int, row_group: int):
         self.folder, self.rows_per_file, self.row_group = folder, rows_per_file, row_group
-        self.writer, self.buffer, self.rows_in_file, self.files, self.rows = None, [], 0, 0, 0
-
-    def add(self, image: bytes, captions: str) -> None:
-        import pyarrow.parquet as pq
-
-        if self.writer is None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self.tmp = self.folder / f".part-{self.files:05d}.parquet.tmp"
-            self.writer = pq.ParquetWriter(self.tmp, self._schema())
-        self.buffer.append((image, captions))
-        self.rows += 1
-        self.rows_in_file += 1
-        if len(self.buffer) >= self.row_group:
-            self._flush()
-        if self.rows_in_file >= self.rows_per_file:
-            self._close_file()
+        self.slots: list[dict[str, Any] | None] = [None] * max(1, slots)
+        self.files = self.rows = 0
 
     @staticmethod
     def _schema():
@@ -117,34 +216,59 @@ class _T2IParquet:
 
         return pa.schema([("image", pa.binary()), ("captions", pa.string())])
 
-    def _flush(self) -> None:
+    def add(self, image: bytes, captions: str) -> None:
+        import pyarrow.parquet as pq
+
+        index = self.rows % len(self.slots)
+        slot = self.slots[index]
+        if slot is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            name = f"part-{self.files:05d}.parquet"
+            tmp = self.folder / f".{name}.tmp"
+            slot = self.slots[index] = {"name": name, "tmp": tmp, "rows": 0, "buffer": [],
+                                        "writer": pq.ParquetWriter(tmp, self._schema())}
+            self.files += 1
+        slot["buffer"].append((image, captions))
+        slot["rows"] += 1
+        self.rows += 1
+        if len(slot["buffer"]) >= self.row_group:
+            self._flush(slot)
+        if slot["rows"] >= self.rows_per_file:
+            self._close(index)
+
+    def _flush(self, slot: dict[str, Any]) -> None:
         import pyarrow as pa
 
-        if self.buffer:
-            images, captions = zip(*self.buffer)
-            self.writer.write_table(pa.table({"image": list(images), "captions": list(captions)},
-                                             schema=self._schema()))
-            self.buffer = []
+        if slot["buffer"]:
+            images, captions = zip(*slot["buffer"])
+            slot["writer"].write_table(pa.table({"image": list(images), "captions": list(captions)},
+                                                schema=self._schema()))
+            slot["buffer"] = []
 
-    def _close_file(self) -> None:
-        if self.writer is None:
+    def _close(self, index: int) -> None:
+        slot = self.slots[index]
+        if slot is None:
             return
-        self._flush()
-        self.writer.close()
-        os.replace(self.tmp, self.folder / f"part-{self.files:05d}.parquet")
-        self.writer, self.rows_in_file, self.files = None, 0, self.files + 1
+        self._flush(slot)
+        slot["writer"].close()
+        os.replace(slot["tmp"], self.folder / slot["name"])
+        self.slots[index] = None
 
     def close(self) -> None:
-        self._close_file()
+        for index in range(len(self.slots)):
+            self._close(index)
 
 
-def export_unimedvl(builds: Sequence[Path | str], out: Path | str, rows_per_file: int = 10_000,
-                    row_group: int = 256) -> ExportReport:
-    out = Path(out).resolve()
+def export_unimedvl(builds: Sequence[Path | str], out: Path | str, ranks: int = DEFAULT_RANKS,
+                    workers: int = DEFAULT_WORKERS, rows_per_file: int = 10_000, row_group: int = 64) -> ExportReport:
+    if ranks < 1 or workers < 1:
+        raise ValueError(f"--ranks and --workers must be at least 1 (got {ranks}, {workers})")
+    out = Path(out)
+    _clear_earlier_export(out)
     images_dir, jsonl_dir = out / "images", out / "jsonl"
-    report = ExportReport(out)
+    report = ExportReport(out, ranks, workers)
     jsonl: dict[tuple[str, str], Any] = {}
-    t2i = _T2IParquet(out / "parquet" / "t2i", rows_per_file, row_group)
+    t2i = _T2IParquet(out / T2I_PARQUET_DIR, ranks * workers, rows_per_file, row_group)
     try:
         for build in builds:
             manifest = ManifestLabels(Path(build))  # queried per shard: memory does not grow with the build
@@ -152,35 +276,84 @@ def export_unimedvl(builds: Sequence[Path | str], out: Path | str, rows_per_file
                 name = relative_shard(build, shard)
                 labels = manifest.for_shard(name)
                 for key, members in iter_shard(shard):
+                    where = f"{name}:{key}"
                     if "json" not in members:
-                        report.skipped.append(f"{name}:{key} (no json member)")
+                        report.skipped.append(f"{where} (no json member)")
                         continue
                     doc = json.loads(members.pop("json"))
                     family = labels.get(key, (infer_family(doc),))[0]
                     if family not in FAMILIES:
-                        report.skipped.append(f"{name}:{key} (task family {family!r})")
+                        report.skipped.append(f"{where} (task family {family!r})")
+                        continue
+                    try:
+                        registry, message = route(doc)
+                        _check_images(doc, members)
+                    except Unreadable as reason:
+                        report.skipped.append(f"{where} ({reason})")
+                        continue
+                    if registry == BAGEL_T2I:
+                        caption = " ".join(t["value"] for t in message if t["from"] == "human")
+                        t2i.add(members[doc["output_img"][0]["path"]],
+                                json.dumps({"caption": " ".join(caption.split())}, ensure_ascii=True))
                         continue
                     dataset = _safe(str(doc.get("dataset") or "unknown"))
                     record = _export_images(doc, members, images_dir, dataset, key, report)
-                    handle = jsonl.get((family, dataset))
+                    record["message"] = message
+                    handle = jsonl.get((registry, dataset))
                     if handle is None:
-                        path = jsonl_dir / family / f"{dataset}.jsonl"
+                        path = jsonl_dir / registry / f"{dataset}.jsonl"
                         path.parent.mkdir(parents=True, exist_ok=True)
-                        handle = jsonl[(family, dataset)] = open(path, "w", encoding="utf-8")
-                    handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-                    report.samples[(family, dataset)] += 1
-                    if family == "t2i" and doc.get("output_img"):
-                        image = members[doc["output_img"][0]["path"]]
-                        t2i.add(image, json.dumps({"caption": t2i_caption(doc)}, ensure_ascii=False))
+                        handle = jsonl[(registry, dataset)] = open(path, "w", encoding="ascii")
+                    handle.write(json.dumps(record, ensure_ascii=True, sort_keys=True) + "\n")
+                    report.rows[(registry, dataset)] += 1
     finally:
         for handle in jsonl.values():
             handle.close()
         t2i.close()
     report.t2i_rows, report.t2i_files = t2i.rows, t2i.files
     _write_yaml(out / "dataset_info.yaml", dataset_info(report))
+    _write_text(out / "unimed_dataset_info.py", MERGE_MODULE)
     for number in CURRICULUM_STAGES:
-        _write_yaml(out / "configs" / f"stage{number}.yaml", stage_config(report, number))
+        config = stage_config(report, number)
+        path = out / "configs" / f"stage{number}.yaml"
+        if config:
+            _write_yaml(path, config)
+            report.stages.append(number)
+        else:
+            path.unlink(missing_ok=True)
+            report.warnings.append(f"no configs/stage{number}.yaml: the export has no data for any task family "
+                                   f"stage {number} trains on")
+    report.warnings.extend(size_warnings(report))
+    settings = {"format": "unimedvl", "ranks": ranks, "workers": workers, "stages": report.stages,
+                "rows": {f"{k}/{d}": n for (k, d), n in sorted(report.rows.items())},
+                "t2i_parquet": {"rows": report.t2i_rows, "files": report.t2i_files},
+                "skipped": report.skipped, "warnings": report.warnings}
+    _write_text(out / SETTINGS_FILE, json.dumps(settings, indent=1, ensure_ascii=True) + "\n")
+    for warning in report.warnings:
+        log.warning("%s", warning)
     return report
+
+
+def _clear_earlier_export(out: Path) -> None:
+    """An earlier export in OUT is replaced whole (stale files would be unregistered data); any other
+    non-empty folder is refused."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / SETTINGS_FILE).is_file():
+        raise ValueError(f"{out} is not empty and holds no earlier export; give a new or empty --out folder")
+    for name in ("images", "jsonl", "parquet", "configs"):
+        shutil.rmtree(out / name, ignore_errors=True)
+
+
+def _check_images(doc: dict[str, Any], members: dict[str, bytes]) -> None:
+    for role in ("input_img", "output_img"):
+        for ref in doc.get(role) or []:
+            if not isinstance(ref, dict) or ref.get("path") not in members:
+                raise Unreadable(f"{role} names {ref!r}, which is not in the shard")
+            width, height = _image_size(members[ref["path"]], ref)
+            if max(width, height) >= MAX_SIDE or width * height > MAX_PIXELS:
+                raise Unreadable(f"{role} image {width}x{height}: the loaders skip sides >= {MAX_SIDE} "
+                                 f"or more than {MAX_PIXELS} pixels")
 
 
 def _export_images(doc: dict[str, Any], members: dict[str, bytes], images_dir: Path, dataset: str, key: str,
@@ -200,51 +373,110 @@ def _export_images(doc: dict[str, Any], members: dict[str, bytes], images_dir: P
 
 
 def dataset_info(report: ExportReport) -> dict[str, Any]:
+    """DATASET_INFO entries, paths relative to the export root; only the keys the loaders read."""
     info: dict[str, Any] = {}
-    for (family, dataset), count in sorted(report.samples.items()):
-        info.setdefault(REGISTRY_KEY[family], {})[dataset] = {
-            "data_dir": str(report.out / "images"),
-            "jsonl_path": str(report.out / "jsonl" / family / f"{dataset}.jsonl"),
-            "num_total_samples": count}
-    if report.t2i_rows:
-        info[BAGEL_T2I] = {T2I_PARQUET_NAME: {"data_dir": str(report.out / "parquet" / "t2i"),
-                                              "num_files": report.t2i_files, "num_total_samples": report.t2i_rows}}
+    for (registry, dataset) in sorted(report.rows):
+        info.setdefault(registry, {})[dataset] = {"data_dir": "images",
+                                                  "jsonl_path": f"jsonl/{registry}/{dataset}.jsonl"}
+    if report.t2i_files:
+        info[BAGEL_T2I] = {T2I_PARQUET_NAME: {"data_dir": T2I_PARQUET_DIR}}
     return info
 
 
+def loader_units(report: ExportReport) -> dict[str, dict[str, int]]:
+    """registry key -> dataset -> what num_used_data counts for it (JSONL rows; parquet files)."""
+    units: dict[str, dict[str, int]] = {}
+    for (registry, dataset), count in sorted(report.rows.items()):
+        units.setdefault(registry, {})[dataset] = count
+    if report.t2i_files:
+        units[BAGEL_T2I] = {T2I_PARQUET_NAME: report.t2i_files}
+    return units
+
+
+def group_args(registry: str, names: dict[str, int], weight: float) -> dict[str, Any]:
+    group: dict[str, Any] = {"dataset_names": sorted(names), "is_mandatory": False,
+                             "num_used_data": [names[n] for n in sorted(names)], "weight": weight}
+    for key in TRANSFORM_KEYS[registry]:
+        group[key] = dict(TRANSFORM_ARGS[key])
+    return group
+
+
 def stage_config(report: ExportReport, stage: int) -> dict[str, Any]:
-    """A Bagel dataset config for one stage: one group per task family present, at the stage's weight."""
+    """A Bagel dataset config for one stage: one group per loader with data, at its family's weight (a family
+    on two loaders shares the weight in proportion to their rows); {} when the stage has no data."""
     weights = CURRICULUM_STAGES[stage].weights
+    units = loader_units(report)
+    rows = {key: sum(n for (k, _), n in report.rows.items() if k == key) for key in JSONL_LOADERS}
+    rows[BAGEL_T2I] = report.t2i_rows
     config: dict[str, Any] = {}
     for family in FAMILIES:
-        if weights.get(family, 0) <= 0:
+        present = [key for key in FAMILY_LOADERS[family] if units.get(key)]
+        total = sum(rows[key] for key in present)
+        if weights.get(family, 0) <= 0 or not total:
             continue
-        if family == "t2i":
-            if not report.t2i_rows:
-                continue
-            config[BAGEL_T2I] = {"dataset_names": [T2I_PARQUET_NAME], "image_transform_args": dict(VAE_ARGS),
-                                 "is_mandatory": True,  # with visual_gen every pack needs VAE latents
-                                 "num_used_data": [report.t2i_rows], "weight": float(weights[family])}
-            continue
-        names = sorted(d for (f, d) in report.samples if f == family)
-        if not names:
-            continue
-        group = {"dataset_names": names, "is_mandatory": False,
-                 "num_used_data": [report.samples[(family, d)] for d in names], "weight": float(weights[family])}
-        if family != "text":
-            group["vit_image_transform_args"] = dict(VIT_ARGS)
-        if family == "interleaved":
-            group["image_transform_args"] = dict(VAE_ARGS)
-        config[REGISTRY_KEY[family]] = group
-    missing = [f for f in FAMILIES if weights.get(f, 0) > 0 and not any(
-        key == (BAGEL_T2I if f == "t2i" else REGISTRY_KEY[f]) for key in config)]
-    if missing:
+        for key in present:
+            config[key] = group_args(key, units[key], round(float(weights[family]) * rows[key] / total, 6))
+    missing = [f for f in FAMILIES if weights.get(f, 0) > 0 and not any(LOADER_FAMILY[k] == f for k in config)]
+    if config and missing:
         log.warning("stage %d config: the export has no %s samples; Bagel renormalises over the rest", stage, missing)
     return config
 
 
-def _write_yaml(path: Path, data: dict[str, Any]) -> None:
+def size_warnings(report: ExportReport) -> list[str]:
+    """Groups with fewer rows (JSONL) or files (parquet) than ranks x workers: some rank or worker gets an
+    empty share, and the released loaders loop on it forever without yielding."""
+    need = report.ranks * report.workers
+    warnings = []
+    for registry, names in loader_units(report).items():
+        have = sum(names.values())
+        if have < need:
+            unit = "parquet files" if registry == BAGEL_T2I else "rows"
+            warnings.append(f"group {registry}: {have} {unit} for {report.ranks} ranks x {report.workers} workers "
+                            f"= {need}: some rank gets no data and its loader loops forever without yielding; "
+                            f"train on fewer ranks/workers, or add data to this group")
+    return warnings
+
+
+MERGE_MODULE = '''"""DATASET_INFO entries of this export, paths resolved against this folder (written by `unimed export`).
+
+Append one line to UniMedVL's codes/data/dataset_info.py (after DATASET_INFO is defined):
+
+    import runpy; runpy.run_path("/path/to/this/export/unimed_dataset_info.py")["merge_into"](DATASET_INFO)
+"""
+
+import os
+
+import yaml
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def entries(root=ROOT):
+    """registry key -> dataset -> {data_dir, jsonl_path}, absolute under `root`."""
+    with open(os.path.join(root, "dataset_info.yaml"), encoding="utf-8") as handle:
+        info = yaml.safe_load(handle) or {}
+    for names in info.values():
+        for meta in names.values():
+            for key in ("data_dir", "jsonl_path"):
+                if key in meta and not os.path.isabs(meta[key]):
+                    meta[key] = os.path.join(root, meta[key])
+    return info
+
+
+def merge_into(dataset_info, root=ROOT):
+    """Add this export's entries to DATASET_INFO, per registry key (entries already there are kept)."""
+    for registry, names in entries(root).items():
+        dataset_info.setdefault(registry, {}).update(names)
+    return dataset_info
+'''
+
+
+def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _write_yaml(path: Path, data: dict[str, Any]) -> None:
+    _write_text(path, yaml.safe_dump(data, sort_keys=False))
