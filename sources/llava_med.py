@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from manifests.records import IMAGE_TOKEN, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Record, Rejection, turns_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 from sources.io.jsonfile import load_json_list
@@ -147,6 +147,6 @@ class LlavaMed(Source):
         return Record(
             id=record_id, source=self.name, split=split, modality=modality, task_family="i2t",
             main_task_type="image_understanding", sub_task_type=SUB_TASKS[kind], message=message,
-            input_images=[image], provenance=provenance,
+            input_images=[image], provenance=provenance, source_text=turns_text(message),
             meta={"language": "en", "turns": len(message), "domain": item.get("domain")},
         )

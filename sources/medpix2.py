@@ -186,6 +186,7 @@ class Medpix2(Source):
                      {"from": "gpt", "value": caption}],
             input_images=[image],
             provenance=provenance,
+            source_text=caption,
             meta={"case_id": _known(row.get("U_id")), "scan": _known(description.get("Modality")),
                   "plane": _known(description.get("Plane")), "sex": _known(description.get("Sex")),
                   "age": int(age) if age and age.isdigit() else None,

@@ -65,12 +65,13 @@ TEMPLATES = LabelTemplates(
     prompts=(
         "Generate a retinal OCT B-scan showing {label}.",
         "A retinal optical coherence tomography image with {label}.",
-        "Create an OCT scan of the retina showing {label}.",
+        "Create a retinal OCT scan showing {label}.",
     ),
 )
 
 
 class Oct2017(Source):
+    templates_version = 2  # prompt "Create a retinal OCT scan showing {label}." (v1: "of the retina showing a normal retina")
     card = DatasetCard(
         name="oct2017",
         title="OCT2017 (Kermany 2018 retinal OCT)",

@@ -30,7 +30,7 @@ import pickle
 from collections.abc import Iterator
 from functools import lru_cache
 
-from manifests.records import IMAGE_TOKEN, Image, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 
@@ -126,7 +126,7 @@ class PathVqa(Source):
             id=record_id, source=self.name, split=split, modality="histopathology", task_family="i2t",
             main_task_type="image_understanding", sub_task_type="medical_vqa",
             message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{question}"}, {"from": "gpt", "value": answer}],
-            input_images=[image], provenance=provenance,
+            input_images=[image], provenance=provenance, source_text=dataset_text(question, answer),
             meta={"language": "en", "image_id": row["image"].strip(),
                   "answer_type": "closed" if answer.lower() in ("yes", "no") else "open"},
         )

@@ -37,7 +37,7 @@ import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from manifests.records import IMAGE_TOKEN, Image, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, turns_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 from sources.io.jsonfile import load_json_list
@@ -166,6 +166,6 @@ class PubMedVision(Source):
             main_task_type="image_generation" if family == "t2i" else "image_understanding",
             sub_task_type=sub_task, message=message,
             input_images=images if family == "i2t" else [], output_images=images if family == "t2i" else [],
-            provenance=provenance,
+            provenance=provenance, source_text=turns_text(message),
             meta={"modality": item.get("modality"), "body_part": item.get("body_part")},
         )

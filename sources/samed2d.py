@@ -52,7 +52,7 @@ MODALITY_PREFIXES = (  # name prefix -> modality; the first match wins
 )
 RESPONSES = (
     "Here is the segmentation mask of the {name}.",
-    "The {name} has been segmented; the mask is shown below.",
+    "Segmentation of the {name} is complete; the mask is shown below.",
     "Sure, this is the {name} segmentation.",
 )
 
@@ -68,6 +68,7 @@ def class_text(name: str) -> str:
 
 
 class Samed2d(Source):
+    templates_version = 2  # "Segmentation of the {name} is complete" (v1: "The {name} has been", wrong with plural names)
     card = DatasetCard(
         name="samed2d",
         title="SA-Med2D-20M (2D medical segmentation masks)",

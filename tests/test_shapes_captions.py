@@ -75,9 +75,11 @@ def test_decode_error_and_unknown_label_reject_both(image):
                             "nv", TEMPLATES, provenance=["meta.csv", "imgs/b.jpg"])
     assert missing == [
         Rejection(id="toy/test/b/caption", source="toy", split="test", reason="missing_file", detail="imgs/b.jpg",
-                  modality="dermoscopy", task_family="i2t", provenance=["meta.csv", "imgs/b.jpg"]),
+                  modality="dermoscopy", task_family="i2t", provenance=["meta.csv", "imgs/b.jpg"],
+                  main_task_type="image_understanding", sub_task_type="classification_caption"),
         Rejection(id="toy/test/b/t2i", source="toy", split="test", reason="missing_file", detail="imgs/b.jpg",
-                  modality="dermoscopy", task_family="t2i", provenance=["meta.csv", "imgs/b.jpg"]),
+                  modality="dermoscopy", task_family="t2i", provenance=["meta.csv", "imgs/b.jpg"],
+                  main_task_type="image_generation", sub_task_type="text_to_image"),
     ]
     unknown = label_records(source, "toy/test/c", "test", "dermoscopy", image, "xyz", TEMPLATES)
     assert [(r.id, r.reason, r.detail) for r in unknown] == [
