@@ -83,7 +83,7 @@ class Oct2017(Source):
         citation="Kermany et al., Identifying Medical Diagnoses and Treatable Diseases by Image-Based Deep Learning, "
                  "Cell 2018",
         root_names=("OCT2017", "OCT2017 ", "kermany2018", "ZhangLabData", "CellData"),
-        counts="~84,500 images (train 83,484 / test ~1,000), 4 classes",
+        counts="84,452 images (train 83,484 / test 968 in the Kaggle copy; paper: 1,000 test), 4 classes",
     )
 
     def _base(self) -> Path:

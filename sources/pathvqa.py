@@ -7,7 +7,11 @@ Card
 - Licence: MIT as stated on the HF card [L: the original release states none]. Access: open download.
 - Modality: histopathology (microscopy), with some gross-pathology photographs; all records are
   "histopathology" (the files carry no per-item modality).
-- Counts: 4,998 images, 32,799 QA: train 17,325 / val 9,462 / test 6,012; about half yes/no.
+- Counts: 4,998 images, 32,799 QA (paper); test 6,761 (paper; simwit/medmoe-path-vqa `test_all` has 6,761).
+  The HF copy flaviagiammarino/path-vqa, built from the authors' `*_qa.pkl` with only exact duplicates
+  dropped, has train 19,654 / validation 6,259 / test 6,719, so the official train split holds at least
+  19,654 rows; the 17,325 / 9,462 / 6,012 split once given here (and in SOURCES-CATALOG A3) cannot be
+  right. About half the questions are yes/no.
 - Overlaps: figures from pathology textbooks and the PEIR library (also in some PMC-derived sets).
 
 Layout (the `pvqa` folder; also distributed as `split/`)::
@@ -64,7 +68,7 @@ class PathVqa(Source):
         url="https://github.com/UCSD-AI4H/PathVQA",
         citation="He et al., PathVQA: 30000+ Questions for Medical Visual Question Answering, arXiv:2003.10286",
         root_names=("pvqa", "PathVQA", "pathvqa"),
-        counts="4,998 images, 32,799 QA (train 17,325 / val 9,462 / test 6,012)",
+        counts="4,998 images, 32,799 QA (paper; test 6,761); HF de-duplicated copy 19,654 / 6,259 / 6,719",
     )
     items_per_unit = 512
 

@@ -10,8 +10,10 @@ Card
   Access: open.
 - Modality: mixed radiology (CT, MRI, ultrasound, x-ray, angiography, ...); the modality is guessed from
   the caption when exactly one modality word occurs, else "other". Captions are mostly English.
-- Counts: 81,825 radiology + 6,127 non-radiology figures; radiology train 65,460 / validation 8,183 /
-  test 8,182.
+- Counts (the official files, razorx89/roco-dataset at a1f0ad6, checked for issue #12): radiology train
+  65,448 (`data/train/radiology/licences.txt`: 65,449 lines with its header), validation 8,180 and test
+  8,179 (`captions.txt` lines); non-radiology 4,895 / 611 / 612 = 6,118. The paper states 81,825 radiology
+  (65,460 / 8,183 / 8,182) and 6,127 non-radiology figures.
 - Overlaps: ROCOv2 contains most ROCO radiology images (re-captioned): use one of them, or deduplicate by
   pixel hash; PMC-OA / PMC-15M / LLaVA-Med draw from the same articles.
 
@@ -77,7 +79,7 @@ class Roco(Source):
         citation="Pelka et al., Radiology Objects in COntext (ROCO): A Multimodal Image Dataset, MICCAI "
                  "workshops (LNCS 11043) 2018",
         root_names=("roco-dataset", "roco", "ROCO"),
-        counts="81,825 radiology (65,460 / 8,183 / 8,182) + 6,127 non-radiology figures",
+        counts="radiology 65,448 / 8,180 / 8,179 + non-radiology 6,118 in the files (paper: 81,825 + 6,127)",
     )
 
     def _data(self) -> Path:
