@@ -47,8 +47,9 @@ class Build:
 
         folder = out / recipe
         con = duckdb.connect()
-        frame = con.execute(f"SELECT * FROM read_parquet('{folder}/manifest/*.parquet')").fetchdf()
-        self.rows = {row["id"]: row for row in frame.to_dict("records")}
+        cursor = con.execute(f"SELECT * FROM read_parquet('{folder}/manifest/*.parquet')")
+        names = [column[0] for column in cursor.description]
+        self.rows = {row["id"]: row for row in (dict(zip(names, values)) for values in cursor.fetchall())}
         self.members: dict[str, dict[str, bytes]] = {}
         for tar in sorted((folder / "shards").glob("*.tar")):
             with tarfile.open(tar) as archive:
