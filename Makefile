@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: help install lint-imports bench-scoring build-stage1 train-stage1 sample test test-slow bench clean
+.PHONY: help install lint-imports bench-scoring build-stage1 train-stage1 sample test test-browser test-slow bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -32,13 +32,17 @@ build-stage1: sample ## build stage 1 from the sample tree (alignment on tiny DE
 	$(BIN)/unimed build --recipe stage1 --sources-root $(SAMPLE) --out $(OUT) --align --models-dir $(OUT)/demo-models
 	@echo "query it:  $(BIN)/unimed query $(OUT)/stage1 \"SELECT modality, avg(align_final) FROM kept GROUP BY ALL\""
 	@echo "re-decide: $(BIN)/unimed rethreshold $(OUT)/stage1 --keep-fraction 0.6   (no model runs)"
+	$(BIN)/unimed report $(OUT)/stage1
 
 train-stage1: build-stage1 ## train the tiny reference model 300 steps of stage 1 on build/stage1; per-family losses
 	$(BIN)/unimed train --stage 1 --build $(OUT)/stage1 --out $(OUT)/train-stage1 --steps 300
 
 test: install ## the test suite (what CI runs): import contracts, then pytest
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -m "not slow and not gpu" -q
+	$(BIN)/python -m pytest -m "not slow and not gpu and not browser" -q
+
+test-browser: install ## browser checks: the audit app and the report page in headless Chromium (apt-get install chromium chromium-driver)
+	$(BIN)/python -m pytest -m "browser" -q
 
 test-slow: install ## slow checks (large decode sweeps, long kill/rerun loops)
 	$(BIN)/python -m pytest -m "slow" -q
@@ -47,6 +51,7 @@ bench: install ## all benchmarks: build pipeline vs bare loop, alignment scoring
 	$(BIN)/python -m pipeline.bench.build
 	$(BIN)/python -m pipeline.bench.scoring
 	$(BIN)/python -m pipeline.bench.loader
+	$(BIN)/python -m pipeline.bench.near_duplicates
 
 bench-scoring: install ## alignment scoring pairs/s per model (tiny CPU models; MedSigLIP-448-sized on a GPU)
 	$(BIN)/python -m pipeline.bench.scoring

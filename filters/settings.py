@@ -146,6 +146,90 @@ class AlignmentSettings:
                 "biomedclip": self.biomedclip.model}
 
 
+@dataclass
+class BenchmarkEntry:
+    """An evaluation set: a registered source read from --sources-root, and the splits that are evaluated."""
+
+    name: str
+    splits: list[str] = field(default_factory=lambda: ["validate", "test"])
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def default_benchmarks() -> list[BenchmarkEntry]:
+    """Issue #15's stage-1 list: the VQA benchmarks' test and validation splits, MIMIC-CXR's test split,
+    and the evaluation splits of BCI, IXI (no official split: all of it), BraTS and ICG-CXR."""
+    test_val = ["validate", "test"]
+    return [BenchmarkEntry("slake", test_val), BenchmarkEntry("vqa_rad", ["test"]), BenchmarkEntry("pathvqa", test_val),
+            BenchmarkEntry("pmc_vqa", ["test"]), BenchmarkEntry("omnimedvqa", ["unsplit"]),
+            BenchmarkEntry("mimic_cxr", ["test"]), BenchmarkEntry("bci", test_val), BenchmarkEntry("ixi", ["unsplit"]),
+            BenchmarkEntry("brats", test_val), BenchmarkEntry("icg_cxr", test_val)]
+
+
+@dataclass
+class NearDuplicateSettings:
+    """Near duplicates across sources and benchmark decontamination (filters/near_duplicates.py,
+    filters/decontamination.py).
+
+    Hashes (`num_perm`, `shingle`) are score columns written by the workers and are in the processing
+    digest when enabled; every threshold, the rule, the source priority and the benchmark list are
+    applied at finalisation from the columns, so changing them re-runs no hashing.
+    """
+
+    enabled: bool = False
+    num_perm: int = 64  # MinHash permutations (32-bit values)
+    shingle: int = 5  # character n-grams of the normalised text
+    phash_max_distance: int = 8  # Hamming distance over the 64-bit pHash
+    text_jaccard: float = 0.5
+    rule: str = "image_and_text"  # or "image"; records without an image match by text alone
+    source_priority: list[str] = field(default_factory=list)  # kept first; default: the recipe's source order
+    lsh_tables: int = 48  # bit-sampling keys per pHash (more: higher recall, more rows joined)
+    lsh_recall: float = 0.98  # chance that a pair at the threshold shares a key (sets the bits per key)
+    decontaminate: bool = True  # when enabled: reject `benchmark_overlap` and write the contamination report
+    benchmarks: list[BenchmarkEntry] = field(default_factory=default_benchmarks)
+    benchmark_phash_max_distance: int = 8
+    report_distances: list[int] = field(default_factory=lambda: [4, 8, 16])
+    # Slices of volumes (BraTS, IXI, KiTS...): neighbouring slices, and the same level of two subjects, are
+    # pHash-near by nature, so by default they match by exact pixels only ("hash" matches them by hashes too).
+    slices: str = "exact_only"
+
+    def validate(self) -> None:
+        if self.slices not in ("exact_only", "hash"):
+            raise RecipeError(f"near_duplicates.slices must be 'exact_only' or 'hash', not {self.slices!r}")
+        if self.rule not in ("image_and_text", "image"):
+            raise RecipeError(f"near_duplicates.rule must be 'image_and_text' or 'image', not {self.rule!r}")
+        for name in ("phash_max_distance", "benchmark_phash_max_distance"):
+            if not 0 <= getattr(self, name) <= 32:
+                raise RecipeError(f"near_duplicates.{name} must be in 0..32, not {getattr(self, name)}")
+        if not 0.0 < self.text_jaccard <= 1.0:
+            raise RecipeError(f"near_duplicates.text_jaccard must be in (0, 1], not {self.text_jaccard}")
+        if self.num_perm < 16 or self.shingle < 1 or self.lsh_tables < 1 or not 0.5 <= self.lsh_recall < 1.0:
+            raise RecipeError("near_duplicates: num_perm >= 16, shingle >= 1, lsh_tables >= 1 and "
+                              "0.5 <= lsh_recall < 1 are required")
+
+    def hashing_digest(self) -> dict[str, Any]:
+        """The settings that change the staged score columns (not the decisions made from them)."""
+        return {"num_perm": self.num_perm, "shingle": self.shingle}
+
+
+def parse_near_duplicates(values: Any) -> NearDuplicateSettings:
+    """The `near_duplicates:` section; `benchmarks` entries are names or mappings (name, splits, options)."""
+    if values is None:
+        return NearDuplicateSettings()
+    if not isinstance(values, dict):
+        raise RecipeError(f"near_duplicates must be a mapping, got {type(values).__name__}")
+    values = dict(values)
+    if "benchmarks" in values:
+        entries = []
+        for index, entry in enumerate(values["benchmarks"] or []):
+            if isinstance(entry, str):
+                entry = {"name": entry}
+            entries.append(build_section(BenchmarkEntry, entry, f"near_duplicates.benchmarks[{index}]"))
+        values["benchmarks"] = entries
+    settings = build_section(NearDuplicateSettings, values, "near_duplicates")
+    settings.validate()
+    return settings
+
+
 def build_section(cls, values: Any, where: str):
     if values is None:
         return cls()

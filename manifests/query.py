@@ -1,4 +1,5 @@
-"""DuckDB over a build's manifest: views `records`, `kept` and `rejected`.
+"""DuckDB over a build's manifest: views `records`, `kept` and `rejected` (and `contamination` when the
+build has a benchmark contamination report, `<build>/contamination.parquet`).
 
 The same files read straight from the duckdb Python or CLI client:
     SELECT source, task_family, count(*) FROM 'build/stage1/manifest/*.parquet' WHERE status = 'kept' GROUP BY ALL
@@ -31,4 +32,8 @@ def open_build(build_dir: Path, connection: duckdb.DuckDBPyConnection | None = N
     con.execute(f"CREATE OR REPLACE VIEW records AS SELECT * FROM read_parquet('{source}')")
     con.execute("CREATE OR REPLACE VIEW kept AS SELECT * FROM records WHERE status = 'kept'")
     con.execute("CREATE OR REPLACE VIEW rejected AS SELECT * FROM records WHERE status <> 'kept'")
+    report = Path(build_dir) / "contamination.parquet"  # written when the recipe decontaminates
+    if report.is_file():
+        path = report.as_posix().replace("'", "''")
+        con.execute(f"CREATE OR REPLACE VIEW contamination AS SELECT * FROM read_parquet('{path}')")
     return con

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from manifests.records import Image, Record, Rejection, shard_key
 
-SCHEMA_VERSION = "2"  # 2: source_text_chars, text_rule, text_cleaned; task types on rejections
+SCHEMA_VERSION = "2"  # 2: source_text_chars, text_rule, text_cleaned; task types on rejections (after phash, text_minhash)
 
 # The alignment columns, one table for every user of them: the raw scores the model stages write
 # (also what the score cache keeps), and the normalised ones set at finalisation by the cut.
@@ -91,6 +91,9 @@ MANIFEST_SCHEMA = pa.schema(
         ("source_text_chars", pa.int32()),
         ("text_rule", pa.string()),
         ("text_cleaned", pa.int32()),
+        # near duplicates (filters/near_duplicates.py; empty unless the recipe enables them)
+        ("phash", pa.int64()),  # 64-bit pHash of the first image, as a signed integer
+        ("text_minhash", pa.binary()),  # MinHash signature of the text: num_perm little-endian uint32
     ],
     metadata={"unimed5m.schema_version": SCHEMA_VERSION},
 )
@@ -108,6 +111,7 @@ STAGING_SCHEMA = pa.schema(
     metadata={"unimed5m.schema_version": SCHEMA_VERSION},
 )
 
+NEAR_DUPLICATE_COLUMNS = ("phash", "text_minhash")
 SCORE_COLUMNS = ("min_side", "max_side", "max_pixels", "aspect_ratio", "pixel_std", "text_chars",
                  "garbage_ratio", "language", "language_prob", "source_text_chars", "text_rule", "text_cleaned")
 
@@ -174,7 +178,7 @@ def record_row(record: Record, licence: str, access: str, unit_id: str) -> dict[
         "subject_id": record.meta.get("subject_id"),
         "task_template": "|".join(record.meta["task_build"]["template_id"]) if "task_build" in record.meta else None,
     }
-    for column in SCORE_COLUMNS + ALIGN_RAW_COLUMNS:
+    for column in SCORE_COLUMNS + ALIGN_RAW_COLUMNS + NEAR_DUPLICATE_COLUMNS:
         row[column] = record.scores.get(column)
     return row
 

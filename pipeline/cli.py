@@ -25,15 +25,16 @@ def _cmd_sources(args: argparse.Namespace) -> int:
 
     cards = [cls.card for cls in SOURCES.values()]
     if args.json:
-        fields = ("name", "title", "modalities", "tasks", "licence", "access", "url", "citation", "root_names", "counts")
+        fields = ("name", "title", "modalities", "tasks", "licence", "access", "url", "citation", "root_names", "counts",
+                  "hub_repos")
         print(json.dumps([{f: getattr(card, f) for f in fields} for card in cards], indent=2))
         return 0
     table = Table(title=f"{len(cards)} registered sources")
-    for column in ("name", "modalities", "tasks", "licence", "access", "folder under --sources-root"):
+    for column in ("name", "modalities", "tasks", "licence", "access", "folder under --sources-root", "Hub repos"):
         table.add_column(column)
     for card in cards:
         table.add_row(card.name, ", ".join(card.modalities), ", ".join(card.tasks), card.licence, card.access,
-                      " | ".join(card.root_names))
+                      " | ".join(card.root_names), " | ".join(card.hub_repos))
     Console().print(table)
     return 0
 
@@ -131,6 +132,8 @@ def _print_summary(report) -> None:
     if report.engine_error:
         console.print(f"[red]pipeline stopped early:[/red] {report.engine_error}")
     _print_alignment(report)
+    if report.result.near_duplicates:
+        _print_contamination(report.result.near_duplicates)
     records = report.result.kept + report.result.rejected
     rate = records / report.wall_seconds if report.wall_seconds else 0.0
     console.print(
@@ -153,6 +156,44 @@ def _print_alignment(report) -> None:
     if cut:
         console.print(f"alignment: {cut.get('scored', 0)} pairs scored, {cut.get('below_cut', 0)} below the cut, "
                       f"{cut.get('unscored', 0)} without a score")
+
+
+def _print_contamination(summary: dict, title: str = "contamination") -> None:
+    if "near_duplicate" in summary:
+        console.print(f"near duplicates rejected: {summary['near_duplicate']}; "
+                      f"benchmark overlap rejected: {summary.get('benchmark_overlap', 0)}")
+    rows = summary.get("report") or []
+    if not rows:
+        return
+    table = Table(title=f"{title}: benchmark items with a training neighbour (embedding columns: no stored "
+                        "image embedding)")
+    columns = ("benchmark", "source", "benchmark_items", "exact", "phash_le_4", "phash_le_8", "phash_le_16",
+               "text_jaccard_ge_0_5", "rejected_rows")
+    for column in columns:
+        table.add_column(column.replace("_", " "))
+    for row in rows:
+        table.add_row(*(str(row[column]) for column in columns))
+    Console(width=140).print(table)
+    if summary.get("benchmarks_missing") not in (None, "", "[]"):
+        console.print(f"[yellow]benchmarks not read[/yellow]: {summary['benchmarks_missing']}")
+
+
+def _cmd_contamination(args: argparse.Namespace) -> int:
+    from pipeline.config import RecipeError
+    from pipeline.rescore.contamination import ContaminationError, contamination_of_build
+
+    if args.sources_root and not Path(args.sources_root).is_dir():
+        console.print(f"[red]--sources-root {args.sources_root} is not a directory[/red]")
+        return 1
+    try:
+        summary = contamination_of_build(Path(args.build_dir), args.against.split(",") if args.against else None,
+                                         Path(args.sources_root) if args.sources_root else None,
+                                         Path(args.out) if args.out else None)
+    except (RecipeError, ContaminationError) as err:
+        console.print(f"[red]{err}[/red]")
+        return 1
+    _print_contamination(summary, f"{args.build_dir} (rejected rows: would be rejected; the build is unchanged)")
+    return 0
 
 
 def _cmd_demo_models(args: argparse.Namespace) -> int:
@@ -293,7 +334,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     build = commands.add_parser("build", help="build a recipe into shards and a manifest")
     build.add_argument("--recipe", required=True, help="bundled recipe name (stage1) or a YAML path")
-    build.add_argument("--sources-root", help="folder holding the datasets' downloads, by their own top folder names")
+    build.add_argument("--sources-root", help="folder holding the datasets' downloads, by their own top folder names, "
+                       "or a Hugging Face Hub cache (hub/ with datasets--owner--name folders)")
     build.add_argument("--source-path", action="append", default=[], metavar="NAME=DIR",
                        help="where one source is, overriding discovery (repeatable)")
     build.add_argument("--out", default="build", help="output root; the build goes to OUT/<recipe> (default build)")
@@ -339,6 +381,14 @@ def make_parser() -> argparse.ArgumentParser:
     query.add_argument("sql")
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")
     query.set_defaults(run=_cmd_query)
+    contam = commands.add_parser("contamination", help="benchmark contamination report over an existing build "
+                                                       "(reads its hash columns; changes nothing)")
+    contam.add_argument("build_dir", help="a build directory built with near_duplicates.enabled")
+    contam.add_argument("--against", help="comma-separated benchmark sources (default: the recipe's list); "
+                                          "splits from the recipe's list, else validate,test")
+    contam.add_argument("--sources-root", required=True, help="folder holding the benchmarks' downloads")
+    contam.add_argument("--out", help="also write the report to this Parquet file")
+    contam.set_defaults(run=_cmd_contamination)
     export = commands.add_parser("export", help="write a build in the formats UniMedVL's and Bagel's loaders read")
     export.add_argument("build_dir", nargs="+", help="one or more build directories such as build/stage1")
     export.add_argument("--format", choices=("unimedvl",), default="unimedvl",
@@ -361,6 +411,12 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=int, default=100)
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     train.set_defaults(run=_cmd_train)
+
+    from pipeline.audit.cli import register as register_audit
+    from pipeline.report.cli import register as register_report
+
+    register_report(commands)
+    register_audit(commands)
     return parser
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from filters.settings import AlignmentSettings, FilterSettings, RecipeError, build_section, parse_alignment
+from filters.settings import (AlignmentSettings, FilterSettings, NearDuplicateSettings, RecipeError, build_section,
+                              parse_alignment, parse_near_duplicates)
 from pipeline.tasks.settings import TaskSettings, parse_tasks
 from sources import SOURCES
 
@@ -42,6 +43,7 @@ class SourceEntry:
     path: str | None = None  # overrides discovery under --sources-root
     splits: list[str] = field(default_factory=lambda: list(DEFAULT_SPLITS))
     options: dict[str, Any] = field(default_factory=dict)
+    hub: str | None = None  # a Hugging Face Hub repo id (owner/name) to read from the Hub cache
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Recipe:
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
     alignment: AlignmentSettings = field(default_factory=AlignmentSettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)  # interleaved-task builders (pipeline/tasks)
+    near_duplicates: NearDuplicateSettings = field(default_factory=NearDuplicateSettings)  # and decontamination
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -71,6 +74,8 @@ class Recipe:
                 self.alignment.policy_by_family, self.alignment.policy_by_sub_task, self.alignment.policy_by_source]}
         if self.tasks.enabled:  # absent when off, so builds without task builders keep their digest
             relevant["tasks"] = self.tasks.digest()
+        if self.near_duplicates.enabled:  # absent when off, so builds without it keep their digest
+            relevant["near_duplicates"] = self.near_duplicates.hashing_digest()
         return hashlib.blake2b(json.dumps(relevant, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
@@ -83,7 +88,8 @@ def _templates_version(name: str) -> dict[str, int]:
 def parse_recipe(data: dict[str, Any]) -> Recipe:
     if not isinstance(data, dict) or "name" not in data:
         raise RecipeError("a recipe is a mapping with at least a `name`")
-    unknown = sorted(set(data) - {"name", "version", "sources", "filters", "shards", "execution", "alignment", "tasks"})
+    unknown = sorted(set(data) - {"name", "version", "sources", "filters", "shards", "execution", "alignment", "tasks",
+                                  "near_duplicates"})
     if unknown:
         raise RecipeError(f"recipe: unknown key(s) {unknown}")
     sources = []
@@ -91,6 +97,9 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
         if isinstance(entry, str):
             entry = {"name": entry}
         sources.append(build_section(SourceEntry, entry, f"sources[{index}]"))
+        hub = sources[-1].hub
+        if hub is not None and (not isinstance(hub, str) or hub.count("/") != 1 or "" in hub.split("/")):
+            raise RecipeError(f"sources[{index}].hub must be a Hub dataset repo id owner/name, got {hub!r}")
     recipe = Recipe(
         name=str(data["name"]),
         version=int(data.get("version", 1)),
@@ -100,6 +109,7 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
         execution=build_section(ExecutionSettings, data.get("execution"), "execution"),
         alignment=parse_alignment(data.get("alignment")),
         tasks=parse_tasks(data.get("tasks")),
+        near_duplicates=parse_near_duplicates(data.get("near_duplicates")),
     )
     recipe.filters.validate()
     return recipe

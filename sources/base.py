@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from manifests.records import Record, Rejection
+from sources.io.hub import ROWS_PER_UNIT, find_snapshot, row_group_ranges
 
 ACCESS_CLASSES = ("open", "registration", "credentialed")
 
@@ -55,6 +56,8 @@ class DatasetCard:
     citation: str
     root_names: tuple[str, ...]  # top folder name(s) of the dataset's own download
     counts: str = ""
+    #: Hugging Face Hub dataset repos (`owner/name`) whose copy the adapter also reads (docs/sources/hub/).
+    hub_repos: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.access not in ACCESS_CLASSES:
@@ -96,12 +99,13 @@ class Source:
 
     @classmethod
     def find_root(cls, sources_root: Path) -> Path | None:
-        """The dataset's folder under a common sources root, found by its download's top folder name."""
+        """The dataset's folder under a common sources root, found by its download's top folder name; else
+        the snapshot of one of its Hub repos when the root is (or holds) a Hugging Face Hub cache."""
         for name in cls.card.root_names:
             candidate = Path(sources_root) / name
             if candidate.is_dir():
                 return candidate
-        return None
+        return find_snapshot(Path(sources_root), cls.card.hub_repos) if cls.card.hub_repos else None
 
     def wants_split(self, split: str) -> bool:
         return self.splits is None or split in self.splits
@@ -122,6 +126,23 @@ class Source:
             WorkUnit(self.name, f"{prefix}/{start // size:05d}", split, tuple(items[start : start + size]))
             for start in range(0, len(items), size)
         ]
+
+    def parquet_units(self, split: str, files: Sequence[str]) -> list[WorkUnit]:
+        """One unit per row-group range of each Parquet file (a Hub shard is never read whole by one unit);
+        the item is `{"file", "row_groups": (start, stop), "first_row"}`. Reads only the files' footers."""
+        rows = int(self.options.get("rows_per_unit", ROWS_PER_UNIT))
+        units = []
+        for relative in files:
+            stem = relative.rsplit("/", 1)[-1].removesuffix(".parquet")
+            try:
+                ranges = row_group_ranges(self.root / relative, rows)
+            except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+                raise SourceError(f"{self.root / relative}: not a readable Parquet file ({err}); download it "
+                                  "again with huggingface-cli") from err
+            for start, stop, first_row in ranges:
+                units.append(WorkUnit(self.name, f"{self.name}/{split}/{stem}/rg{start:05d}-{stop:05d}", split,
+                                      ({"file": relative, "row_groups": (start, stop), "first_row": first_row},)))
+        return units
 
     def relative(self, path: Path) -> str:
         """A path relative to the dataset root (provenance never names the user's machine)."""

@@ -26,6 +26,11 @@ Quirks handled here: `cop` read as 1-based (option `cop_base: 0` for an HF expor
 `cop` (or -1) and become `answer_missing`; `exp` null/blank is left out; a line that is not JSON is
 `malformed_json`; missing keys `malformed_row`; empty question `question_empty`; an empty option text
 is kept as-is. Long explanations exceed the stage-1 1024-character limit (`text_too_long` there).
+
+Hub copy (docs/sources/hub/medmcqa.md): `openlifescienceai/medmcqa` (old id `medmcqa`), from a Hub cache
+snapshot or a `--local-dir` copy: `data/{train,validation,test}-00000-of-00001.parquet`, the same columns as
+the JSON lines, `cop` 0-based (0 = A) and -1 on every test row, test `exp` "". The `id` column is unchanged,
+so Hub rows get the same ids and texts as the original files (`validation` is the `dev` split).
 """
 
 from __future__ import annotations
@@ -36,9 +41,12 @@ from functools import lru_cache
 
 from manifests.records import Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.hub import iter_parquet_rows, split_files
 
 SPLITS = {"train": "train", "dev": "validate", "test": "test"}  # file stem -> canonical split
 OPTION_KEYS = (("A", "opa"), ("B", "opb"), ("C", "opc"), ("D", "opd"))
+HUB_SPLITS = {"train": "train", "validation": "validate", "test": "test"}
+HUB_COLUMNS = ("id", "question", "opa", "opb", "opc", "opd", "cop", "choice_type", "exp", "subject_name", "topic_name")
 REQUIRED_KEYS = ("id", "question", "opa", "opb", "opc", "opd")
 
 
@@ -72,11 +80,16 @@ class Medmcqa(Source):
                  "Question Answering, CHIL 2022",
         root_names=("medmcqa_data", "medmcqa", "MedMCQA"),
         counts="182,822 / 4,183 / 6,150 questions (train/dev/test; test answers withheld)",
+        hub_repos=("openlifescienceai/medmcqa", "medmcqa"),
     )
     items_per_unit = 2048
 
     def work_units(self) -> list[WorkUnit]:
         present = [stem for stem in SPLITS if (self.root / f"{stem}.json").is_file()]
+        hub = {} if present else split_files(self.root, "data/{split}-*.parquet", HUB_SPLITS)
+        if hub:
+            return [unit for split, files in hub.items() if self.wants_split(split)
+                    for unit in self.parquet_units(split, files)]
         if not present:
             raise SourceError(f"{self.root}: no train.json/dev.json/test.json; point the root at the unzipped MedMCQA data")
         units = []
@@ -90,6 +103,12 @@ class Medmcqa(Source):
         return units
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
+        if isinstance(unit.items[0], dict):  # a Hub Parquet row-group range: cop is 0-based there
+            item = unit.items[0]
+            for row, values in iter_parquet_rows(self.root / item["file"], item["row_groups"], item["first_row"],
+                                                 HUB_COLUMNS):
+                yield self._from_row(values, f"{item['file']}#{row}", unit.split, item["file"], 0)
+            return
         base = int(self.options.get("cop_base", 1))
         for name, index in unit.items:
             path = self.root / name
@@ -103,6 +122,10 @@ class Medmcqa(Source):
             row = json.loads(line)
         except ValueError as err:
             return self.reject(f"medmcqa/{split}/{fallback_id}", split, "malformed_json", str(err), **facts)
+        return self._from_row(row, fallback_id, split, name, base)
+
+    def _from_row(self, row, fallback_id: str, split: str, name: str, base: int) -> Record | Rejection:
+        facts = {"task_family": "text", "provenance": [name]}
         missing = [key for key in REQUIRED_KEYS if not isinstance(row, dict) or key not in row]
         if missing or not str(row["id"] or "").strip():
             return self.reject(f"medmcqa/{split}/{fallback_id}", split, "malformed_row",

@@ -31,6 +31,11 @@ Quirks handled here: the root may be `data_clean/`, its parent, or `questions/US
 number; a line that is not JSON is `malformed_json`, one missing a key is `malformed_row`; an empty
 question is `question_empty`; an `answer_idx` that is not one of the options is `answer_not_in_options`.
 Long vignettes exceed the stage-1 recipe's 1024-character limit and are rejected there as `text_too_long`.
+
+Hub copy (docs/sources/hub/medqa.md): `GBaker/MedQA-USMLE-4-options` holds `phrases_no_exclude_{train,test}.jsonl`
+at its root (no dev file), the same names as `4_options/`; a Hub cache snapshot or `--local-dir` copy is read
+as variant `4_options` with the same ids `medqa/{split}/phrases_no_exclude_{stem}-{line}` and texts, on the
+documented assumption that the files are the same as the GitHub ones [M].
 """
 
 from __future__ import annotations
@@ -72,7 +77,12 @@ class Medqa(Source):
                  "Dataset from Medical Exams, Applied Sciences 2021",
         root_names=("data_clean", "MedQA", "medqa"),
         counts="12,723 US questions: 10,178 / 1,272 / 1,273 (train/dev/test)",
+        hub_repos=("GBaker/MedQA-USMLE-4-options",),
     )
+
+    def _is_hub(self) -> bool:
+        return not any((self.root / c / n).is_file() for c in QUESTION_DIRS for n in ("train.jsonl", "test.jsonl")) \
+            and any((self.root / f"phrases_no_exclude_{stem}.jsonl").is_file() for stem in SPLITS)
     items_per_unit = 1024
 
     def _question_dir(self) -> Path:
@@ -85,10 +95,16 @@ class Medqa(Source):
         variant = str(self.options.get("variant", "5_options"))
         if variant not in FILE_NAMES:
             raise SourceError(f"medqa: variant must be one of {sorted(FILE_NAMES)}, not {variant!r}")
-        folder = self._question_dir()
+        pattern = FILE_NAMES[variant]
+        if self._is_hub():  # GBaker/MedQA-USMLE-4-options: the 4_options files at the repo root
+            if self.options.get("variant", "4_options") != "4_options":
+                raise SourceError(f"{self.root}: the Hub copy holds only the 4_options files; drop `variant: {variant}`")
+            folder, pattern = self.root, "phrases_no_exclude_{stem}.jsonl"
+        else:
+            folder = self._question_dir()
         units = []
         for stem, split in SPLITS.items():
-            path = folder / FILE_NAMES[variant].format(stem=stem)
+            path = folder / pattern.format(stem=stem)
             if not path.is_file() or not self.wants_split(split):
                 continue
             lines = _read_lines(str(path), path.stat().st_mtime_ns)

@@ -31,20 +31,29 @@ letters only; "Microscopy Images" (blood smears, sperm, cell lines and tissue al
 name, else "other"; the options go into the question ("A. ..." lines) and `gt_answer` is the answer even
 where its punctuation differs from the option; Restricted-access files are read only with the option
 `include_restricted: true`.
+
+Hub copy (docs/sources/hub/omnimedvqa.md): `foreverbeliever/OmniMedVQA` is the official distribution, one
+`OmniMedVQA.zip` holding `QA_information/` and `Images/` (the zip's top folder is not documented). A Hub cache
+snapshot or `--local-dir` copy without an unpacked `QA_information/` is read from the zip in place: the QA
+JSONs are the members ending in `QA_information/Open-access/<name>.json`, each `image_path` is the member
+ending in that path. Same ids, texts and image bytes as the unzipped folder; provenance names the zip.
 """
 
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.hub import ZipImages, zip_json_list, zip_names
 from sources.io.image import ImageDecodeError, decode_file
 from sources.io.jsonfile import load_json_list
 
 QA_DIR = "QA_information"
+ZIP = "OmniMedVQA.zip"
 LABELS = ("A", "B", "C", "D")
 MODALITY_BY_LETTERS = {
     "ctcomputedtomography": "ct", "ct": "ct",
@@ -87,7 +96,25 @@ class OmniMedVqa(Source):
                  "CVPR 2024",
         root_names=("OmniMedVQA",),
         counts="88,996 QA / 82,059 images / 42 datasets (open access)",
+        hub_repos=("foreverbeliever/OmniMedVQA",),
     )
+
+    def _zipped_qa(self) -> dict[str, str]:
+        """QA file (as unzipped, `QA_information/Open-access/X.json`) -> zip member, when only the zip is there."""
+        if (self.root / QA_DIR).is_dir() or not (self.root / ZIP).is_file():
+            return {}
+        folders = ["Open-access"] + (["Restricted-access"] if self.options.get("include_restricted") else [])
+        try:
+            names = zip_names(self.root / ZIP)
+        except (OSError, zipfile.BadZipFile) as err:
+            raise SourceError(f"{self.root / ZIP}: not a readable zip ({err}); download it again") from err
+        found = {}
+        for name in names:
+            for folder in folders:
+                marker = f"{QA_DIR}/{folder}/"
+                if name.endswith(".json") and (name.startswith(marker) or f"/{marker}" in name):
+                    found[marker + name.rsplit("/", 1)[-1]] = name
+        return dict(sorted(found.items()))
 
     def _qa_files(self) -> list[Path]:
         folders = ["Open-access"] + (["Restricted-access"] if self.options.get("include_restricted") else [])
@@ -99,6 +126,9 @@ class OmniMedVqa(Source):
     def work_units(self) -> list[WorkUnit]:
         if not self.wants_split("unsplit"):
             return []
+        zipped = self._zipped_qa()
+        if zipped:
+            return self._zip_units(zipped)
         units = []
         for path in self._qa_files():
             relative = self.relative(path)
@@ -112,27 +142,49 @@ class OmniMedVqa(Source):
                                             label=path.stem))
         return units
 
+    def _zip_units(self, zipped: dict[str, str]) -> list[WorkUnit]:
+        units = []
+        for relative, member in zipped.items():
+            try:
+                items = zip_json_list(self.root / ZIP, member, "QA items")
+            except (ValueError, UnicodeDecodeError) as err:
+                units.append(WorkUnit(self.name, f"omnimedvqa/unsplit/{relative}", "unsplit",
+                                      ({"file": relative, "error": str(err)},)))
+                continue
+            units.extend(self.chunked_units("unsplit", [{"file": relative, "index": i, "member": member}
+                                                        for i in range(len(items))], label=Path(relative).stem))
+        return units
+
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
         first = unit.items[0]
+        if "member" in first:
+            items, packed = zip_json_list(self.root / ZIP, first["member"], "QA items"), ZipImages([self.root / ZIP])
+            try:
+                for entry in unit.items:
+                    yield self._record(items[entry["index"]], entry, packed)
+            finally:
+                packed.close()
+            return
         if "error" in first:
             yield self.reject(f"omnimedvqa/unsplit/{first['file']}", "unsplit", "malformed_json", first["error"],
-                              provenance=[first["file"]])
+                              provenance=[first["file"] if (self.root / first["file"]).is_file() else ZIP])
             return
         path = self.root / first["file"]
         items = load_json_list(path, "QA items")
         for entry in unit.items:
             yield self._record(items[entry["index"]], entry)
 
-    def _record(self, item, entry: dict) -> Record | Rejection:
+    def _record(self, item, entry: dict, packed: ZipImages | None = None) -> Record | Rejection:
         qa_file, split = entry["file"], "unsplit"
         image = str(item.get("image_path") or "").strip() if isinstance(item, dict) else ""
         image_path = PurePosixPath(image.removeprefix("./"))
         if not isinstance(item, dict) or not item.get("question_id") or not image or ".." in image_path.parts \
                 or image_path.is_absolute():
             return self.reject(f"omnimedvqa/unsplit/{qa_file}#{entry['index']}", split, "malformed_row",
-                               "an item needs question_id and a relative image_path", provenance=[qa_file])
+                               "an item needs question_id and a relative image_path",
+                               provenance=[qa_file] if packed is None else [ZIP])
         record_id, found = f"omnimedvqa/unsplit/{item['question_id']}", modality(item)
-        provenance = [qa_file, image_path.as_posix()]
+        provenance = [qa_file, image_path.as_posix()] if packed is None else [ZIP]
         options = {label: " ".join(str(item[f"option_{label}"]).split()) for label in LABELS
                    if item.get(f"option_{label}") not in (None, "")}
         question = " ".join(str(item.get("question") or "").split())
@@ -141,7 +193,8 @@ class OmniMedVqa(Source):
             return self.reject(record_id, split, "qa_empty", f"question={question!r} answer={answer!r} "
                                f"options={len(options)}", modality=found, task_family="i2t", provenance=provenance)
         try:
-            decoded = decode_file(self.root / image_path, source_path=image_path.as_posix())
+            decoded = (decode_file(self.root / image_path, source_path=image_path.as_posix()) if packed is None
+                       else packed.decode(image_path.as_posix(), source_path=image_path.as_posix()))
         except ImageDecodeError as err:
             return self.reject(record_id, split, err.reason, err.detail, modality=found, task_family="i2t",
                                provenance=provenance)

@@ -21,6 +21,14 @@ Layout (the `pvqa` folder; also distributed as `split/`)::
       qas/{train,val,test}/<split>_qa.pkl      pickled list of {"image", "question", "answer"}
       qas/*_vqa.pkl ans2label.pkl ...          preprocessed copies (not read)
 
+Hub copy (docs/sources/hub/pathvqa.md): `flaviagiammarino/path-vqa`, from a Hub cache snapshot or a
+`--local-dir` copy: `data/{train,validation,test}-*.parquet` with image {bytes, path}, question, answer.
+The pickle row and the image name are gone there, so Hub rows get a documented content id
+`pathvqa/{split}/h<16 hex>`, the start of `meta.content_key` = sha256(split, sha256(image bytes), question and
+answer under the Hub's normalisation, lower-case). The original layout writes the same `meta.content_key`
+(the Hub bytes are the original JPEG files), so both layouts of one item share key, pixels and (up to the
+Hub's lower-casing) texts; ids differ. Duplicate rows the Hub dropped have no Hub twin; `image_id` is None.
+
 Quirks handled here: the pickles are read with an unpickler that refuses every global, so only plain
 lists, dicts, strings and numbers load (a pickle needing anything else is `malformed_pickle`, never
 executed); `image` has no extension (`images/<split>/<image>.jpg`); split `val` is "validate"; answers
@@ -36,9 +44,11 @@ from functools import lru_cache
 
 from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.hub import content_key, decode_image_cell, image_cell_bytes, iter_parquet_rows, split_files
 from sources.io.image import ImageDecodeError, decode_file
 
 SPLITS = {"train": "train", "val": "validate", "test": "test"}  # folder -> canonical split
+HUB_SPLITS = {"train": "train", "validation": "validate", "test": "test"}  # Hub split -> canonical split
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -69,10 +79,15 @@ class PathVqa(Source):
         citation="He et al., PathVQA: 30000+ Questions for Medical Visual Question Answering, arXiv:2003.10286",
         root_names=("pvqa", "PathVQA", "pathvqa"),
         counts="4,998 images, 32,799 QA (paper; test 6,761); HF de-duplicated copy 19,654 / 6,259 / 6,719",
+        hub_repos=("flaviagiammarino/path-vqa",),
     )
     items_per_unit = 512
 
     def work_units(self) -> list[WorkUnit]:
+        hub = {} if (self.root / "qas").is_dir() else split_files(self.root, "data/{split}-*.parquet", HUB_SPLITS)
+        if hub:
+            return [unit for split, files in hub.items() if self.wants_split(split)
+                    for unit in self.parquet_units(split, files)]
         present = [folder for folder in SPLITS if (self.root / "qas" / folder / f"{folder}_qa.pkl").is_file()]
         if not present:
             raise SourceError(f"{self.root}: no qas/<split>/<split>_qa.pkl; point the root at the pvqa folder")
@@ -95,6 +110,11 @@ class PathVqa(Source):
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
         first = unit.items[0]
+        if "row_groups" in first:
+            for row, values in iter_parquet_rows(self.root / first["file"], first["row_groups"], first["first_row"],
+                                                 ("image", "question", "answer")):
+                yield self._hub_record(values, f"{first['file']}#{row}", first["file"], unit.split)
+            return
         if "error" in first:
             yield self.reject(f"pathvqa/{unit.split}/{first['file']}", unit.split, "malformed_pickle", first["error"],
                               modality="histopathology", provenance=[first["file"]])
@@ -119,18 +139,49 @@ class PathVqa(Source):
                                modality="histopathology", task_family="i2t", provenance=provenance)
         if image_path not in images:
             try:
-                images[image_path] = decode_file(self.root / image_path, source_path=image_path)
+                data = (self.root / image_path).read_bytes()
+                images[image_path] = (decode_file(self.root / image_path, source_path=image_path), data)
+            except FileNotFoundError:
+                images[image_path] = ImageDecodeError("missing_file", image_path)
             except ImageDecodeError as err:
                 images[image_path] = err
-        image = images[image_path]
-        if isinstance(image, ImageDecodeError):
-            return self.reject(record_id, split, image.reason, image.detail, modality="histopathology",
+        if isinstance(images[image_path], ImageDecodeError):
+            error = images[image_path]
+            return self.reject(record_id, split, error.reason, error.detail, modality="histopathology",
                                task_family="i2t", provenance=provenance)
+        image, data = images[image_path]
         return Record(
             id=record_id, source=self.name, split=split, modality="histopathology", task_family="i2t",
             main_task_type="image_understanding", sub_task_type="medical_vqa",
             message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{question}"}, {"from": "gpt", "value": answer}],
             input_images=[image], provenance=provenance, source_text=dataset_text(question, answer),
             meta={"language": "en", "image_id": row["image"].strip(),
-                  "answer_type": "closed" if answer.lower() in ("yes", "no") else "open"},
+                  "answer_type": "closed" if answer.lower() in ("yes", "no") else "open",
+                  "content_key": content_key(split, data, row.get("question") or "", str(row["answer"]))},
+        )
+
+    def _hub_record(self, values: dict, where: str, file: str, split: str) -> Record | Rejection:
+        facts = {"modality": "histopathology", "task_family": "i2t", "provenance": [file]}
+        question = " ".join(str(values.get("question") or "").split())
+        answer = " ".join(str(values["answer"]).split()) if values.get("answer") is not None else ""
+        data = image_cell_bytes(values.get("image"))
+        if data is None:
+            return self.reject(f"pathvqa/{split}/{where}", split, "missing_file", "row has no embedded image bytes",
+                               **facts)
+        key = content_key(split, data, question, answer)
+        record_id = f"pathvqa/{split}/h{key[:16]}"
+        if not question or not answer:
+            return self.reject(record_id, split, "qa_empty", f"question={question!r} answer={answer!r}", **facts)
+        try:
+            image = decode_image_cell(values["image"], source_path=where)
+        except ImageDecodeError as err:
+            return self.reject(record_id, split, err.reason, err.detail, **facts)
+        return Record(
+            id=record_id, source=self.name, split=split, modality="histopathology", task_family="i2t",
+            main_task_type="image_understanding", sub_task_type="medical_vqa",
+            message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{question}"}, {"from": "gpt", "value": answer}],
+            input_images=[image], provenance=[file], source_text=dataset_text(question, answer),
+            meta={"language": "en", "image_id": None,
+                  "answer_type": "closed" if answer.lower() in ("yes", "no") else "open",
+                  "content_key": key, "hub_row": where},
         )

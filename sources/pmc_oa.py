@@ -24,6 +24,11 @@ Quirks handled here: the split files win when present, else `pmc_oa.jsonl` is re
 image folder is the zip's own folder, or that folder under `images/`, or `images/`; a line that is not a
 JSON object with an `image` is `malformed_row`; an empty caption, or one that is only a panel reference
 ("(A)"), is `caption_empty`; an image listed twice in one file gets `#<line>` added to its later ids.
+
+Hub copy (docs/sources/hub/pmc_oa.md): `axiong/pmc_oa` is the original distribution, so a Hub cache snapshot or
+`--local-dir` copy gives the same ids and captions; the cache keeps `images.zip` packed, so when no image
+folder is unpacked each `image` is read from the zip member with that basename (the zip's inner folder is
+not documented); the JPEG bytes are the members themselves, passed through unchanged.
 """
 
 from __future__ import annotations
@@ -34,11 +39,13 @@ from collections.abc import Iterator
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import caption_records, label_rejections
 
 SPLIT_FILES = {"train.jsonl": "train", "valid.jsonl": "validate", "test.jsonl": "test"}
 ALL_FILE = "pmc_oa.jsonl"
+ZIP = "images.zip"
 SUBFIGURES = "caption_T060_filtered_top4_sep_v0_subfigures"
 IMAGE_DIRS = (SUBFIGURES, f"images/{SUBFIGURES}", "images")
 FIGURE_REF = re.compile(r"[(\[]?\s*(?:(?:fig(?:ure)?s?|panel)\.?\s*)?(?:\d+\s*[a-z]?|[a-z])?\s*[)\]]?[.:]?",
@@ -64,6 +71,7 @@ class PmcOa(Source):
                  "MICCAI 2023",
         root_names=("pmc_oa", "PMC-OA", "PMC_OA"),
         counts="1.65M subfigure-caption pairs",
+        hub_repos=("axiong/pmc_oa",),
     )
 
     def _files(self) -> dict[str, str]:
@@ -76,8 +84,13 @@ class PmcOa(Source):
 
     def _image_dir(self) -> str:
         found = next((name for name in IMAGE_DIRS if (self.root / name).is_dir()), None)
-        if found is None and (self.root / "images.zip").is_file():
-            raise SourceError(f"{self.root}: unzip images.zip in place (images are read from {SUBFIGURES}/)")
+        if found is None and (self.root / ZIP).is_file():
+            try:
+                ZipImages([self.root / ZIP]).locate("-")  # reads the central directory once
+            except ImageDecodeError as err:
+                raise SourceError(f"{self.root / ZIP}: {err.detail}; download it again or unzip it in place "
+                                  f"(images are then read from {SUBFIGURES}/)") from err
+            return ZIP  # the Hub cache keeps it packed: images are read from its members
         return found or SUBFIGURES  # every image then becomes a `missing_file` rejection
 
     def work_units(self) -> list[WorkUnit]:
@@ -110,22 +123,28 @@ class PmcOa(Source):
                 "caption": str(row.get("caption") or ""), "pmcid": row.get("pmcid")}
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
-        for item in unit.items:
-            yield from self._records(item, unit.split)
+        packed = ZipImages([self.root / ZIP])
+        try:
+            for item in unit.items:
+                yield from self._records(item, unit.split, packed)
+        finally:
+            packed.close()
 
-    def _records(self, item: dict, split: str) -> Iterator[Record | Rejection]:
+    def _records(self, item: dict, split: str, packed: ZipImages) -> Iterator[Record | Rejection]:
         if "error" in item:
             yield self.reject(f"{self.name}/{split}/{item['file']}#{item['line']}", split, "malformed_row",
                               item["error"], provenance=[item["file"]])
             return
         base = f"{self.name}/{split}/{item['key']}"
         caption = " ".join(item["caption"].split())
-        provenance = [item["file"], item["image"]]
+        zipped = item["image"].startswith(f"{ZIP}/")
+        provenance = [item["file"], ZIP if zipped else item["image"]]
         if FIGURE_REF.fullmatch(caption):
             yield from label_rejections(self, base, split, "caption_empty", repr(caption), provenance=provenance)
             return
         try:
-            image = decode_file(self.root / item["image"], source_path=item["image"])
+            image = (packed.decode(item["image"].removeprefix(f"{ZIP}/"), source_path=item["image"]) if zipped
+                     else decode_file(self.root / item["image"], source_path=item["image"]))
         except ImageDecodeError as err:
             yield from label_rejections(self, base, split, err.reason, err.detail, provenance=provenance)
             return

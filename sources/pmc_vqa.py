@@ -28,6 +28,12 @@ Quirks handled here: column names are matched ignoring case, spaces and undersco
 to the Answer/Anwser column when the label is missing or names an empty option; the question is asked open,
 as PMC-VQA's own generative setting does; images are looked up under `<images dir>/figures/` and then
 `<images dir>/`; a row without question or answer is `qa_empty`.
+
+Hub copy (docs/sources/hub/pmc_vqa.md): `xmcmic/PMC-VQA` = `RadGenome/PMC-VQA` hold the original files, so a
+Hub cache snapshot or `--local-dir` copy is read like the download, with the same ids and texts, except that
+the cache keeps `images.zip` / `images_2.zip` packed: when the images folder is absent, the figure is read
+from the zip member with its basename (the zips' inner folders are not documented); the JPEG bytes are the
+same members an unzip would give, passed through unchanged.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from collections.abc import Iterator
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
 
 CSV_FILES = {  # file -> (canonical split, images folder)
@@ -81,6 +88,7 @@ class PmcVqa(Source):
                  "arXiv:2305.10415",
         root_names=("PMC-VQA", "pmc_vqa", "PMC_VQA"),
         counts="~227k QA (v1) + ~185k QA (v2) over ~149k figures",
+        hub_repos=("xmcmic/PMC-VQA", "RadGenome/PMC-VQA"),
     )
 
     def work_units(self) -> list[WorkUnit]:
@@ -98,14 +106,29 @@ class PmcVqa(Source):
         return units
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
-        for item in unit.items:
-            yield self._record(item, unit.split)
+        zips: dict[str, ZipImages] = {}
+        try:
+            for item in unit.items:
+                yield self._record(item, unit.split, zips)
+        finally:
+            for archive in zips.values():
+                archive.close()
 
     def _image_path(self, image_dir: str, figure: str) -> str:
         candidates = [f"{image_dir}/figures/{figure}", f"{image_dir}/{figure}"]
-        return next((path for path in candidates if (self.root / path).is_file()), candidates[0])
+        found = next((path for path in candidates if (self.root / path).is_file()), None)
+        if found is None and not (self.root / image_dir).is_dir() and (self.root / f"{image_dir}.zip").is_file():
+            return f"{image_dir}.zip"  # the Hub cache keeps the zip packed: read the member
+        return found or candidates[0]
 
-    def _record(self, item: dict, split: str) -> Record | Rejection:
+    def _decode(self, image_path: str, figure: str, zips: dict):
+        if not image_path.endswith(".zip"):
+            return decode_file(self.root / image_path, source_path=image_path)
+        if image_path not in zips:
+            zips[image_path] = ZipImages([self.root / image_path])
+        return zips[image_path].decode(figure, source_path=f"{image_path}/{figure}")
+
+    def _record(self, item: dict, split: str, zips: dict) -> Record | Rejection:
         stem = item["file"].removesuffix(".csv")
         record_id = f"pmc_vqa/{split}/{stem}/{item['row']}"
         figure = item.get("figurepath", "").strip()
@@ -121,7 +144,7 @@ class PmcVqa(Source):
             return self.reject(record_id, split, "qa_empty", f"question={question!r} answer={answer!r}",
                                task_family="i2t", provenance=provenance)
         try:
-            image = decode_file(self.root / image_path, source_path=image_path)
+            image = self._decode(image_path, figure, zips)
         except ImageDecodeError as err:
             return self.reject(record_id, split, err.reason, err.detail, task_family="i2t", provenance=provenance)
         return Record(

@@ -38,6 +38,14 @@ missing QUESTION -> `malformed_row`, blank -> `question_empty`; no CONTEXTS -> `
 decision outside yes/no/maybe -> `answer_invalid`; no LONG_ANSWER and no decision -> `answer_missing`.
 Most samples are longer than 1024 characters (abstract + conclusion) and are rejected by the stage-1
 recipe as `text_too_long`; that is expected.
+
+Hub copy (docs/sources/hub/pubmedqa.md): `qiaojin/PubMedQA` (old id `pubmed_qa`), from a Hub cache snapshot or
+a `--local-dir` copy: `pqa_{labeled,artificial,unlabeled}/train-*.parquet` with pubid (= the PMID key),
+question, context {contexts, labels, meshes}, long_answer, final_decision (not in pqa_unlabeled). The ids are
+the same `{subset}-{pmid}`; texts are the same (YEAR is not on the Hub: meta.year None). The Hub has one split
+and no test PMID list, so PQA-L is `unsplit` there, as in a clone without test_ground_truth.json; give the
+option `test_ids_file` (a test_ground_truth.json) to get the official test/train split and the same ids as
+a full original build. Row-group units are cut per split, so each row is read by exactly one unit.
 """
 
 from __future__ import annotations
@@ -49,6 +57,10 @@ from pathlib import Path
 
 from manifests.records import Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.hub import iter_parquet_rows
+
+HUB_CONFIGS = {"pqal": "pqa_labeled", "pqaa": "pqa_artificial", "pqau": "pqa_unlabeled"}
+HUB_COLUMNS = ("pubid", "question", "context", "long_answer", "final_decision")
 
 SUBSET_FILES = {"pqal": "ori_pqal.json", "pqaa": "ori_pqaa.json", "pqau": "ori_pqau.json"}
 TEST_FILES = ("test_ground_truth.json", "test_set.json")
@@ -88,6 +100,7 @@ class Pubmedqa(Source):
         citation="Jin et al., PubMedQA: A Dataset for Biomedical Research Question Answering, EMNLP 2019",
         root_names=("pubmedqa", "PubMedQA"),
         counts="1k labelled (500 test), 211.3k artificial, 61.2k unlabelled",
+        hub_repos=("qiaojin/PubMedQA", "pubmed_qa"),
     )
     items_per_unit = 1024
 
@@ -103,7 +116,50 @@ class Pubmedqa(Source):
                 return set(_load(str(folder / name), (folder / name).stat().st_mtime_ns))
         return None
 
+    def _hub_files(self) -> dict[str, list[str]]:
+        if any((folder / name).is_file() for folder in (self.root / "data", self.root) for name in SUBSET_FILES.values()):
+            return {}
+        return {subset: sorted(p.relative_to(self.root).as_posix() for p in (self.root / config).glob("train-*.parquet"))
+                for subset, config in HUB_CONFIGS.items() if (self.root / config).is_dir()}
+
+    def _hub_units(self, files: dict[str, list[str]]) -> list[WorkUnit]:
+        test_file = self.options.get("test_ids_file")
+        test = set(_load(str(test_file), Path(test_file).stat().st_mtime_ns)) if test_file else None
+        units = []
+        for subset in tuple(self.options.get("subsets", SUBSET_FILES)):
+            if subset == "pqal":
+                splits = ("unsplit",) if test is None else ("train", "test")
+            else:
+                splits = ("train",)
+            for split in splits:
+                if not self.wants_split(split):
+                    continue
+                for unit in self.parquet_units(split, files.get(subset, [])):
+                    item = {**unit.items[0], "subset": subset, "test": tuple(sorted(test)) if test else None}
+                    units.append(WorkUnit(unit.source, f"{unit.id}/{subset}", split, (item,)))
+        return units
+
+    def _hub_records(self, item: dict, split: str) -> Iterator[Record | Rejection]:
+        test = set(item["test"] or ())
+        for _row, values in iter_parquet_rows(self.root / item["file"], item["row_groups"], item["first_row"],
+                                              HUB_COLUMNS):
+            pmid = str(values.get("pubid"))
+            if item["test"] is not None and ("test" if pmid in test else "train") != split:
+                continue  # the other split's unit of this range reads it
+            context = values.get("context") or {}
+            entry = {"QUESTION": values.get("question"), "CONTEXTS": context.get("contexts"),
+                     "LABELS": context.get("labels"), "MESHES": context.get("meshes"),
+                     "LONG_ANSWER": values.get("long_answer")}
+            if values.get("final_decision") is not None:
+                entry["final_decision"] = values["final_decision"]
+            if values.get("question") is None:
+                del entry["QUESTION"]
+            yield self._record(entry, pmid, split, item["file"], item["subset"])
+
     def work_units(self) -> list[WorkUnit]:
+        hub = self._hub_files()
+        if any(hub.values()):
+            return self._hub_units(hub)
         folder = self._data_dir()
         wanted = tuple(self.options.get("subsets", SUBSET_FILES))
         units = []
@@ -134,13 +190,16 @@ class Pubmedqa(Source):
         return lambda pmid: "train"
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
+        if isinstance(unit.items[0], dict):
+            yield from self._hub_records(unit.items[0], unit.split)
+            return
         for relative, pmid in unit.items:
             path = self.root / relative
             entries = _load(str(path), path.stat().st_mtime_ns)
             yield self._record(entries[pmid], pmid, unit.split, relative)
 
-    def _record(self, entry, pmid: str, split: str, relative: str) -> Record | Rejection:
-        subset = next(name for name, file in SUBSET_FILES.items() if relative.endswith(file))
+    def _record(self, entry, pmid: str, split: str, relative: str, subset: str | None = None) -> Record | Rejection:
+        subset = subset or next(name for name, file in SUBSET_FILES.items() if relative.endswith(file))
         record_id = f"pubmedqa/{split}/{subset}-{pmid}"
         facts = {"task_family": "text", "provenance": [relative]}
         if not isinstance(entry, dict) or "QUESTION" not in entry:

@@ -29,6 +29,12 @@ that file only I2T samples are produced. A caption spanning several images is `m
 T2I sample generates one image). One `<image>` per image is put at the start of the first human turn.
 Quirks handled here: `image` may be a string instead of a list; stray `<image>` tokens in the text are
 moved; a malformed conversation is `conversation_malformed`; a missing image is `missing_file`.
+
+Hub copy (docs/sources/hub/pubmedvision.md): `FreedomIntelligence/PubMedVision` holds the two VQA JSON files and
+`images_0.zip` ... `images_19.zip` (the README unpacks them with `unzip -j` into `images/`); the Original_Caption
+file is not on the Hub, so a Hub copy gives no t2i records. In a Hub cache snapshot or `--local-dir` copy without
+an `images/` folder, each `images/<name>` is read from the member with that basename in any of the zips
+(their inner folders are not documented). Same ids, texts and image bytes as the unpacked download.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from pathlib import PurePosixPath
 
 from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, turns_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
 from sources.io.jsonfile import load_json_list
 
@@ -100,7 +107,13 @@ class PubMedVision(Source):
                  "at Scale, arXiv:2406.19280",
         root_names=("PubMedVision",),
         counts="647,031 items x 2 VQA files (1.3M QA) + original captions",
+        hub_repos=("FreedomIntelligence/PubMedVision",),
     )
+
+    def _packed(self) -> ZipImages | None:
+        """The Hub's image zips when no `images/` folder is unpacked (the cache keeps them packed)."""
+        zips = sorted(self.root.glob("images_*.zip"), key=lambda p: (len(p.name), p.name))
+        return ZipImages(zips) if zips and not (self.root / "images").is_dir() else None
 
     def work_units(self) -> list[WorkUnit]:
         present = {kind: spec for kind, spec in FILES.items() if (self.root / spec[0]).is_file()}
@@ -128,10 +141,15 @@ class PubMedVision(Source):
             return
         name = FILES[first["kind"]][0]
         items = load_json_list(self.root / name, "items")
-        for entry in unit.items:
-            yield self._record(items[entry["index"]], entry)
+        packed = self._packed()
+        try:
+            for entry in unit.items:
+                yield self._record(items[entry["index"]], entry, packed)
+        finally:
+            if packed is not None:
+                packed.close()
 
-    def _record(self, item, entry: dict) -> Record | Rejection:
+    def _record(self, item, entry: dict, packed: ZipImages | None = None) -> Record | Rejection:
         kind, split = entry["kind"], "unsplit"
         name, family, sub_task = FILES[kind]
         paths = item.get("image") if isinstance(item, dict) else None
@@ -156,9 +174,13 @@ class PubMedVision(Source):
             if isinstance(message, str):
                 return self.reject(record_id, split, "conversation_malformed", message, **facts)
         images: list[Image] = []
+        if packed is not None:  # provenance names the zips that exist, not the unpacked paths
+            located = [packed.locate(PurePosixPath(p).name) for p in paths]
+            provenance[1:] = list(dict.fromkeys(found_in[0].name for found_in in located if found_in))
         for path in paths:
             try:
-                images.append(decode_file(self.root / path, source_path=path))
+                images.append(decode_file(self.root / path, source_path=path) if packed is None else
+                              packed.decode(PurePosixPath(path).name, source_path=path))
             except ImageDecodeError as err:
                 return self.reject(record_id, split, err.reason, err.detail, **facts)
         return Record(

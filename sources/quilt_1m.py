@@ -26,6 +26,12 @@ Quirks handled here: the record id is the index column (rows repeat images); spl
 an empty or unknown split is "unsplit" [M: only train/val are known]; list columns are Python literals
 ("['Dermatopathology']") read with `ast.literal_eval` (anything else is kept as None); magnification is
 a float or None; an empty caption is `caption_empty`; a missing image is `missing_file`.
+
+Hub copy (docs/sources/hub/quilt_1m.md, gated: accept the terms on the Hub first): `wisdomik/Quilt-1M` holds
+`quilt_1M_lookup.csv` and image zips (`images_part_1_resized.zip`, ...), kept packed in the cache. Without an
+unpacked image folder, each `image_path` is read from the `images_part_*.zip` member with that basename.
+Same ids and captions if the CSV is the same file [L]; the "resized" images may differ in pixels from the
+Zenodo files [L].
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from collections.abc import Iterator
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import caption_records, label_rejections
 
@@ -79,7 +86,13 @@ class Quilt1m(Source):
         citation="Ikezogwo et al., Quilt-1M: One Million Image-Text Pairs for Histopathology, NeurIPS 2023",
         root_names=("quilt", "Quilt-1M", "quilt_1m"),
         counts="~1.02M image-caption rows",
+        hub_repos=("wisdomik/Quilt-1M",),
     )
+
+    def _packed(self) -> ZipImages | None:
+        """The Hub's image zips when no image folder is unpacked (the cache keeps them packed)."""
+        zips = sorted(self.root.glob("images_part_*.zip"))
+        return ZipImages(zips) if zips and not any((self.root / d).is_dir() for d in IMAGE_DIRS) else None
     items_per_unit = 512
 
     def work_units(self) -> list[WorkUnit]:
@@ -107,24 +120,31 @@ class Quilt1m(Source):
         return units
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
-        for item in unit.items:
-            yield from self._records(item, unit.split)
+        packed = self._packed()
+        try:
+            for item in unit.items:
+                yield from self._records(item, unit.split, packed)
+        finally:
+            if packed is not None:
+                packed.close()
 
-    def _records(self, item: dict, split: str) -> Iterator[Record | Rejection]:
+    def _records(self, item: dict, split: str, packed: ZipImages | None = None) -> Iterator[Record | Rejection]:
         base = f"{self.name}/{split}/{item['index']}"
         if not item["image"] or "/" in item["image"] or item["image"].startswith("."):
             yield from label_rejections(self, base, split, "malformed_row", f"image_path={item['image']!r}",
                                         modality="histopathology", provenance=[LOOKUP])
             return
         image_path = f"{item['dir']}/{item['image']}"
-        provenance = [LOOKUP, image_path]
+        found = packed.locate(item["image"]) if packed is not None else None
+        provenance = [LOOKUP, image_path] if packed is None else [LOOKUP, *([found[0].name] if found else [])]
         caption = " ".join(item["caption"].split())
         if not caption:
             yield from label_rejections(self, base, split, "caption_empty", "''",
                                         modality="histopathology", provenance=provenance)
             return
         try:
-            image = decode_file(self.root / image_path, source_path=image_path)
+            image = (decode_file(self.root / image_path, source_path=image_path) if packed is None
+                     else packed.decode(item["image"], source_path=image_path))
         except ImageDecodeError as err:
             yield from label_rejections(self, base, split, err.reason, err.detail,
                                         modality="histopathology", provenance=provenance)

@@ -28,6 +28,12 @@ or `train_images/`; captions with extra whitespace; captions that are only a fig
 ("Fig. 3b", "(A)") are rejected as `caption_empty`; a missing image becomes a `missing_file` rejection
 for both samples; the licence file is read defensively (any of License/Licence/CC, else a CC token in
 Attribution).
+
+Hub copy (docs/sources/hub/rocov2.md): `eltorio/ROCOv2-radiology`, from a Hub cache snapshot or a `--local-dir`
+copy: `data/{train,validation,test}-*.parquet` with image (a PNG re-encode of the JPEG), image_id (= the CSV
+`ID`), caption, cui (the manual CUIs only). Same ids and captions as the Zenodo files; pixels equal where the
+uploader's JPEG decoder matches ours (compare pixel hashes, not bytes: JPEG pass-through is impossible there);
+the modality comes from the manual CUIs and the caption; licence, attribution, PMCID and link are None.
 """
 
 from __future__ import annotations
@@ -39,11 +45,13 @@ from pathlib import Path
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.hub import decode_image_cell, iter_parquet_rows, split_files
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import caption_records, label_rejections
 
 SPLITS = {"train": "train", "valid": "validate", "test": "test"}  # file prefix -> canonical split
 PREFIXES = {split: prefix for prefix, split in SPLITS.items()}
+HUB_SPLITS = {"train": "train", "validation": "validate", "test": "test"}  # Hub split -> canonical split
 IMAGE_DIRS = ("{p}", "{p}_images/{p}", "{p}_images")  # how the zips unpack with different tools
 MODALITY_CUIS = {
     "C0040405": "ct",  # X-Ray Computed Tomography
@@ -101,11 +109,16 @@ class Rocov2(Source):
         url="https://zenodo.org/records/8333645",
         citation="Rückert et al., ROCOv2: Radiology Objects in COntext version 2, Scientific Data 2024",
         root_names=("ROCOv2", "rocov2"),
-        counts="59,958 / 9,904 / 9,927 image-caption pairs (train/valid/test)",
+        counts="59,958 / 9,904 / 9,927 image-caption pairs (train/valid/test); Hub copy 59,962 / 9,904 / 9,927",
+        hub_repos=("eltorio/ROCOv2-radiology",),
     )
 
     def work_units(self) -> list[WorkUnit]:
         present = [prefix for prefix in SPLITS if (self.root / f"{prefix}_captions.csv").is_file()]
+        hub = {} if present else split_files(self.root, "data/{split}-*.parquet", HUB_SPLITS)
+        if hub:
+            return [unit for split, files in hub.items() if self.wants_split(split)
+                    for unit in self.parquet_units(split, files)]
         if not present:
             raise SourceError(f"{self.root}: no {{train,valid,test}}_captions.csv; point the root at the ROCOv2 folder")
         licences = self._licences()
@@ -163,6 +176,16 @@ class Rocov2(Source):
         return licences
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
+        if "row_groups" in unit.items[0]:
+            part = unit.items[0]
+            for row, values in iter_parquet_rows(self.root / part["file"], part["row_groups"], part["first_row"],
+                                                 ("image", "image_id", "caption", "cui")):
+                cuis = tuple(dict.fromkeys(str(c).strip().upper() for c in values.get("cui") or () if c))
+                item = {"row": row, "id": str(values.get("image_id") or "").strip(),
+                        "caption": str(values.get("caption") or ""), "cuis": cuis, "image": None, "licence": {},
+                        "cell": values.get("image")}
+                yield from self._records(item, unit.split, part["file"])
+            return
         captions_file = f"{PREFIXES[unit.split]}_captions.csv"
         for item in unit.items:
             yield from self._records(item, unit.split, captions_file)
@@ -175,13 +198,14 @@ class Rocov2(Source):
         base = f"{self.name}/{split}/{item['id']}"
         caption = " ".join(item["caption"].split())
         modality = _modality(item["cuis"], caption)
-        provenance = [captions_file, item["image"]]
+        provenance = [captions_file, item["image"]] if item["image"] else [captions_file]
         if FIGURE_REF.fullmatch(caption):
             yield from label_rejections(self, base, split, "caption_empty", repr(caption),
                                         modality=modality, provenance=provenance)
             return
         try:
-            image = decode_file(self.root / item["image"], source_path=item["image"])
+            image = (decode_file(self.root / item["image"], source_path=item["image"]) if item["image"] else
+                     decode_image_cell(item["cell"], source_path=f"{captions_file}#{item['row']}"))
         except ImageDecodeError as err:
             yield from label_rejections(self, base, split, err.reason, err.detail,
                                         modality=modality, provenance=provenance)

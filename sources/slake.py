@@ -19,6 +19,12 @@ Layout (official zip)::
 Quirks handled here: `validate.json` or `validation.json`; key order differs between files; answers
 are always `str()`-ed (numbers occur); Chinese rows carry `q_lang = "zh"` (kept as a language hint so
 the recipe can keep or drop them); a malformed split file or a missing image becomes a rejection.
+
+Hub copy (docs/sources/hub/slake.md): `BoKelvin/SLAKE` holds the official files (train.json, validation.json,
+test.json, imgs.zip, KG.zip, mask.txt), so a Hub cache snapshot or `--local-dir` copy gives the same ids and
+texts; the cache keeps `imgs.zip` packed, so when `imgs/` is absent each `img_name` (`xmlab0/source.jpg`) is
+read from the zip member ending in that path (the zip's top folder is not documented). The parquet copy
+`mdwiratathya/SLAKE-vqa-english` (no qid, re-encoded images) is not read.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, WorkUnit
+from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
 
 SPLIT_FILES = {
@@ -73,6 +80,7 @@ class Slake(Source):
         citation="Liu et al., SLAKE: A Semantically-Labeled Knowledge-Enhanced Dataset for Medical VQA, ISBI 2021",
         root_names=("Slake1.0", "SLAKE", "Slake"),
         counts="642 images, 14,028 QA (en+zh)",
+        hub_repos=("BoKelvin/SLAKE",),
     )
     items_per_unit = 512
 
@@ -107,10 +115,17 @@ class Slake(Source):
         path = self.root / first["file"]
         rows = _load_rows(str(path), path.stat().st_mtime_ns)
         images: dict[str, Image | ImageDecodeError] = {}
-        for item in unit.items:
-            yield self._record(rows[item["start"]], item["start"], unit.split, first["file"], images)
+        packed = None if (self.root / "imgs").is_dir() or not (self.root / "imgs.zip").is_file() else \
+            ZipImages([self.root / "imgs.zip"])
+        try:
+            for item in unit.items:
+                yield self._record(rows[item["start"]], item["start"], unit.split, first["file"], images, packed)
+        finally:
+            if packed is not None:
+                packed.close()
 
-    def _record(self, row, index: int, split: str, split_file: str, images: dict) -> Record | Rejection:
+    def _record(self, row, index: int, split: str, split_file: str, images: dict,
+                packed: ZipImages | None = None) -> Record | Rejection:
         if not isinstance(row, dict) or any(key not in row for key in REQUIRED_KEYS):
             missing = [k for k in REQUIRED_KEYS if not isinstance(row, dict) or k not in row]
             return self.reject(f"slake/{split}/{split_file}#{index}", split, "malformed_row",
@@ -119,10 +134,13 @@ class Slake(Source):
         image_path = f"imgs/{row['img_name']}"
         if image_path not in images:
             try:
-                images[image_path] = decode_file(self.root / image_path, source_path=image_path)
+                images[image_path] = (decode_file(self.root / image_path, source_path=image_path) if packed is None
+                                      else packed.decode(str(row["img_name"]), source_path=image_path))
             except ImageDecodeError as err:
                 images[image_path] = err
         image = images[image_path]
+        if packed is not None:
+            image_path = "imgs.zip"  # provenance names the file that exists
         modality = _modality(row)
         if isinstance(image, ImageDecodeError):
             return self.reject(record_id, split, image.reason, image.detail, modality=modality,

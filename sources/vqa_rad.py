@@ -20,6 +20,20 @@ Layout (OSF zip)::
       VQA_RAD Dataset Public.xml
       VQA_RAD Image Folder/synpic54610.jpg ...
 
+Hub copy (docs/sources/hub/vqa_rad.md): `flaviagiammarino/vqa-rad`, read from a Hub cache snapshot or a
+`--local-dir` copy::
+
+    data/train-00000-of-00001-<hash>.parquet   image {bytes, path}, question, answer
+    data/test-00000-of-00001-<hash>.parquet
+
+No Hub column carries the qid or the image name, so Hub rows get a documented content id
+`vqa_rad/{split}/h<16 hex>`: the start of `meta.content_key` = sha256(split, sha256(image bytes), question and
+answer under the Hub's normalisation `re.sub(' +', ' ', x.lower()).replace(' ?', '?').strip()`). The original
+layout writes the same `meta.content_key` for its rows (the Hub bytes are the OSF JPEG files), so the two
+layouts of one item share that key, its pixels and (up to the Hub's lower-casing) its texts; their ids differ.
+Hub texts are lower-case; answer_type, question_type, phrase_type and organ are lost there (None).
+Parquet is read by row groups; embedded JPEG bytes pass through unchanged.
+
 Quirks handled here: the official split is the `phrase_type` prefix (`test_freeform`, `test_para` are test,
 everything else train); answers may be JSON numbers and are `str()`-ed (an integral float such as 2.0
 reads "2"); `answer_type` comes in mixed case and with spaces and is normalised to "open"/"closed";
@@ -35,6 +49,7 @@ from functools import lru_cache
 
 from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.hub import content_key, decode_image_cell, image_cell_bytes, iter_parquet_rows, split_files
 from sources.io.image import ImageDecodeError, decode_file
 
 JSON_FILE = "VQA_RAD Dataset Public.json"
@@ -73,8 +88,14 @@ class VqaRad(Source):
         citation="Lau et al., A dataset of clinically generated visual questions and answers about radiology "
                  "images, Scientific Data 2018",
         root_names=("VQA_RAD", "VQA-RAD", "vqa_rad"),
-        counts="315 images, 2,248 QA (train 1,797 / test 451)",
+        counts="315 images, 2,248 QA (train 1,797 / test 451); Hub copy 1,793 / 451 after de-duplication",
+        hub_repos=("flaviagiammarino/vqa-rad",),
     )
+
+    def _hub_files(self) -> dict[str, list[str]]:
+        if (self.root / JSON_FILE).is_file():
+            return {}
+        return split_files(self.root, "data/{split}-*.parquet", {"train": "train", "test": "test"})
 
     def _rows(self) -> list:
         path = self.root / JSON_FILE
@@ -86,6 +107,10 @@ class VqaRad(Source):
             raise SourceError(f"{path}: not a readable JSON list ({err}); re-download it from OSF") from err
 
     def work_units(self) -> list[WorkUnit]:
+        hub = self._hub_files()
+        if hub:
+            return [unit for split, files in hub.items() if self.wants_split(split)
+                    for unit in self.parquet_units(split, files)]
         by_split: dict[str, list[int]] = {"train": [], "test": []}
         for index, row in enumerate(self._rows()):
             by_split[split_of(row) if isinstance(row, dict) else "train"].append(index)
@@ -96,6 +121,9 @@ class VqaRad(Source):
         return units
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
+        if isinstance(unit.items[0], dict):
+            yield from self._hub_records(unit)
+            return
         rows = self._rows()
         images: dict[str, Image | ImageDecodeError] = {}
         for index in unit.items:
@@ -114,12 +142,16 @@ class VqaRad(Source):
                                task_family="i2t", provenance=provenance)
         if image_path not in images:
             try:
-                images[image_path] = decode_file(self.root / image_path, source_path=image_path)
+                data = (self.root / image_path).read_bytes()
+                images[image_path] = (decode_file(self.root / image_path, source_path=image_path), data)
+            except FileNotFoundError:
+                images[image_path] = ImageDecodeError("missing_file", image_path)
             except ImageDecodeError as err:
                 images[image_path] = err
-        image = images[image_path]
-        if isinstance(image, ImageDecodeError):
-            return self.reject(record_id, split, image.reason, image.detail, task_family="i2t", provenance=provenance)
+        if isinstance(images[image_path], ImageDecodeError):
+            error = images[image_path]
+            return self.reject(record_id, split, error.reason, error.detail, task_family="i2t", provenance=provenance)
+        image, data = images[image_path]
         answer_type = " ".join(str(row.get("answer_type") or "").split()).lower() or None
         return Record(
             id=record_id, source=self.name, split=split, modality="other", task_family="i2t",
@@ -128,5 +160,36 @@ class VqaRad(Source):
             input_images=[image], provenance=provenance, source_text=dataset_text(question, answer),
             meta={"language": "en", "answer_type": answer_type, "question_type": row.get("question_type"),
                   "phrase_type": row.get("phrase_type"), "image_organ": row.get("image_organ"),
-                  "qid_linked_id": row.get("qid_linked_id")},
+                  "qid_linked_id": row.get("qid_linked_id"),
+                  "content_key": content_key(split, data, row.get("question") or "", answer_text(row.get("answer")))},
+        )
+
+    def _hub_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
+        item = unit.items[0]
+        for row, values in iter_parquet_rows(self.root / item["file"], item["row_groups"], item["first_row"],
+                                             ("image", "question", "answer")):
+            yield self._hub_record(values, f"{item['file']}#{row}", item["file"], unit.split)
+
+    def _hub_record(self, values: dict, where: str, file: str, split: str) -> Record | Rejection:
+        question, answer = " ".join(str(values.get("question") or "").split()), answer_text(values.get("answer"))
+        data = image_cell_bytes(values.get("image"))
+        if data is None:
+            return self.reject(f"vqa_rad/{split}/{where}", split, "missing_file", "row has no embedded image bytes",
+                               task_family="i2t", provenance=[file])
+        key = content_key(split, data, question, answer)
+        record_id = f"vqa_rad/{split}/h{key[:16]}"
+        if not question or not answer:
+            return self.reject(record_id, split, "qa_empty", f"question={question!r} answer={answer!r}",
+                               task_family="i2t", provenance=[file])
+        try:
+            image = decode_image_cell(values["image"], source_path=where)
+        except ImageDecodeError as err:
+            return self.reject(record_id, split, err.reason, err.detail, task_family="i2t", provenance=[file])
+        return Record(
+            id=record_id, source=self.name, split=split, modality="other", task_family="i2t",
+            main_task_type="image_understanding", sub_task_type="medical_vqa",
+            message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{question}"}, {"from": "gpt", "value": answer}],
+            input_images=[image], provenance=[file], source_text=dataset_text(question, answer),
+            meta={"language": "en", "answer_type": None, "question_type": None, "phrase_type": None,
+                  "image_organ": None, "qid_linked_id": None, "content_key": key, "hub_row": where},
         )

@@ -60,4 +60,24 @@ def stage1_build(ray_session, sample_root, tmp_path_factory):
     return report
 
 
+@pytest.fixture(scope="session")
+def stage3_build(ray_session, tmp_path_factory):
+    """The bundled stage-3 recipe on the sample tree, plus a later pair of a training patient published in
+    the test split (that patient must not train)."""
+    import shutil
+
+    from pipeline.engine.build import build
+
+    recipe = load_recipe("stage3")
+    root = tmp_path_factory.mktemp("stage3-sources")
+    write_sample_tree(root, [entry.name for entry in recipe.sources])
+    pair = root / "icg-cxr-v1/chexpertplus/pa/1/train/p00023/i01s0001-i04s0002"
+    test_pair = root / "icg-cxr-v1/chexpertplus/pa/1/test/p00023/i04s0002-i05s0005"
+    test_pair.mkdir(parents=True)
+    for path in pair.iterdir():
+        shutil.copy(path, test_pair / path.name.replace(pair.name, test_pair.name))
+    recipe.shards.max_samples = 50
+    return build(recipe, tmp_path_factory.mktemp("stage3-build"), root, progress=False)
+
+
 __all__ = ["SourceEntry", "sample_recipe"]

@@ -20,6 +20,7 @@ from filters.settings import AlignmentSettings, CaptionerSettings, ImageTextSett
 from pipeline.config import parse_recipe
 from filters.models import ModelNotAvailable, resolve_model
 from manifests.records import IMAGE_TOKEN, Record
+from manifests.shards import list_shards
 from sources.io.image import image_from_array
 
 
@@ -382,7 +383,7 @@ def test_build_scores_in_ray_then_rethreshold_without_models(ray_session, sample
     kept_scored = open_build(report.out_dir).execute(
         "SELECT count(*) FROM kept WHERE align_final IS NOT NULL").fetchone()[0]
     assert kept_scored == -(-scored // 4) and again.result.alignment["scored"] == scored
-    shard_keys = sum(1 for p in (report.out_dir / "shards").glob("*.tar") for _ in __import__("tarfile").open(p)
+    shard_keys = sum(1 for p in list_shards(report.out_dir) for _ in __import__("tarfile").open(p)
                      if _.name.endswith(".json"))
     assert shard_keys == again.result.kept
 

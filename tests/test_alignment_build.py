@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from filters.alignment.cache import CACHE_INDEX, cache_relation
+from manifests.shards import list_shards, relative_shard
 from pipeline.engine.ray_setup import ClusterTooSmall, check_fits
 from pipeline.engine.plan import model_stages
 from tests.conftest import REPO, sample_recipe
@@ -25,7 +26,7 @@ BMC = "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
 
 
 def shard_hashes(build_dir: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((build_dir / "shards").glob("*.tar"))}
+    return {relative_shard(build_dir, p): hashlib.sha256(p.read_bytes()).hexdigest() for p in list_shards(build_dir)}
 
 
 def column(build_dir: Path, name: str, where: str = "status = 'kept'") -> dict[str, object]:

@@ -17,6 +17,7 @@ import duckdb
 import pytest
 
 from manifests.query import open_build
+from manifests.shards import list_shards, relative_shard
 from pipeline.engine.build import EXIT_INCOMPLETE, build
 from pipeline.config import SourceEntry
 from sources import SOURCES
@@ -25,7 +26,7 @@ from tests.support import make_flaky_root
 
 
 def shard_digests(build_dir: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((build_dir / "shards").glob("*.tar"))}
+    return {relative_shard(build_dir, p): hashlib.sha256(p.read_bytes()).hexdigest() for p in list_shards(build_dir)}
 
 
 def manifest_rows(build_dir: Path) -> list[tuple]:
@@ -36,7 +37,9 @@ def manifest_rows(build_dir: Path) -> list[tuple]:
 def test_layout_and_summary_counts(stage1_build):
     out = stage1_build.out_dir
     assert (out / "config.resolved.yaml").is_file()
-    assert sorted(p.name for p in (out / "shards").glob("*.tar"))[0] == "stage1-000000.tar"
+    first = relative_shard(out, list_shards(out)[0])  # shards/<group>/<recipe>-<group>-NNNNNN.tar
+    group = first.partition("/")[0]
+    assert first == f"{group}/stage1-{group}-000000.tar"
     stats = json.loads((out / "stats.json").read_text())
     assert stats["kept"] == stage1_build.result.kept > 0
     assert stats["rejected"] == stage1_build.result.rejected > 0
@@ -56,21 +59,21 @@ def test_every_kept_row_is_in_its_shard_exactly_once(stage1_build):
     assert con.execute("SELECT count(*) FROM kept WHERE key IS NULL OR shard IS NULL").fetchone()[0] == 0
     assert con.execute("SELECT count(*) FROM rejected WHERE key IS NOT NULL OR shard IS NOT NULL").fetchone()[0] == 0
     in_shards: dict[str, str] = {}
-    for shard in sorted((out / "shards").glob("*.tar")):
+    for shard in list_shards(out):
         with tarfile.open(shard) as tar:
             for member in tar.getmembers():
                 key, _, suffix = member.name.partition(".")
                 assert "." not in key and "/" not in key
                 if suffix == "json":
                     assert key not in in_shards, f"{key} appears twice"
-                    in_shards[key] = shard.name
+                    in_shards[key] = relative_shard(out, shard)
                     document = json.loads(tar.extractfile(member).read())
                     names = set(tar.getnames())
                     for ref in document["input_img"] + document["output_img"]:
                         assert f"{key}.{ref['path']}" in names
     assert in_shards == kept
     assert len(kept) <= stage1_build.result.kept and max(
-        sum(1 for _ in tarfile.open(p)) for p in (out / "shards").glob("*.tar")) <= 4 * 3  # max_samples=4
+        sum(1 for _ in tarfile.open(p)) for p in list_shards(out)) <= 4 * 3  # max_samples=4
 
 
 def test_shards_read_with_webdataset_and_ray(stage1_build, ray_session):
@@ -78,7 +81,7 @@ def test_shards_read_with_webdataset_and_ray(stage1_build, ray_session):
     import webdataset as wds
 
     out = stage1_build.out_dir
-    urls = [str(p) for p in sorted((out / "shards").glob("*.tar"))]
+    urls = [str(p) for p in list_shards(out)]
     samples = list(wds.WebDataset(urls, shardshuffle=False).decode("pil"))
     assert len(samples) == stage1_build.result.kept
     for sample in samples:
@@ -266,7 +269,7 @@ def test_shard_size_bound_from_the_recipe(ray_session, sample_root, tmp_path):
                                                       SourceEntry("slake", splits=["train"])])
     recipe.shards.max_bytes = 150_000
     report = build(recipe, tmp_path, sample_root, progress=False)
-    sizes = [p.stat().st_size for p in (report.out_dir / "shards").glob("*.tar")]
+    sizes = [p.stat().st_size for p in list_shards(report.out_dir)]
     assert len(sizes) > 1
     # a shard closes before its samples (with their tar headers) pass the bound; only the end-of-archive
     # padding of the tar format (at most one 10 KiB record) may come on top

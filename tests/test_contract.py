@@ -56,6 +56,11 @@ def test_records_follow_the_contract(name, sample_items):
     root, items = sample_items[name]
     dataset_root = SOURCES[name].find_root(root)
     assert dataset_root is not None
+    check_contract(name, dataset_root, items)
+
+
+def check_contract(name: str, dataset_root: Path, items: list) -> None:
+    """The contract every item of a source meets, whichever layout it was read from."""
     ids = [item.id for item in items]
     assert len(ids) == len(set(ids)), f"{name}: duplicate ids"
     assert any(isinstance(item, Record) for item in items), f"{name}: no record from its sample"

@@ -10,6 +10,7 @@ import pytest
 
 from manifests.records import Record, Rejection
 from sources.base import SourceError
+from sources.io.hub import content_key
 from sources.pathvqa import PathVqa
 from sources.samples import pathvqa as sample
 from tests.source_checks import collect
@@ -55,7 +56,8 @@ def test_records_exact(root, record_id):
     (image,) = record.input_images
     assert (image.width, image.height, image.format) == (*size, "jpg")
     assert image.encoded == (root / image_path).read_bytes()
-    assert record.meta == {"language": "en", "image_id": Path(image_path).stem, "answer_type": answer_type}
+    assert record.meta == {"language": "en", "image_id": Path(image_path).stem, "answer_type": answer_type,
+                           "content_key": content_key(record.split, image.encoded, question, answer)}
 
 
 @pytest.mark.parametrize("record_id", sorted(REJECTED))

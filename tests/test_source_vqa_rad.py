@@ -8,6 +8,7 @@ import pytest
 
 from manifests.records import Record, Rejection
 from sources.base import SourceError
+from sources.io.hub import content_key
 from sources.samples import vqa_rad as sample
 from sources.vqa_rad import VqaRad
 from tests.source_checks import collect
@@ -59,7 +60,8 @@ def test_records_exact(root, record_id):
     assert image.encoded == (root / FOLDER / image_name).read_bytes()
     qid = record_id.rsplit("/", 1)[1]
     assert record.meta == {"language": "en", "answer_type": answer_type, "question_type": qtype,
-                           "phrase_type": phrase, "image_organ": organ, "qid_linked_id": f"link-{int(qid) // 2}"}
+                           "phrase_type": phrase, "image_organ": organ, "qid_linked_id": f"link-{int(qid) // 2}",
+                           "content_key": content_key(record.split, image.encoded, question, answer)}
 
 
 @pytest.mark.parametrize("record_id", sorted(REJECTED))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 import sys
 
@@ -15,11 +14,9 @@ import webdataset as wds
 from PIL import Image as PILImage
 
 from manifests.query import open_build
-from pipeline.engine.build import build
-from pipeline.config import load_recipe
+from manifests.shards import list_shards
 from pipeline.tasks.settings import TASKS
 from pipeline.tasks.super_resolution import degrade
-from sources.samples import write_sample_tree
 from tests.conftest import REPO
 
 LEAKED = "icg_cxr/train/chexpertplus/p00023/i01s0001-i04s0002"
@@ -27,18 +24,8 @@ HELD_OUT = "icg_cxr/test/chexpertplus/p00023/i04s0002-i05s0005"
 
 
 @pytest.fixture(scope="module")
-def stage3(ray_session, tmp_path_factory):
-    recipe = load_recipe("stage3")
-    root = tmp_path_factory.mktemp("stage3-sources")
-    write_sample_tree(root, [entry.name for entry in recipe.sources])
-    # a later pair of a training patient, published in the test split: that patient must not train
-    pair = root / "icg-cxr-v1/chexpertplus/pa/1/train/p00023/i01s0001-i04s0002"
-    test_pair = root / "icg-cxr-v1/chexpertplus/pa/1/test/p00023/i04s0002-i05s0005"
-    test_pair.mkdir(parents=True)
-    for path in pair.iterdir():
-        shutil.copy(path, test_pair / path.name.replace(pair.name, test_pair.name))
-    recipe.shards.max_samples = 50
-    return build(recipe, tmp_path_factory.mktemp("stage3-build"), root, progress=False)
+def stage3(stage3_build):  # tests/conftest.py: the sample tree plus a leaked training patient
+    return stage3_build
 
 
 def test_all_five_tasks_are_built(stage3):
@@ -73,7 +60,7 @@ def test_an_all_background_mask_is_rejected_by_the_builder_rule(stage3):
 def test_shards_open_and_sr_inputs_rebuild_from_the_row(stage3):
     out = stage3.out_dir
     meta = dict(open_build(out).execute("SELECT key, meta FROM kept").fetchall())
-    urls = sorted(str(p) for p in (out / "shards").glob("*.tar"))
+    urls = [str(p) for p in list_shards(out)]
     samples = list(wds.WebDataset(urls, shardshuffle=False))
     assert len(samples) == stage3.result.kept
     checked = 0

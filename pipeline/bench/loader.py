@@ -43,11 +43,15 @@ def _png(rng: np.random.Generator, size: int, sixteen_bit: bool = False) -> byte
     return out.getvalue()
 
 
+def _image_counts(family: str, index: int) -> tuple[int, int]:
+    return ({"i2t": 1 + index % 2, "t2i": 0, "interleaved": 1, "text": 0}[family],
+            {"i2t": 0, "t2i": 1, "interleaved": 1, "text": 0}[family])
+
+
 def synthetic_sample(family: str, index: int, source: str, rng: np.random.Generator,
                      image_size: int) -> tuple[dict[str, Any], dict[str, bytes]]:
     """One sample in exactly the shard format: UniMedVL's record plus its image members."""
-    n_in = {"i2t": 1 + index % 2, "t2i": 0, "interleaved": 1, "text": 0}[family]
-    n_out = {"i2t": 0, "t2i": 1, "interleaved": 1, "text": 0}[family]
+    n_in, n_out = _image_counts(family, index)
     images = {f"in{i}.png": _png(rng, image_size, sixteen_bit=(index % 5 == 0)) for i in range(n_in)}
     images.update({f"out{i}.png": _png(rng, image_size) for i in range(n_out)})
     placeholders = "<image>\n" * n_in
@@ -68,29 +72,40 @@ def synthetic_sample(family: str, index: int, source: str, rng: np.random.Genera
 
 def write_synthetic_build(out: Path, counts: dict[str, int] | None = None, per_shard: int = 100, image_size: int = 32,
                           sources: tuple[str, ...] = ("srca", "srcb"), seed: int = 0, manifest: bool = True) -> Path:
-    """A build directory (shards + manifest) holding every task family, in the real layout."""
+    """A build directory (shards + manifest + card) holding every task family, in the real layout:
+    one member layout per group, `shards/<group>/<name>-<group>-NNNNNN.tar` (manifests/shards.py)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     import webdataset as wds
 
     from manifests.records import shard_key
+    from manifests.shards import dataset_card, shard_group, shard_name
 
     counts = counts or SYNTHETIC_COUNTS
     out = Path(out)
     (out / "shards").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    items = [(family, i, sources[i % len(sources)]) for family in FAMILIES for i in range(counts.get(family, 0))]
-    items.sort(key=lambda item: f"{item[2]}/{item[0]}/{item[1]:06d}")  # id order, as finalize writes
-    rows = []
-    for start in range(0, len(items), per_shard):
-        name = f"{out.name}-{start // per_shard:06d}.tar"
-        with wds.TarWriter(str(out / "shards" / name), encoder=False, mtime=0) as writer:
-            for family, index, source in items[start:start + per_shard]:
-                doc, images = synthetic_sample(family, index, source, rng, image_size)
-                key = shard_key(doc["id"])
-                writer.write({"__key__": key, "json": json.dumps(doc).encode(), **images})
-                rows.append({"id": doc["id"], "source": source, "task_family": family, "status": "kept",
-                             "shard": name, "key": key})
+    groups: dict[str, list[tuple[str, int, str]]] = {}
+    for family in FAMILIES:
+        for i in range(counts.get(family, 0)):
+            n_in, n_out = _image_counts(family, i)
+            suffixes = [f"in{k}.png" for k in range(n_in)] + [f"out{k}.png" for k in range(n_out)]
+            groups.setdefault(shard_group(family, suffixes), []).append((family, i, sources[i % len(sources)]))
+    rows, sizes = [], {}
+    for group, items in sorted(groups.items()):
+        items.sort(key=lambda item: f"{item[2]}/{item[0]}/{item[1]:06d}")  # id order, as finalize writes
+        sizes[group] = len(items)
+        for start in range(0, len(items), per_shard):
+            name = shard_name(out.name, group, start // per_shard)
+            (out / "shards" / name).parent.mkdir(parents=True, exist_ok=True)
+            with wds.TarWriter(str(out / "shards" / name), encoder=False, mtime=0) as writer:
+                for family, index, source in items[start:start + per_shard]:
+                    doc, images = synthetic_sample(family, index, source, rng, image_size)
+                    key = shard_key(doc["id"])
+                    writer.write({"__key__": key, "json": json.dumps(doc).encode(), **images})
+                    rows.append({"id": doc["id"], "source": source, "task_family": family, "status": "kept",
+                                 "shard": name, "key": key})
+    (out / "README.md").write_text(dataset_card(out.name, sizes), encoding="utf-8")
     if manifest:
         (out / "manifest").mkdir(exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows), out / "manifest" / "part-00000.parquet")

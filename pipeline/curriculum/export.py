@@ -34,6 +34,7 @@ from typing import Any, Iterator, Sequence
 import yaml
 
 from pipeline.curriculum.schedule import FAMILIES, CURRICULUM_STAGES
+from manifests.shards import relative_shard
 from pipeline.curriculum.index import infer_family, ManifestLabels, shard_paths
 from manifests.records import IMAGE_TOKEN
 
@@ -148,15 +149,16 @@ def export_unimedvl(builds: Sequence[Path | str], out: Path | str, rows_per_file
         for build in builds:
             manifest = ManifestLabels(Path(build))  # queried per shard: memory does not grow with the build
             for shard in shard_paths([build]):
-                labels = manifest.for_shard(shard.name)
+                name = relative_shard(build, shard)
+                labels = manifest.for_shard(name)
                 for key, members in iter_shard(shard):
                     if "json" not in members:
-                        report.skipped.append(f"{shard.name}:{key} (no json member)")
+                        report.skipped.append(f"{name}:{key} (no json member)")
                         continue
                     doc = json.loads(members.pop("json"))
                     family = labels.get(key, (infer_family(doc),))[0]
                     if family not in FAMILIES:
-                        report.skipped.append(f"{shard.name}:{key} (task family {family!r})")
+                        report.skipped.append(f"{name}:{key} (task family {family!r})")
                         continue
                     dataset = _safe(str(doc.get("dataset") or "unknown"))
                     record = _export_images(doc, members, images_dir, dataset, key, report)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
+from manifests.shards import list_shards, relative_shard
 from pipeline.curriculum.schedule import FAMILIES
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,10 @@ class ShardIndex:
 
 
 def shard_paths(build_dirs: Sequence[Path | str]) -> list[Path]:
+    """Every shard of each build, `shards/<group>/*.tar` (manifests/shards.py), in a fixed order."""
     paths: list[Path] = []
     for build_dir in build_dirs:
-        found = sorted(Path(build_dir, "shards").glob("*.tar"))
+        found = list_shards(build_dir)
         if not found:
             raise FileNotFoundError(f"no shards under {Path(build_dir) / 'shards'}; run `unimed build` first")
         paths.extend(found)
@@ -85,6 +87,7 @@ class ManifestLabels:
             self.con = None
 
     def for_shard(self, shard_name: str) -> dict[str, tuple[str, str]]:
+        """`shard_name` as the manifest's `shard` column holds it: relative to shards/."""
         if self.con is None:
             return {}
         rows = self.con.execute("SELECT key, task_family, source FROM kept WHERE shard = ?", [shard_name]).fetchall()
@@ -96,7 +99,7 @@ def build_index(build_dirs: Sequence[Path | str]) -> ShardIndex:
     for build_dir in build_dirs:
         manifest = ManifestLabels(Path(build_dir))
         for path in shard_paths([build_dir]):
-            labels = manifest.for_shard(path.name)
+            labels = manifest.for_shard(relative_shard(build_dir, path))
             shard_id = len(index.shards)
             index.shards.append(str(path))
             with open(path, "rb") as stream:

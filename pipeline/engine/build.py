@@ -2,7 +2,9 @@
 
 Layout of a build directory (later tools depend on it)::
 
-    <out>/<recipe>/shards/<recipe>-000000.tar     WebDataset: <key>.json plus its images
+    <out>/<recipe>/shards/<group>/<recipe>-<group>-000000.tar   WebDataset, one member layout per group
+                                                  (manifests/shards.py): <key>.json plus its images
+    <out>/<recipe>/README.md                      dataset card: one Hugging Face `datasets` config per group
     <out>/<recipe>/manifest/part-00000.parquet    one row per input record, kept or rejected
     <out>/<recipe>/stats.json                     counts by source, modality, task, status, reason
     <out>/<recipe>/config.resolved.yaml
@@ -37,6 +39,7 @@ from pipeline.engine.staging import write_staging_batch
 from pipeline.engine.units import UnitTask, expand_units
 from sources import get_source
 from sources.base import Source
+from sources.io.hub import default_hub_cache, download_command, find_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +83,20 @@ def resolve_sources(recipe: Recipe, sources_root: Path | None, source_paths: dic
         if explicit is not None:
             root = Path(explicit) if Path(explicit).is_dir() else None
             reason = "" if root else f"--source-path {entry.name}={explicit} is not a directory"
+        elif entry.hub and entry.hub not in adapter.card.hub_repos:
+            root = None
+            reason = (f"hub: {entry.hub} is not a layout the {entry.name} adapter reads; "
+                      f"it reads {list(adapter.card.hub_repos) or 'no Hub copy'}")
+        elif entry.hub:
+            caches = [c for c in (Path(sources_root) if sources_root is not None else None, default_hub_cache()) if c]
+            root = next((found for c in caches if (found := find_snapshot(c, [entry.hub]))), None)
+            where = " or ".join(map(str, caches)) or "(no --sources-root, HF_HUB_CACHE or HF_HOME)"
+            reason = "" if root else (f"Hub copy {entry.hub} not in the Hub cache {where}; "
+                                      f"fetch it with: {download_command(entry.hub)}")
         elif sources_root is not None:
             root = adapter.find_root(Path(sources_root))
-            reason = "" if root else f"none of {list(adapter.card.root_names)} under {sources_root}"
+            reason = "" if root else f"none of {list(adapter.card.root_names)} under {sources_root}" + "".join(
+                f"; or fetch the Hub copy with: {download_command(repo)}" for repo in adapter.card.hub_repos[:1])
         else:
             root, reason = None, "no --sources-root and no path given"
         resolved.append(ResolvedSource(entry.name, root, list(entry.splits), dict(entry.options), reason))
@@ -150,6 +164,10 @@ def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_pa
     else:
         log.info("all %d units already staged; finalising", len(tasks))
 
+    if recipe.near_duplicates.enabled and recipe.near_duplicates.decontaminate:
+        from pipeline.engine.benchmarks import collect_benchmarks
+
+        collect_benchmarks(recipe.near_duplicates, sources_root, out_dir)  # hashed once; finalize reads them
     import ray
 
     report.result = finalize(out_dir, staging_dir, units_file, recipe, use_ray=ray.is_initialized())
@@ -231,6 +249,8 @@ def _write_stats(out_dir: Path, report: BuildReport) -> None:
         stats["alignment_models"] = report.alignment_models
         stats["alignment_demo_weights"] = any(m.get("demo") for m in report.alignment_models.values())
         stats["alignment_cut"] = report.result.alignment
+    if report.result.near_duplicates:
+        stats["near_duplicates"] = report.result.near_duplicates
     _write_text(out_dir / "stats.json", json.dumps(stats, indent=2, sort_keys=True))
 
 

@@ -4,10 +4,13 @@
    distinct rows staged); rows of incomplete runs are ignored, so a killed run leaves no trace.
 2. The global rules, over manifest columns: subject leakage (pipeline/tasks/leakage.py), exact
    duplicates (filters/dedup.py: same decoded pixels and text within one task, the smallest id kept),
-   and the alignment cut (filters/alignment/cut.py).
-3. Kept rows, in id order, are packed greedily into shards bounded by samples and bytes; each shard is
-   written under a temporary name and renamed, then a done-marker holding its content digest is
-   written. A rerun skips shards whose marker matches, so nothing is rewritten that need not be.
+   benchmark overlap and near duplicates (pipeline/engine/near_duplicates.py), and the alignment cut
+   (filters/alignment/cut.py).
+3. Kept rows are grouped by member layout (manifests/shards.py: task family + image members, one
+   folder per group), and within a group packed greedily in id order into shards bounded by samples
+   and bytes; each shard is written under a temporary name and renamed, then a done-marker holding its
+   content digest is written. A rerun skips shards whose marker matches, so nothing is rewritten that
+   need not be. The dataset card (README.md, one Hugging Face `datasets` config per group) follows.
 4. The manifest (every chosen row) is streamed to Parquet in id order. (stats.json and the resolved
    recipe are written by the build, pipeline/engine/build.py, after this.)
 The same staged rows always give the same shard bytes: member order, mtime 0, no host or clock data.
@@ -30,6 +33,8 @@ import webdataset as wds
 from filters.alignment.cut import apply_cut
 from filters.dedup import reject_exact_duplicates
 from manifests.schema import MANIFEST_SCHEMA
+from manifests.shards import (CARD_NAME, dataset_card, group_of_shard, list_shards, relative_shard,
+                              shard_group_of_members, shard_name)
 from pipeline.config import Recipe
 from pipeline.engine.staging import read_member
 from pipeline.tasks.leakage import reject_leaked_subjects
@@ -47,11 +52,12 @@ class FinalizeResult:
     shards_written: int = 0
     failed_units: list[dict] = field(default_factory=list)
     alignment: dict = field(default_factory=dict)  # scored / unscored / below_cut counts
+    near_duplicates: dict = field(default_factory=dict)  # rejection counts and the contamination report
 
 
 @dataclass(frozen=True)
 class ShardPlan:
-    """One final shard: its name, a digest of its content, and how many samples it holds.
+    """One final shard: its name (relative to shards/), a digest of its content, and how many samples it holds.
 
     The samples themselves stay in the plan file (`.state/plan.parquet`, sorted by shard), which each
     shard writer reads filtered to its shard: nothing proportional to the build passes through the
@@ -61,6 +67,10 @@ class ShardPlan:
     name: str
     digest: str
     samples: int
+
+    @property
+    def marker(self) -> str:
+        return f"{Path(self.name).name}.json"  # the file name carries the group: unique in the build
 
 
 def _connect(staging_dir: Path, units_file: Path) -> duckdb.DuckDBPyConnection:
@@ -125,6 +135,10 @@ def finalize(out_dir: Path, staging_dir: Path, units_file: Path, recipe: Recipe,
         reject_leaked_subjects(con, recipe.tasks.held_out_splits, recipe.tasks.held_out_reference_only)
     if recipe.filters.dedup == "exact":
         reject_exact_duplicates(con)
+    if recipe.near_duplicates.enabled:  # benchmark overlap, then near duplicates: from score columns only
+        from pipeline.engine.near_duplicates import apply_near_duplicate_rules
+
+        result.near_duplicates = apply_near_duplicate_rules(con, recipe, out_dir)
     if recipe.alignment.enabled:  # the top-fraction cut needs every score: a global step, from columns
         result.alignment = apply_cut(con, recipe.alignment)
     con.execute("UPDATE chosen SET key = NULL WHERE status <> 'kept'")
@@ -139,10 +153,14 @@ def finalize(out_dir: Path, staging_dir: Path, units_file: Path, recipe: Recipe,
     todo = [plan for plan in plans if not _shard_done(plan, shards_dir, markers_dir)]
     _write_shards(todo, plan_file, shards_dir, markers_dir, staging_dir, use_ray)
     planned = {plan.name for plan in plans}
-    for stale in shards_dir.glob("*.tar"):  # shards of an earlier, different plan
-        if stale.name not in planned:
+    for stale in list_shards(out_dir):  # shards of an earlier, different plan
+        if relative_shard(out_dir, stale) not in planned:
             stale.unlink()
             (markers_dir / f"{stale.name}.json").unlink(missing_ok=True)
+    for folder in sorted(shards_dir.iterdir()):  # a group the plan no longer has
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    _write_card(out_dir, recipe.name, plans)
 
     _write_manifest(con, out_dir / "manifest")
     result.shards = [plan.name for plan in plans]
@@ -167,7 +185,8 @@ def _failed_units(con: duckdb.DuckDBPyConnection) -> list[dict]:
 
 
 def _plan_shards(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[ShardPlan]:
-    """Greedy packing in id order: a shard closes before it would pass either bound.
+    """Per group (one member layout), greedy packing in id order: a shard closes before it would pass
+    either bound, or when the group changes; shards are numbered from 0 within each group.
 
     Streamed: rows arrive in Arrow batches and only running counters, one digest per shard and the
     (key, shard) assignment of the current batch are held; the assignment goes back into DuckDB.
@@ -177,29 +196,34 @@ def _plan_shards(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[ShardPl
     limits = recipe.shards
     writer = con.cursor()  # a second cursor on the same database, while the first one streams
     writer.execute("CREATE OR REPLACE TABLE shard_of (key VARCHAR, shard_name VARCHAR)")
+    con.create_function("shard_group", shard_group_of_members, ["VARCHAR", "VARCHAR"], "VARCHAR",
+                        null_handling="special", side_effects=False)
     reader = con.sql(
-        "SELECT key, sample, members, stored_bytes FROM chosen WHERE status = 'kept' ORDER BY id"
+        "SELECT shard_group(task_family, members) AS grp, key, sample, members, stored_bytes FROM chosen "
+        "WHERE status = 'kept' ORDER BY grp, id"
     ).to_arrow_reader(50_000)
     plans: list[ShardPlan] = []
-    digest, count, total = hashlib.blake2b(digest_size=16), 0, 0
+    digest, count, total, group, number = hashlib.blake2b(digest_size=16), 0, 0, None, 0
 
     def close() -> None:
-        plans.append(ShardPlan(f"{recipe.name}-{len(plans):06d}.tar", digest.hexdigest(), count))
+        plans.append(ShardPlan(shard_name(recipe.name, group, number), digest.hexdigest(), count))
 
     for batch in reader:
         columns = batch.to_pydict()
         names = []
-        for key, sample, members, stored in zip(columns["key"], columns["sample"], columns["members"],
-                                                columns["stored_bytes"]):
+        for grp, key, sample, members, stored in zip(columns["grp"], columns["key"], columns["sample"],
+                                                     columns["members"], columns["stored_bytes"]):
             entries = json.loads(members)
             size = (stored or 0) + len(sample) + (len(entries) + 1) * TAR_MEMBER_OVERHEAD
-            if count and (count >= limits.max_samples or total + size > limits.max_bytes):
+            if count and (grp != group or count >= limits.max_samples or total + size > limits.max_bytes):
                 close()
+                number = 0 if grp != group else number + 1
                 digest, count, total = hashlib.blake2b(digest_size=16), 0, 0
+            group = grp
             sizes = [(suffix, length) for suffix, _, length in entries]
             digest.update(f"{key}|{sample}|{sizes}\n".encode())
             count, total = count + 1, total + size
-            names.append(f"{recipe.name}-{len(plans):06d}.tar")
+            names.append(shard_name(recipe.name, group, number))
         assignment = pa.table({"key": columns["key"], "shard_name": names})
         writer.register("assignment", assignment)
         writer.execute("INSERT INTO shard_of SELECT key, shard_name FROM assignment")
@@ -223,7 +247,7 @@ def _write_plan_file(con: duckdb.DuckDBPyConnection, plan_file: Path) -> None:
 
 
 def _shard_done(plan: ShardPlan, shards_dir: Path, markers_dir: Path) -> bool:
-    marker = markers_dir / f"{plan.name}.json"
+    marker = markers_dir / plan.marker
     if not (marker.is_file() and (shards_dir / plan.name).is_file()):
         return False
     try:
@@ -239,7 +263,9 @@ def write_shard(plan: ShardPlan, plan_file: str, shards_dir: str, markers_dir: s
                          filters=[("shard", "=", plan.name)]).to_pylist()
     if len(rows) != plan.samples:
         raise RuntimeError(f"plan file lists {len(rows)} samples for {plan.name}, expected {plan.samples}")
-    tmp, final = shards / f".{plan.name}.tmp", shards / plan.name
+    final = shards / plan.name
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp")
     with open(tmp, "wb") as stream:
         with wds.TarWriter(stream, encoder=False, mtime=0, user="", group="", mode=0o444) as writer:
             for row in rows:
@@ -252,9 +278,9 @@ def write_shard(plan: ShardPlan, plan_file: str, shards_dir: str, markers_dir: s
     os.replace(tmp, final)
     with open(final, "rb") as stream:
         file_hash = hashlib.file_digest(stream, "sha256").hexdigest()
-    marker_tmp = markers / f".{plan.name}.json.tmp"
+    marker_tmp = markers / f".{plan.marker}.tmp"
     marker_tmp.write_text(json.dumps({"digest": plan.digest, "sha256": file_hash, "samples": plan.samples}))
-    os.replace(marker_tmp, markers / f"{plan.name}.json")
+    os.replace(marker_tmp, markers / plan.marker)
     return plan.name
 
 
@@ -271,6 +297,17 @@ def _write_shards(plans: list[ShardPlan], plan_file: Path, shards_dir: Path, mar
     else:
         for plan in plans:
             write_shard(plan, *args)
+
+
+def _write_card(out_dir: Path, recipe_name: str, plans: list[ShardPlan]) -> None:
+    """README.md with `configs:` front matter, so `datasets.load_dataset(out_dir, group)` loads a group."""
+    groups: dict[str, int] = {}
+    for plan in plans:
+        group = group_of_shard(plan.name)
+        groups[group] = groups.get(group, 0) + plan.samples
+    card, tmp = out_dir / CARD_NAME, out_dir / f".{CARD_NAME}.tmp"
+    tmp.write_text(dataset_card(recipe_name, groups), encoding="utf-8")
+    os.replace(tmp, card)
 
 
 def _write_manifest(con: duckdb.DuckDBPyConnection, manifest_dir: Path) -> None:

@@ -17,6 +17,7 @@ from pipeline.stages.alignment_prepare import AlignmentPrepareStage
 from pipeline.stages.base import ModelStage, Stage
 from pipeline.stages.coarse_decision import CoarseDecisionStage
 from pipeline.stages.coarse_scores import CoarseScoreStage
+from pipeline.stages.near_duplicate_hashes import NearDuplicateHashStage
 from pipeline.stages.task_builders import TaskBuildersStage
 from pipeline.stages.task_refine import TaskRefineStage
 
@@ -45,6 +46,8 @@ def stage_plan(recipe: Recipe, align_cache: Path | str | None) -> list[Stage]:
         stages.append(TaskBuildersStage(recipe.tasks))
         if recipe.tasks.refine.enabled:  # MedGemma rewrites the rendered texts; the template stays in meta
             stages.append(TaskRefineStage(recipe.tasks.refine))
+    if recipe.near_duplicates.enabled:  # after the texts are final (refinement), before alignment
+        stages.append(NearDuplicateHashStage(recipe.near_duplicates))
     if recipe.alignment.enabled:
         stages.extend(alignment_stages(recipe.alignment, str(align_cache) if align_cache else None))
     return stages

@@ -1,7 +1,7 @@
 """The stages of a build, one module per stage, named after the stage; `STAGES` is their registry.
 
 Order (pipeline/engine/plan.py): coarse_scores -> coarse_decision -> [task_builders -> task_refine]
--> [alignment_prepare -> medgemma_captions -> e5_similarity -> medsiglip_score -> biomedclip_score
+-> [near_duplicate_hashes] -> [alignment_prepare -> medgemma_captions -> e5_similarity -> medsiglip_score -> biomedclip_score
 -> alignment_cache_write]. Each declares its name and resources (pipeline/stages/base.py).
 """
 
@@ -16,12 +16,14 @@ from pipeline.stages.coarse_scores import CoarseScoreStage
 from pipeline.stages.e5_similarity import E5SimilarityStage
 from pipeline.stages.medgemma_captions import MedGemmaCaptionStage
 from pipeline.stages.medsiglip_score import MedSigLIPScoreStage
+from pipeline.stages.near_duplicate_hashes import NearDuplicateHashStage
 from pipeline.stages.task_builders import TaskBuildersStage
 from pipeline.stages.task_refine import TaskRefineStage
 
 STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (
     CoarseScoreStage, CoarseDecisionStage, TaskBuildersStage, TaskRefineStage, AlignmentPrepareStage,
-    MedGemmaCaptionStage, E5SimilarityStage, MedSigLIPScoreStage, BiomedCLIPScoreStage, AlignmentCacheWriteStage)}
+    MedGemmaCaptionStage, E5SimilarityStage, MedSigLIPScoreStage, BiomedCLIPScoreStage, AlignmentCacheWriteStage,
+    NearDuplicateHashStage)}
 
 # The alignment model stages in the order they run: captions, then S, then M, then BiomedCLIP.
 ALIGNMENT_MODEL_STAGES = (MedGemmaCaptionStage, E5SimilarityStage, MedSigLIPScoreStage, BiomedCLIPScoreStage)

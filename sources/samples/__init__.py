@@ -59,6 +59,14 @@ SAMPLE_WRITERS: dict[str, Callable[[Path], Path]] = {
 }
 
 
+#: The same items in each source's Hugging Face Hub layout (a Hub-cache tree under `root/hub/`), where a
+#: Hub copy is supported (docs/sources/hub/): the sample modules' `write_hub`.
+HUB_SAMPLE_WRITERS: dict[str, Callable[[Path], Path]] = {
+    name: module.write_hub for name, module in sorted(globals().items())
+    if getattr(module, "write_hub", None) is not None and getattr(module, "__name__", "").startswith("sources.samples.")
+}
+
+
 def write_sample_tree(root: Path, names: list[str] | None = None) -> dict[str, Path]:
     """Write the sample tree of each named source (all by default) under `root`."""
     root = Path(root)

@@ -47,3 +47,26 @@ def write(root: Path) -> Path:
     _write(base / "dev.json", [json.dumps(row) for row in DEV])
     _write(base / "test.json", [json.dumps(row) for row in TEST])
     return base
+
+
+HUB_REPO = "openlifescienceai/medmcqa"
+
+
+def write_hub(root: Path) -> Path:
+    """The same rows as `openlifescienceai/medmcqa` holds them (the loading script converted to Parquet):
+    `cop` 0-based and -1 on test, test `exp` "", dev.json -> validation; the broken JSON line is absent
+    (the script could not have parsed it)."""
+    import pyarrow as pa
+
+    from sources.samples.hub import parquet_bytes, write_snapshot
+
+    schema = pa.schema([("id", pa.string()), ("question", pa.string()), ("opa", pa.string()), ("opb", pa.string()),
+                        ("opc", pa.string()), ("opd", pa.string()), ("cop", pa.int64()), ("choice_type", pa.string()),
+                        ("exp", pa.string()), ("subject_name", pa.string()), ("topic_name", pa.string())])
+    out = {}
+    for split, rows in (("train", TRAIN), ("validation", DEV), ("test", TEST)):
+        converted = [{**{key: row.get(key) for key in schema.names},
+                      "cop": -1 if split == "test" else int(row["cop"]) - 1,
+                      "exp": "" if split == "test" else row.get("exp")} for row in rows]
+        out[f"data/{split}-00000-of-00001.parquet"] = parquet_bytes(converted, schema)
+    return write_snapshot(root, HUB_REPO, out)

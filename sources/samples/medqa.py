@@ -71,3 +71,16 @@ def write(root: Path) -> Path:
     _write(base / "questions" / "Mainland" / "train.jsonl", ['{"question": "不读", "options": {}, "answer_idx": "A"}'])
     _write(base / "textbooks" / "en" / "Anatomy_Gray.txt", ["Anatomy text."])
     return base
+
+
+HUB_REPO = "GBaker/MedQA-USMLE-4-options"
+
+
+def write_hub(root: Path) -> Path:
+    """`GBaker/MedQA-USMLE-4-options`: the 4_options train and test files at the repo root, no dev (medqa.md)."""
+    from sources.samples.hub import original_files, write_snapshot
+
+    files = original_files(write)
+    return write_snapshot(root, HUB_REPO, {f"phrases_no_exclude_{stem}.jsonl":
+                                           files[f"questions/US/4_options/phrases_no_exclude_{stem}.jsonl"]
+                                           for stem in ("train", "test")})

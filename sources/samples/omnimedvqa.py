@@ -79,3 +79,16 @@ def write(root: Path) -> Path:
         write_json(base / "QA_information" / "Open-access" / f"{name}.json", _items(name, rows))
     write_json(base / "QA_information" / "Restricted-access" / "ACRIMA.json", _items("ACRIMA", RESTRICTED))
     return base
+
+
+HUB_REPO = "foreverbeliever/OmniMedVQA"
+
+
+def write_hub(root: Path) -> Path:
+    """`foreverbeliever/OmniMedVQA`: one `OmniMedVQA.zip` holding the whole tree (QA JSONs and images), kept
+    packed in the cache; the sample puts an `OmniMedVQA/` top folder inside (not documented, omnimedvqa.md)."""
+    from sources.samples.hub import original_files, write_snapshot, zip_bytes
+
+    files = original_files(write)
+    return write_snapshot(root, HUB_REPO, {"OmniMedVQA.zip": zip_bytes({f"OmniMedVQA/{k}": v for k, v in files.items()}),
+                                           "README.md": b"---\nviewer: false\n---\n"})

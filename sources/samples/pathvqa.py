@@ -37,3 +37,40 @@ def write(root: Path) -> Path:
                                        for image, question, answer in rows], protocol=4))
     (base / "qas" / "ans2label.pkl").write_bytes(pickle.dumps({"yes": 0, "no": 1}, protocol=4))
     return base
+
+
+HUB_REPO = "flaviagiammarino/path-vqa"
+
+
+def write_hub(root: Path) -> Path:
+    """The same rows as `flaviagiammarino/path-vqa` holds them (scripts/processing.py): per split, duplicates
+    dropped, texts lower-cased with runs of spaces collapsed, image files copied byte for byte and embedded;
+    split `val` is named `validation`; a row whose image file is missing cannot be copied and is absent."""
+    import re
+
+    import pyarrow as pa
+
+    from sources.samples.hub import IMAGE_TYPE, image_cell, original_files, parquet_bytes, write_snapshot
+
+    def f(value) -> str:
+        return re.sub(" +", " ", str(value).lower()).replace(" ?", "?").strip()
+
+    files = original_files(write)
+    schema = pa.schema([("image", IMAGE_TYPE), ("question", pa.string()), ("answer", pa.string())])
+    out = {}
+    for folder, hub_split in (("train", "train"), ("val", "validation"), ("test", "test")):
+        rows, seen = [], set()
+        for image, question, answer in ROWS[folder]:
+            data = files.get(f"images/{folder}/{image}.jpg")
+            if data is None or (image, question, answer) in seen:
+                continue
+            seen.add((image, question, answer))
+            rows.append({"image": image_cell(data, f"img_{len(rows)}.jpg"), "question": f(question), "answer": f(answer)})
+        out[f"data/{hub_split}-00000-of-00001-{hashlib_tag(hub_split)}.parquet"] = parquet_bytes(rows, schema)
+    return write_snapshot(root, HUB_REPO, out)
+
+
+def hashlib_tag(name: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(name.encode()).hexdigest()[:16]

@@ -34,3 +34,14 @@ def write(root: Path) -> Path:
     (base / "pmc_oa.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (base / "pmc_oa_beta.jsonl").write_text(json.dumps(LINES[0]) + "\n", encoding="utf-8")
     return base
+
+
+HUB_REPO = "axiong/pmc_oa"
+
+
+def write_hub(root: Path) -> Path:
+    """`axiong/pmc_oa` holds the original jsonl files and `images.zip`, kept packed in the cache; the zip's inner
+    folder is not documented, the sample puts the subfigure folder at its root (pmc_oa.md)."""
+    from sources.samples.hub import original_files, write_snapshot, zipped_folders
+
+    return write_snapshot(root, HUB_REPO, zipped_folders(original_files(write), {FOLDER: ("images.zip", "")}))

@@ -54,3 +54,15 @@ def write(root: Path) -> Path:
     _write_csv(base / "test_clean.csv", V1_HEADER, TEST)
     _write_csv(base / "train_2.csv", V2_HEADER, TRAIN_2)
     return base
+
+
+HUB_REPO = "xmcmic/PMC-VQA"
+
+
+def write_hub(root: Path) -> Path:
+    """The Hub repo holds the original CSVs and the image zips, kept packed in the cache: `images.zip` with the
+    `images/` folder inside [L], `images_2.zip` with members `figures/<Figure_path>` [M] (pmc_vqa.md)."""
+    from sources.samples.hub import original_files, write_snapshot, zipped_folders
+
+    files = zipped_folders(original_files(write), {"images": ("images.zip", ""), "images_2": ("images_2.zip", "images_2/")})
+    return write_snapshot(root, HUB_REPO, files)

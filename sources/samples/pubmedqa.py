@@ -64,3 +64,35 @@ def write(root: Path) -> Path:
     (base / "preprocess" / "split_dataset.py").write_text("# official split script (not run here)\n", encoding="utf-8")
     (base / "README.md").write_text("# PubMedQA\n", encoding="utf-8")
     return base
+
+
+HUB_REPO = "qiaojin/PubMedQA"
+
+
+def write_hub(root: Path) -> Path:
+    """The same entries as `qiaojin/PubMedQA` holds them (pubmed_qa.py converted to Parquet): one file per
+    config, split `train` only, pubid = the PMID as an int, CONTEXTS/LABELS/MESHES in the `context` struct,
+    YEAR dropped, no final_decision column in pqa_unlabeled; an entry without QUESTION could not be built and
+    is absent; no test PMID list."""
+    import pyarrow as pa
+
+    from sources.samples.hub import parquet_bytes, write_snapshot
+
+    out = {}
+    for config, entries, labelled in (("pqa_labeled", PQAL, True), ("pqa_artificial", PQAA, True),
+                                      ("pqa_unlabeled", PQAU, False)):
+        context = pa.struct([("contexts", pa.list_(pa.string())), ("labels", pa.list_(pa.string())),
+                             ("meshes", pa.list_(pa.string()))])
+        fields = [("pubid", pa.int32()), ("question", pa.string()), ("context", context), ("long_answer", pa.string())]
+        schema = pa.schema(fields + ([("final_decision", pa.string())] if labelled else []))
+        rows = []
+        for pmid, entry in entries.items():
+            if "QUESTION" not in entry:
+                continue
+            row = {"pubid": int(pmid), "question": entry["QUESTION"], "long_answer": entry.get("LONG_ANSWER"),
+                   "context": {"contexts": entry["CONTEXTS"], "labels": entry["LABELS"], "meshes": entry["MESHES"]}}
+            if labelled:
+                row["final_decision"] = entry.get("final_decision")
+            rows.append(row)
+        out[f"{config}/train-00000-of-00001.parquet"] = parquet_bytes(rows, schema)
+    return write_snapshot(root, HUB_REPO, out)

@@ -55,3 +55,21 @@ def write(root: Path) -> Path:
     write_json(base / "PubMedVision_InstructionTuning_VQA.json", instruction)
     write_json(base / "PubMedVision_Original_Caption.json", captions)
     return base
+
+
+HUB_REPO = "FreedomIntelligence/PubMedVision"
+
+
+def write_hub(root: Path) -> Path:
+    """`FreedomIntelligence/PubMedVision`: the two VQA JSON files and the images in `images_<i>.zip`, kept
+    packed in the cache; no Original_Caption file. The zips' inner folders are not documented: the sample
+    stores one zip flat and the other under `images/`."""
+    from sources.samples.hub import original_files, write_snapshot, zip_bytes
+
+    files = original_files(write)
+    out = {name: data for name, data in files.items()
+           if not name.startswith("images/") and name != "PubMedVision_Original_Caption.json"}
+    images = sorted(name for name in files if name.startswith("images/"))
+    out["images_0.zip"] = zip_bytes({name.removeprefix("images/"): files[name] for name in images[::2]})
+    out["images_1.zip"] = zip_bytes({name: files[name] for name in images[1::2]})
+    return write_snapshot(root, HUB_REPO, out)

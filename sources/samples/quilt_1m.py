@@ -41,3 +41,19 @@ def write(root: Path) -> Path:
         writer.writerow(HEADER)
         writer.writerows(ROWS)
     return base
+
+
+HUB_REPO = "wisdomik/Quilt-1M"
+
+
+def write_hub(root: Path) -> Path:
+    """`wisdomik/Quilt-1M` (gated): the lookup CSV and the images in `images_part_<i>_resized.zip`, kept packed in
+    the cache; members matched by basename (quilt_1m.md). The sample's images are the original files."""
+    from sources.samples.hub import original_files, write_snapshot, zip_bytes
+
+    files = original_files(write)
+    images = sorted(name for name in files if name.startswith("quilt_1m/"))
+    out = {name: data for name, data in files.items() if not name.startswith("quilt_1m/")}
+    out["images_part_1_resized.zip"] = zip_bytes({n.removeprefix("quilt_1m/"): files[n] for n in images[::2]})
+    out["images_part_2_resized.zip"] = zip_bytes({n.removeprefix("quilt_1m/"): files[n] for n in images[1::2]})
+    return write_snapshot(root, HUB_REPO, out)

@@ -76,3 +76,36 @@ def write(root: Path) -> Path:
                [[image_id, pmcid, attribution, f"https://www.ncbi.nlm.nih.gov/pmc/articles/{pmcid}/"]
                 for image_id, pmcid, attribution in LICENCES])
     return base
+
+
+HUB_REPO = "eltorio/ROCOv2-radiology"
+
+
+def write_hub(root: Path) -> Path:
+    """The same items as `eltorio/ROCOv2-radiology` holds them (generate.ipynb): ID -> image_id, Caption ->
+    caption, the JPEG decoded and saved as PNG, cui = the manual CUIs split on ';' (empty here when the sample
+    has no manual row); a row without an image file could not be opened and is absent."""
+    import io
+
+    import pyarrow as pa
+    from PIL import Image as PILImage
+
+    from sources.samples.hub import IMAGE_TYPE, image_cell, original_files, parquet_bytes, write_snapshot
+
+    files = original_files(write)
+    schema = pa.schema([("image", IMAGE_TYPE), ("image_id", pa.string()), ("caption", pa.string()),
+                        ("cui", pa.list_(pa.string()))])
+    out = {}
+    for prefix, hub_split in (("train", "train"), ("valid", "validation"), ("test", "test")):
+        rows = []
+        for number, caption, _cuis, manual, size in ROWS[prefix]:
+            image_id = f"ROCOv2_2023_{prefix}_{number:06d}"
+            if size is None:
+                continue
+            png = io.BytesIO()
+            with PILImage.open(io.BytesIO(files[f"{prefix}/{image_id}.jpg"])) as image:
+                image.save(png, format="PNG")
+            rows.append({"image": image_cell(png.getvalue()), "image_id": image_id, "caption": caption,
+                         "cui": [c for c in manual.split(";") if c]})
+        out[f"data/{hub_split}-00000-of-00001.parquet"] = parquet_bytes(rows, schema)
+    return write_snapshot(root, HUB_REPO, out)

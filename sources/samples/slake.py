@@ -46,3 +46,15 @@ def write(root: Path) -> Path:
     (base / "KG" / "en_organ.csv").write_text("organ#attribute\nliver#digestion\n", encoding="utf-8")
     (base / "mask.txt").write_text("1:Liver\n2:Kidney\n", encoding="utf-8")
     return base
+
+
+HUB_REPO = "BoKelvin/SLAKE"
+
+
+def write_hub(root: Path) -> Path:
+    """`BoKelvin/SLAKE` holds the official files with the image and KG folders zipped (`imgs.zip` with the
+    `imgs/` folder inside [L], `KG.zip`); the cache keeps them packed (slake.md)."""
+    from sources.samples.hub import original_files, write_snapshot, zipped_folders
+
+    files = zipped_folders(original_files(write), {"imgs": ("imgs.zip", ""), "KG": ("KG.zip", "")})
+    return write_snapshot(root, HUB_REPO, files)

@@ -39,3 +39,38 @@ def write(root: Path) -> Path:
     (base / "VQA_RAD Dataset Public.xml").write_text("<root/>\n", encoding="utf-8")
     (base / "Readme.docx").write_bytes(b"PK\x03\x04")
     return base
+
+
+HUB_REPO = "flaviagiammarino/vqa-rad"
+
+
+def _hub_text(value) -> str:
+    import re
+
+    return re.sub(" +", " ", str(value).lower()).replace(" ?", "?").strip()
+
+
+def write_hub(root: Path) -> Path:
+    """The same rows as `flaviagiammarino/vqa-rad` holds them: scripts/processing.py applied to the sample JSON
+    (train = freeform/para, test = test_*; image_name/question/answer kept, duplicates dropped, texts lower-cased,
+    images copied byte for byte and embedded; rows whose image file is missing cannot be copied and are absent)."""
+    import pyarrow as pa
+
+    from sources.samples.hub import IMAGE_TYPE, image_cell, original_files, parquet_bytes, write_snapshot
+
+    files = original_files(write)
+    schema = pa.schema([("image", IMAGE_TYPE), ("question", pa.string()), ("answer", pa.string())])
+    out = {}
+    for split, phrases, tag in (("train", ("freeform", "para"), "eb8844602202be60"),
+                                ("test", ("test_freeform", "test_para"), "e5bc3d208bb4deeb")):
+        rows, seen = [], set()
+        for qid, phrase, image, organ, question, answer, atype, qtype in ROWS:
+            data = files.get(f"VQA_RAD Image Folder/{image}")
+            if phrase not in phrases or data is None or (image, question, str(answer)) in seen:
+                continue
+            seen.add((image, question, str(answer)))
+            rows.append({"image": image_cell(data, f"img_{len(rows)}.jpg"), "question": _hub_text(question),
+                         "answer": _hub_text(answer)})
+        out[f"data/{split}-00000-of-00001-{tag}.parquet"] = parquet_bytes(rows, schema)
+    out["README.md"] = b"---\ndataset_info:\n  features:\n  - name: image\n    dtype: image\n---\n"
+    return write_snapshot(root, HUB_REPO, out)
