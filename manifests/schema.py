@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from manifests.records import Image, Record, Rejection, shard_key
 
-SCHEMA_VERSION = "2"  # 2: source_text_chars, text_rule, text_cleaned; task types on rejections (after phash, text_minhash)
+SCHEMA_VERSION = "2"  # 2: source_text_chars, text_rule, text_cleaned; task types on rejections
 
 # The alignment columns, one table for every user of them: the raw scores the model stages write
 # (also what the score cache keeps), and the normalised ones set at finalisation by the cut.
