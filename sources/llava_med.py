@@ -138,12 +138,12 @@ class LlavaMed(Source):
         message = conversation(item.get("conversations"), images=1)
         if isinstance(message, str):
             return self.reject(record_id, split, "conversation_malformed", message, modality=modality,
-                               task_family="i2t", provenance=provenance)
+                               task_family="i2t", sub_task_type=SUB_TASKS[kind], provenance=provenance)
         try:
             image = decode_file(self.root / image_path, source_path=image_path)
         except ImageDecodeError as err:
             return self.reject(record_id, split, err.reason, err.detail, modality=modality, task_family="i2t",
-                               provenance=provenance)
+                               sub_task_type=SUB_TASKS[kind], provenance=provenance)
         return Record(
             id=record_id, source=self.name, split=split, modality=modality, task_family="i2t",
             main_task_type="image_understanding", sub_task_type=SUB_TASKS[kind], message=message,

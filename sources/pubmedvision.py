@@ -161,7 +161,7 @@ class PubMedVision(Source):
                                "an item needs an id and relative image paths", provenance=[name])
         paths = [p.strip().removeprefix("./") for p in paths]
         record_id, found, provenance = f"pubmedvision/unsplit/{kind}/{item['id']}", modality(item), [name, *paths]
-        facts = {"modality": found, "task_family": family, "provenance": provenance}
+        facts = {"modality": found, "task_family": family, "sub_task_type": sub_task, "provenance": provenance}
         if family == "t2i":
             caption = " ".join(str(next((item[k] for k in CAPTION_KEYS if item.get(k)), "")).split())
             if not caption:

@@ -45,7 +45,7 @@ from pathlib import Path
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
-from sources.shapes.captions import caption_records, label_rejections
+from sources.shapes.captions import caption_records, caption_rejections
 from sources.rocov2 import CAPTION_PROMPTS, FIGURE_REF
 
 SPLITS = {"train": "train", "validation": "validate", "test": "test"}  # folder -> canonical split
@@ -128,14 +128,14 @@ class Roco(Source):
         image_path = f"{item['dir']}/images/{item['id']}.jpg"
         provenance = [captions_file, image_path]
         if FIGURE_REF.fullmatch(caption):
-            yield from label_rejections(self, base, split, "caption_empty", repr(caption),
-                                        modality=modality, provenance=provenance)
+            yield from caption_rejections(self, base, split, "caption_empty", repr(caption),
+                                          modality=modality, provenance=provenance)
             return
         try:
             image = decode_file(self.root / image_path, source_path=image_path)
         except ImageDecodeError as err:
-            yield from label_rejections(self, base, split, err.reason, err.detail,
-                                        modality=modality, provenance=provenance)
+            yield from caption_rejections(self, base, split, err.reason, err.detail,
+                                          modality=modality, provenance=provenance)
             return
         meta = {"subset": item["subset"], "pmc_file": item["licence"].get("pmc_id"),
                 "licence": item["licence"].get("cc")}

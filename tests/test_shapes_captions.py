@@ -8,7 +8,7 @@ import pytest
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source
 from sources.io.image import ImageDecodeError, image_from_array
-from sources.shapes.captions import LabelTemplates, label_records, label_rejections
+from sources.shapes.captions import LabelTemplates, caption_rejections, label_records, label_rejections
 
 
 class Toy(Source):
@@ -85,6 +85,20 @@ def test_decode_error_and_unknown_label_reject_both(image):
     assert [(r.id, r.reason, r.detail) for r in unknown] == [
         ("toy/test/c/caption", "label_unknown", "'xyz'"), ("toy/test/c/t2i", "label_unknown", "'xyz'")]
     assert [r.task_family for r in label_rejections(source, "toy/test/d", "test", "label_missing")] == ["i2t", "t2i"]
+
+
+def test_caption_rejections_carry_the_captioning_task_types():
+    """A captioned image (ROCO, PMC-OA, ...) that fails is rejected as what `caption_records` would have made:
+    image_captioning, not the label sources' classification_caption."""
+    source = Toy("/nowhere")
+    assert [(r.id, r.task_family, r.main_task_type, r.sub_task_type, r.modality, r.provenance)
+            for r in caption_rejections(source, "toy/test/e", "test", "caption_empty", "''", modality="ct",
+                                        provenance=["captions.txt"])] == [
+        ("toy/test/e/caption", "i2t", "image_understanding", "image_captioning", "ct", ["captions.txt"]),
+        ("toy/test/e/t2i", "t2i", "image_generation", "text_to_image", "ct", ["captions.txt"]),
+    ]
+    assert [r.sub_task_type for r in label_rejections(source, "toy/test/e", "test", "label_missing")] == [
+        "classification_caption", "text_to_image"]
 
 
 def test_templates_need_every_role():

@@ -35,7 +35,7 @@ caption for `/caption`, the prompt for `/t2i`; never the instruction. Rejections
 task types each sample would have had.
 
 Sources with free-text captions (ROCO, ROCOv2, PMC-OA, Quilt-1M, MedICaT) give the same pair with the
-caption as answer and as prompt (`caption_records`, sub_task_type "image_captioning").
+caption as answer and as prompt (`caption_records`, sub_task_type "image_captioning"; `caption_rejections`).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ CAPTION_SUFFIX = "caption"
 T2I_SUFFIX = "t2i"
 SUFFIXES = ((CAPTION_SUFFIX, "i2t"), (T2I_SUFFIX, "t2i"))  # id suffix, task family
 LABEL_TASK_TYPES = (("image_understanding", "classification_caption"), ("image_generation", "text_to_image"))
+CAPTION_TASK_TYPES = (("image_understanding", "image_captioning"), ("image_generation", "text_to_image"))
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,24 @@ def _fill(template: str, phrase: str) -> str:
 
 def label_rejections(source: Source, record_id_stem: str, split: str, reason: str, detail: str = "", *,
                      modality: str = "other", provenance: Sequence[str] = ()) -> list[Rejection]:
-    """Both samples of one labelled image rejected for the same reason, each with its id and task family."""
+    """Both samples of one labelled image rejected for the same reason, each with its id, task family and
+    task types (`label_records`: classification_caption / text_to_image)."""
+    return _pair_rejections(source, record_id_stem, split, reason, detail, LABEL_TASK_TYPES, modality, provenance)
+
+
+def caption_rejections(source: Source, record_id_stem: str, split: str, reason: str, detail: str = "", *,
+                       modality: str = "other", provenance: Sequence[str] = ()) -> list[Rejection]:
+    """Both samples of one captioned image rejected for the same reason, each with its id, task family and
+    task types (`caption_records`: image_captioning / text_to_image)."""
+    return _pair_rejections(source, record_id_stem, split, reason, detail, CAPTION_TASK_TYPES, modality, provenance)
+
+
+def _pair_rejections(source: Source, record_id_stem: str, split: str, reason: str, detail: str,
+                     task_types: Sequence[tuple[str, str]], modality: str, provenance: Sequence[str]
+                     ) -> list[Rejection]:
     return [source.reject(f"{record_id_stem}/{suffix}", split, reason, detail, modality=modality,
                           task_family=family, main_task_type=main, sub_task_type=sub, provenance=list(provenance))
-            for (suffix, family), (main, sub) in zip(SUFFIXES, LABEL_TASK_TYPES)]
+            for (suffix, family), (main, sub) in zip(SUFFIXES, task_types)]
 
 
 def label_records(source: Source, record_id_stem: str, split: str, modality: str,
