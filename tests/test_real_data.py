@@ -51,7 +51,7 @@ class Build:
         names = [column[0] for column in cursor.description]
         self.rows = {row["id"]: row for row in (dict(zip(names, values)) for values in cursor.fetchall())}
         self.members: dict[str, dict[str, bytes]] = {}
-        for tar in sorted((folder / "shards").glob("*.tar")):
+        for tar in sorted((folder / "shards").rglob("*.tar")):  # shard group folders
             with tarfile.open(tar) as archive:
                 for member in archive.getmembers():
                     key, _, suffix = member.name.partition(".")
