@@ -16,6 +16,8 @@ COARSE_FILTERS = (resolution, image_quality, text_quality)
 
 
 def score_record(record: Record, settings: FilterSettings) -> None:
+    """Light text cleaning first (the paper's), then every filter's score columns."""
+    text_quality.clean_record(record)
     for module in COARSE_FILTERS:
         record.scores.update(module.score(record, settings))
 

@@ -68,6 +68,10 @@ class Record:
     output_images: list[Image] = field(default_factory=list)
     provenance: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    # The text that came from the dataset (caption, report, question and answer, label-derived caption),
+    # without any instruction, prompt template or prefix the adapter or a builder adds: what the paper's
+    # 10-1024 character rule judges. None for samples whose text is only builder text (interleaved tasks).
+    source_text: str | None = None
     # Filled by the stages: score columns, then the decision.
     scores: dict[str, Any] = field(default_factory=dict)
     status: str | None = None
@@ -80,7 +84,9 @@ class Record:
 
     @property
     def text(self) -> str:
-        """The sample's free text (all turns, placeholders removed): what the text filters judge."""
+        """The sample's whole text (all turns, placeholders removed, whitespace collapsed): what the manifest's
+        `text_chars`, the garbage ratio, the language and the duplicate hash see. The length rule judges
+        `source_text` instead."""
         parts = [turn["value"].replace(IMAGE_TOKEN, " ") for turn in self.message]
         return " ".join(" ".join(parts).split())
 
@@ -106,6 +112,19 @@ class Rejection:
     modality: str = "other"
     task_family: str | None = None
     provenance: list[str] = field(default_factory=list)
+    # What the item would have become, where the adapter knows it (a rejection funnel by task counts it).
+    main_task_type: str | None = None
+    sub_task_type: str | None = None
+
+
+def dataset_text(*parts: str | None) -> str:
+    """`Record.source_text` from the dataset's own text fields: the non-empty parts, one per line."""
+    return "\n".join(str(part).strip() for part in parts if part is not None and str(part).strip())
+
+
+def turns_text(message: list[dict[str, str]]) -> str:
+    """`Record.source_text` of a sample whose every turn is the dataset's text (placeholders removed)."""
+    return dataset_text(*(turn["value"].replace(IMAGE_TOKEN, " ") for turn in message))
 
 
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_-]+")

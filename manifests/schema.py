@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from manifests.records import Image, Record, Rejection, shard_key
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: source_text_chars, text_rule, text_cleaned; task types on rejections
 
 # The alignment columns, one table for every user of them: the raw scores the model stages write
 # (also what the score cache keeps), and the normalised ones set at finalisation by the cut.
@@ -74,7 +74,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("max_pixels", pa.int64()),
         ("aspect_ratio", pa.float32()),
         ("pixel_std", pa.float32()),
-        ("text_chars", pa.int32()),
+        ("text_chars", pa.int32()),  # the whole sample's text (every turn, builder wording included)
         ("garbage_ratio", pa.float32()),
         ("language", pa.string()),
         ("language_prob", pa.float32()),
@@ -85,6 +85,12 @@ MANIFEST_SCHEMA = pa.schema(
         # interleaved tasks (pipeline/tasks): who the sample comes from (leakage rule), which templates
         ("subject_id", pa.string()),
         ("task_template", pa.string()),  # "<instruction id>|<response id>", e.g. segmentation_v1/i00|...
+        # the paper's 10-1024 character rule: the length of the dataset's own text (Record.source_text,
+        # whitespace collapsed), which rule judged it ("source_text", or "exempt_interleaved": a sample whose
+        # text is only builder wording), and how many control characters light cleaning removed from the text
+        ("source_text_chars", pa.int32()),
+        ("text_rule", pa.string()),
+        ("text_cleaned", pa.int32()),
         # near duplicates (filters/near_duplicates.py; empty unless the recipe enables them)
         ("phash", pa.int64()),  # 64-bit pHash of the first image, as a signed integer
         ("text_minhash", pa.binary()),  # MinHash signature of the text: num_perm little-endian uint32
@@ -108,7 +114,7 @@ STAGING_SCHEMA = pa.schema(
 
 NEAR_DUPLICATE_COLUMNS = ("phash", "text_minhash")
 SCORE_COLUMNS = ("min_side", "max_side", "max_pixels", "aspect_ratio", "pixel_std", "text_chars",
-                 "garbage_ratio", "language", "language_prob")
+                 "garbage_ratio", "language", "language_prob", "source_text_chars", "text_rule", "text_cleaned")
 
 
 def member_suffix(role: str, index: int, image: Image) -> str:
@@ -186,6 +192,8 @@ def rejection_row(rejection: Rejection, licence: str, access: str, unit_id: str)
         "split": rejection.split,
         "modality": rejection.modality,
         "task_family": rejection.task_family,
+        "main_task_type": rejection.main_task_type,
+        "sub_task_type": rejection.sub_task_type,
         "licence": licence,
         "access": access,
         "unit_id": unit_id,

@@ -17,6 +17,7 @@ from filters.settings import (AlignmentSettings, FilterSettings, NearDuplicateSe
                               parse_alignment, parse_near_duplicates)
 from pipeline.stage2.settings import HqSettings, parse_hq
 from pipeline.tasks.settings import TaskSettings, parse_tasks
+from sources import SOURCES
 
 DEFAULT_SPLITS = ("train", "unsplit")  # evaluation splits stay out of training builds unless asked for
 
@@ -81,7 +82,7 @@ class Recipe:
         """Identity of everything that changes per-record output; staged work is reused only under it."""
         relevant = {
             "version": self.version,
-            "sources": [{"name": s.name, "options": s.options} for s in self.sources],
+            "sources": [{"name": s.name, "options": s.options, **_templates_version(s.name)} for s in self.sources],
             "filters": dataclasses.asdict(self.filters),
             "png": self.shards.png_compress_level,
         }
@@ -97,6 +98,12 @@ class Recipe:
         if self.cag.enabled:
             relevant["cag"] = self.cag.digest()
         return hashlib.blake2b(json.dumps(relevant, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
+def _templates_version(name: str) -> dict[str, int]:
+    """The source's wording version for the digest; absent at 1, so unchanged sources keep their digest."""
+    version = SOURCES[name].templates_version if name in SOURCES else 1
+    return {"templates_version": version} if version != 1 else {}
 
 
 def parse_recipe(data: dict[str, Any]) -> Recipe:

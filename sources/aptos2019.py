@@ -61,7 +61,7 @@ DR_TEMPLATES = LabelTemplates(
     captions=(
         "Colour fundus photograph showing {label}.",
         "Retinal fundus image with {label}.",
-        "Fundus photograph graded as {label}.",
+        "Fundus photograph with {label}.",
     ),
     prompts=(
         "Generate a colour fundus photograph showing {label}.",
@@ -85,6 +85,7 @@ def grade_key(value: str) -> str:
 
 
 class Aptos2019(Source):
+    templates_version = 2  # caption "Fundus photograph with {label}." (v1: "graded as no diabetic retinopathy")
     card = DatasetCard(
         name="aptos2019",
         title="APTOS 2019 Blindness Detection",

@@ -29,6 +29,25 @@ ANNOTATION_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".txt", ".pkl", ".pick
                        ".xml", ".yaml", ".yml")
 LISTING_DEPTH = 3  # folder levels below the root that the default listing descends
 
+# What a card's task name becomes: (task family, main task type, sub task type or None when the adapter
+# names the sub task per record, e.g. BraTS's mri_t1_to_t2). `Source.reject` fills a rejection's task
+# types from this where the card makes them unique for the rejection's family.
+TASK_TYPES: dict[str, tuple[str, str, str | None]] = {
+    "classification_caption": ("i2t", "image_understanding", "classification_caption"),
+    "image_captioning": ("i2t", "image_understanding", "image_captioning"),
+    "medical_vqa": ("i2t", "image_understanding", "medical_vqa"),
+    "report_generation": ("i2t", "image_understanding", "report_generation"),
+    "text_to_image": ("t2i", "image_generation", "text_to_image"),
+    "medical_qa": ("text", "text_understanding", "medical_qa"),
+    "prompt_segmentation": ("interleaved", "segmentation", "prompt_segmentation"),
+    "virtual_staining": ("interleaved", "virtual_staining", None),
+    "cross_modal_synthesis": ("interleaved", "cross_modal_synthesis", None),
+    "mr_to_ct": ("interleaved", "cross_modal_synthesis", "mr_to_ct"),
+    "cbct_to_ct": ("interleaved", "cross_modal_synthesis", "cbct_to_ct"),
+    "super_resolution_4x": ("interleaved", "super_resolution", "super_resolution_4x"),
+    "disease_progression": ("interleaved", "counterfactual_generation", "disease_progression"),
+}
+
 
 @dataclass(frozen=True)
 class DatasetCard:
@@ -92,6 +111,9 @@ class Source:
     card: ClassVar[DatasetCard]
     #: How many raw items go into one work unit (a unit is retried and cached as a whole).
     items_per_unit: ClassVar[int] = 256
+    #: Version of the adapter's own wording (captions, prompts, responses): bump it when a phrasing changes;
+    #: the processing digest carries it (above 1), so a build re-stages instead of mixing old and new texts.
+    templates_version: ClassVar[int] = 1
 
     def __init__(self, root: Path, options: dict[str, Any] | None = None, splits: Sequence[str] | None = None):
         self.root = Path(root)
@@ -202,7 +224,23 @@ class Source:
         return Path(path).relative_to(self.root).as_posix()
 
     def reject(self, record_id: str, split: str, reason: str, detail: str = "", **facts: Any) -> Rejection:
-        return Rejection(id=record_id, source=self.name, split=split, reason=reason, detail=detail, **facts)
+        """A rejection; its task family and types, unless given, come from the card where they are unique."""
+        return Rejection(id=record_id, source=self.name, split=split, reason=reason, detail=detail,
+                         **{**self.task_types(facts.get("task_family")), **facts})
+
+    @classmethod
+    def task_types(cls, family: str | None) -> dict[str, str]:
+        """task_family / main_task_type / sub_task_type an item of `family` (None: any) would have become,
+        as far as the card's `tasks` make them unique."""
+        known = [TASK_TYPES[task] for task in cls.card.tasks if task in TASK_TYPES]
+        if family is not None:
+            known = [types for types in known if types[0] == family]
+        facts: dict[str, str] = {}
+        for index, key in enumerate(("task_family", "main_task_type", "sub_task_type")):
+            values = {types[index] for types in known}
+            if len(values) == 1 and None not in values:
+                facts[key] = values.pop()
+        return facts
 
     @staticmethod
     def pick(record_id: str, choices: Sequence[str], salt: str = "") -> str:

@@ -8,7 +8,7 @@ Card
   Access: open download via the project page / a request form [uncertain which applies today].
 - Modality: histopathology, 1024x1024 RGB PNG tiles; each H&E tile has a registered IHC (HER2) tile
   of the consecutive section, with the HER2 expression level (0, 1+, 2+, 3+) in the file name.
-- Counts: 4,870 pairs: 3,896 train / 977 test.
+- Counts: 4,873 pairs in the release (3,896 train / 977 test); the paper and project page state 4,870.
 - Overlaps: none known; MIST (HER2/ER/PR/Ki67) is a different cohort with its own layout.
 
 Layout::
@@ -68,7 +68,7 @@ class Bci(Source):
         citation="Liu et al., BCI: Breast Cancer Immunohistochemical Image Generation through Pyramid Pix2pix, "
         "CVPRW 2022",
         root_names=("BCI_dataset", "BCI"),
-        counts="4,870 H&E/IHC pairs: 3,896 train / 977 test",
+        counts="4,873 H&E/IHC pairs in the release: 3,896 train / 977 test (paper: 4,870)",
     )
 
     def work_units(self) -> list[WorkUnit]:

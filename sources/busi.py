@@ -66,7 +66,7 @@ TEMPLATES = LabelTemplates(
     ),
     captions=(
         "Breast ultrasound image showing {label}.",
-        "Ultrasound of the breast with {label}.",
+        "Ultrasound of the breast showing {label}.",
         "{Label} on breast ultrasound.",
     ),
     prompts=(
@@ -88,6 +88,7 @@ def _grey_if_equal_channels(image: Image) -> Image:
 
 
 class Busi(Source):
+    templates_version = 2  # caption "Ultrasound of the breast showing {label}." (v1: "with normal breast tissue")
     card = DatasetCard(
         name="busi",
         title="BUSI (Breast Ultrasound Images Dataset)",

@@ -41,7 +41,7 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from manifests.records import IMAGE_TOKEN, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 
@@ -151,5 +151,6 @@ class ChexpertPlus(Source):
             message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{self.pick(record_id, INSTRUCTIONS)}"},
                      {"from": "gpt", "value": answer}],
             input_images=[image], provenance=facts["provenance"],
+            source_text=dataset_text(*(item[name] for name in present)),
             meta={**item["meta"], "sections": present},
         )

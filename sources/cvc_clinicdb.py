@@ -8,7 +8,9 @@ Card
 - Licence: research use with citation; original images property of Hospital Clinic Barcelona, ground truth
   of the Computer Vision Center [uncertain: no licence file in the download]. Access: open.
 - Modality: endoscopy (white-light colonoscopy), 384x288 RGB frames, one binary polyp mask per frame.
-- Counts: 612 frames from 31 sequences (23 patients); no official train/test split -> split "unsplit".
+- Counts: 612 frames; from 29 sequences per openmedlab Awesome-Medical-Dataset (CVC-ClinicDB.md), 31
+  sequences / 23 patients in earlier notes here without a source [L]; no official train/test split ->
+  split "unsplit".
 - Overlaps: none known with Kvasir-SEG; the sequence of a frame is not in the download [uncertain].
 
 Layouts handled (see docs/sources/cvc_clinicdb.md)::
@@ -58,7 +60,7 @@ class CvcClinicDb(Source):
         url="https://polyp.grand-challenge.org/CVCClinicDB/",
         citation="Bernal et al., WM-DOVA maps for accurate polyp highlighting in colonoscopy, CMIG 2015",
         root_names=("CVC-ClinicDB", "CVC-612", "cvcclinicdb"),
-        counts="612 frames (31 sequences), 384x288, no official split",
+        counts="612 frames (29 sequences per openmedlab; 31 unsourced [L]), 384x288, no official split",
     )
 
     def _copy(self) -> str | None:

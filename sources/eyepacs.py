@@ -49,6 +49,7 @@ IMAGE_NAME = re.compile(r"(\d+)_(left|right)")
 
 
 class Eyepacs(Source):
+    templates_version = 2  # aptos2019's DR_TEMPLATES, v2
     card = DatasetCard(
         name="eyepacs",
         title="EyePACS (Kaggle Diabetic Retinopathy Detection)",

@@ -37,7 +37,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from manifests.records import IMAGE_TOKEN, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 
@@ -141,6 +141,7 @@ class IuXray(Source):
             message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{self.pick(record_id, INSTRUCTIONS)}"},
                      {"from": "gpt", "value": answer}],
             input_images=[image], provenance=facts["provenance"],
+            source_text=dataset_text(*(sections[name] for name in present)),
             meta={"uid": item["uid"], "projection": item["projection"], "sections": present,
                   "deid_tokens": len(DEID_TOKEN.findall(answer)),
                   **{key: _text(report.get(key)) for key in ("mesh", "problems", "indication", "comparison")}},

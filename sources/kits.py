@@ -82,7 +82,7 @@ class Kits(Source):
         title="KiTS19/21/23: kidney and kidney tumour segmentation in CT",
         modalities=("ct",),
         tasks=("prompt_segmentation",),
-        licence="CC BY-NC-SA 4.0 (KiTS19) [uncertain for KiTS21/23]",
+        licence="CC BY-NC-SA 4.0 (KiTS19); KiTS23: CC BY-NC-SA (the kits23 repository README)",
         access="open",
         url="https://kits-challenge.org",
         citation="Heller et al., The state of the art in kidney and kidney tumor segmentation in "

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from manifests.records import IMAGE_TOKEN, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Record, Rejection, turns_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 from sources.io.jsonfile import load_json_list
@@ -138,15 +138,15 @@ class LlavaMed(Source):
         message = conversation(item.get("conversations"), images=1)
         if isinstance(message, str):
             return self.reject(record_id, split, "conversation_malformed", message, modality=modality,
-                               task_family="i2t", provenance=provenance)
+                               task_family="i2t", sub_task_type=SUB_TASKS[kind], provenance=provenance)
         try:
             image = decode_file(self.root / image_path, source_path=image_path)
         except ImageDecodeError as err:
             return self.reject(record_id, split, err.reason, err.detail, modality=modality, task_family="i2t",
-                               provenance=provenance)
+                               sub_task_type=SUB_TASKS[kind], provenance=provenance)
         return Record(
             id=record_id, source=self.name, split=split, modality=modality, task_family="i2t",
             main_task_type="image_understanding", sub_task_type=SUB_TASKS[kind], message=message,
-            input_images=[image], provenance=provenance,
+            input_images=[image], provenance=provenance, source_text=turns_text(message),
             meta={"language": "en", "turns": len(message), "domain": item.get("domain")},
         )

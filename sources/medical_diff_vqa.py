@@ -43,7 +43,7 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
-from manifests.records import IMAGE_TOKEN, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 from sources.mimic_cxr_jpg import METADATA_FILES, jpg_path, read_metadata, sibling_root
@@ -154,7 +154,7 @@ class MedicalDiffVqa(Source):
             id=record_id, source=self.name, split=split, modality="chest_xray", task_family="i2t",
             main_task_type="image_understanding", sub_task_type="medical_vqa",
             message=[{"from": "human", "value": prompt}, {"from": "gpt", "value": answer}],
-            input_images=images, provenance=[QUESTIONS_FILE],
+            input_images=images, provenance=[QUESTIONS_FILE], source_text=dataset_text(question, answer),
             meta={"question_type": item["question_type"], "subject_id": item["subject_id"],
                   "study_id": item["study_id"], "ref_id": item["ref_id"],
                   "dicom_ids": [Path(path).stem for path in paths], "image_paths": paths},

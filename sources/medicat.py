@@ -42,7 +42,7 @@ from pathlib import Path, PurePosixPath
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
-from sources.shapes.captions import caption_records, label_rejections
+from sources.shapes.captions import caption_records, caption_rejections
 from sources.rocov2 import FIGURE_REF
 
 FIGURES_FILE = "s2_full_figures_oa_nonroco_combined_medical_top4_public.jsonl"
@@ -135,14 +135,14 @@ class Medicat(Source):
         base = f"{self.name}/{split}/{item['stem']}"
         caption, modality, provenance = item["caption"], item["modality"], [FIGURES_FILE, item["figure"]]
         if FIGURE_REF.fullmatch(caption):
-            yield from label_rejections(self, base, split, "caption_empty", f"line {item['line']}",
-                                        modality=modality, provenance=provenance)
+            yield from caption_rejections(self, base, split, "caption_empty", f"line {item['line']}",
+                                          modality=modality, provenance=provenance)
             return
         try:
             image = decode_file(self.root / item["figure"], source_path=item["figure"])
         except ImageDecodeError as err:
-            yield from label_rejections(self, base, split, err.reason, err.detail,
-                                        modality=modality, provenance=provenance)
+            yield from caption_rejections(self, base, split, err.reason, err.detail,
+                                          modality=modality, provenance=provenance)
             return
         yield from caption_records(self, base, split, modality, image, caption, CAPTION_PROMPTS,
                                    provenance=provenance, meta=item["meta"])

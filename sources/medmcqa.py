@@ -41,7 +41,7 @@ import json
 from collections.abc import Iterator
 from functools import lru_cache
 
-from manifests.records import Record, Rejection
+from manifests.records import Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.hub import iter_parquet_rows, split_files
 
@@ -156,6 +156,7 @@ class Medmcqa(Source):
             sub_task_type="medical_qa",
             message=[{"from": "human", "value": prompt}, {"from": "gpt", "value": answer}],
             provenance=[name],
+            source_text=dataset_text(question, *options.values(), options[letter], explanation),
             meta={"language": "en", "answer_idx": letter, "has_explanation": bool(explanation),
                   "choice_type": row.get("choice_type"), "subject": row.get("subject_name"),
                   "topic": row.get("topic_name")},

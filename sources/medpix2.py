@@ -9,8 +9,10 @@ Card
 - Licence: as stated in the repository (MedPix content is NLM-hosted teaching material; check the repo
   before redistribution). Access: open download.
 - Modality: CT ("CT" / case field "TAC") and MRI ("MR") only, 2D PNG slices (Open-i 512-px renders).
-- Counts: 671 clinical cases, 2,050 images [M]; case-level splits in `splitted_dataset/uid_list.json`
-  (train 535 = train_1 + train_2, dev 67, test 69 cases).
+- Counts [H] (the official files, checked for issue #12): 671 clinical cases, 2,050 images
+  (`Descriptions.json` and `images_overview.csv` rows); case-level splits in `splitted_dataset/uid_list.json`
+  (train 535 = train_1 267 + train_2 268, dev 67, test 69 cases), i.e. 1,653 / 197 / 200 image rows in
+  `descriptions_{train,dev,test}.jsonl`.
 - Overlaps: MedPix images also appear in ROCO/PMC-derived sets and in VQA-RAD / SLAKE-era MedPix-based
   VQA sets: deduplicate by pixel hash.
 
@@ -105,7 +107,7 @@ class Medpix2(Source):
         citation="Siragusa et al., MedPix 2.0: A Comprehensive Multimodal Biomedical Data Set for Advanced AI "
                  "Applications with RAG and Knowledge Graphs, Data Science and Engineering 2025",
         root_names=("MedPix-2-0", "MedPix-2.0", "MedPix2"),
-        counts="671 cases, ~2,050 CT/MR images (case splits train 535 / dev 67 / test 69)",
+        counts="671 cases, 2,050 CT/MR images (case splits train 535 / dev 67 / test 69; 1,653 / 197 / 200 images)",
     )
     items_per_unit = 512
 
@@ -188,6 +190,7 @@ class Medpix2(Source):
                      {"from": "gpt", "value": caption}],
             input_images=[image],
             provenance=provenance,
+            source_text=caption,
             meta={"case_id": _known(row.get("U_id")), "scan": _known(description.get("Modality")),
                   "plane": _known(description.get("Plane")), "sex": _known(description.get("Sex")),
                   "age": int(age) if age and age.isdigit() else None,

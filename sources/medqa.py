@@ -47,7 +47,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from manifests.records import Record, Rejection
+from manifests.records import Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 
 SPLITS = {"train": "train", "dev": "validate", "test": "test"}  # file stem -> canonical split
@@ -152,6 +152,7 @@ class Medqa(Source):
                 {"from": "gpt", "value": f"{letter}. {str(row['options'][letter]).strip()}"},
             ],
             provenance=[relative],
+            source_text=dataset_text(question, *map(str, row["options"].values()), str(row["options"][letter])),
             meta={"language": "en", "answer_idx": letter, "exam": row.get("meta_info"),
                   "n_options": len(row["options"])},
         )

@@ -35,7 +35,7 @@ import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from manifests.records import IMAGE_TOKEN, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, WorkUnit
 from sources.io.dicom import decode_dicom
 from sources.io.image import ImageDecodeError
@@ -203,6 +203,7 @@ class MimicCxr(Source):
             ],
             input_images=[image],
             provenance=[dicom_path, report_path],
+            source_text=dataset_text(*(sections[name] for name in KEPT_SECTIONS if name in sections)),
             meta={
                 **tags,
                 "subject_id": subject.removeprefix("p"),

@@ -44,7 +44,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from manifests.records import IMAGE_TOKEN, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 from sources.mimic_cxr import INSTRUCTIONS, KEPT_SECTIONS, REPORT_PROBLEMS, SPLIT_FILES, _read_csv_gz, report_sections
@@ -187,4 +187,5 @@ class MimicCxrJpg(Source):
             message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{self.pick(record_id, INSTRUCTIONS)}"},
                      {"from": "gpt", "value": answer}],
             input_images=[image], provenance=[item["path"]], meta=meta,
+            source_text=dataset_text(*(sections[name] for name in KEPT_SECTIONS if name in sections)),
         )

@@ -67,12 +67,13 @@ TEMPLATES = LabelTemplates(
     prompts=(
         "Generate a retinal OCT B-scan showing {label}.",
         "A retinal optical coherence tomography image with {label}.",
-        "Create an OCT scan of the retina showing {label}.",
+        "Create a retinal OCT scan showing {label}.",
     ),
 )
 
 
 class Oct2017(Source):
+    templates_version = 2  # prompt "Create a retinal OCT scan showing {label}." (v1: "of the retina showing a normal retina")
     card = DatasetCard(
         name="oct2017",
         title="OCT2017 (Kermany 2018 retinal OCT)",
@@ -84,7 +85,7 @@ class Oct2017(Source):
         citation="Kermany et al., Identifying Medical Diagnoses and Treatable Diseases by Image-Based Deep Learning, "
                  "Cell 2018",
         root_names=("OCT2017", "OCT2017 ", "kermany2018", "ZhangLabData", "CellData"),
-        counts="~84,500 images (train 83,484 / test ~1,000), 4 classes",
+        counts="84,452 images (train 83,484 / test 968 in the Kaggle copy; paper: 1,000 test), 4 classes",
         redistribute_text=True,
         redistribute_images=True,
     )

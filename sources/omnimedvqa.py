@@ -46,7 +46,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from manifests.records import IMAGE_TOKEN, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.hub import ZipImages, zip_json_list, zip_names
 from sources.io.image import ImageDecodeError, decode_file
@@ -204,6 +204,7 @@ class OmniMedVqa(Source):
             message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{question_with_options(question, options)}"},
                      {"from": "gpt", "value": answer}],
             input_images=[decoded], provenance=provenance,
+            source_text=dataset_text(question, *options.values(), answer),
             meta={"language": "en", "dataset": item.get("dataset"), "question_type": item.get("question_type"),
                   "modality_type": item.get("modality_type", item.get("modality"))},
         )

@@ -9,7 +9,11 @@ Card
   of the HF card is a mirror's claim over textbook figures; unknown means no).
 - Modality: histopathology (microscopy), with some gross-pathology photographs; all records are
   "histopathology" (the files carry no per-item modality).
-- Counts: 4,998 images, 32,799 QA: train 17,325 / val 9,462 / test 6,012; about half yes/no.
+- Counts: 4,998 images, 32,799 QA (paper); test 6,761 (paper; simwit/medmoe-path-vqa `test_all` has 6,761).
+  The HF copy flaviagiammarino/path-vqa, built from the authors' `*_qa.pkl` with only exact duplicates
+  dropped, has train 19,654 / validation 6,259 / test 6,719, so the official train split holds at least
+  19,654 rows; the 17,325 / 9,462 / 6,012 split once given here (and in SOURCES-CATALOG A3) cannot be
+  right. About half the questions are yes/no.
 - Overlaps: figures from pathology textbooks and the PEIR library (also in some PMC-derived sets).
 
 Layout (the `pvqa` folder; also distributed as `split/`)::
@@ -40,7 +44,7 @@ import pickle
 from collections.abc import Iterator
 from functools import lru_cache
 
-from manifests.records import IMAGE_TOKEN, Image, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.hub import content_key, decode_image_cell, image_cell_bytes, iter_parquet_rows, split_files
 from sources.io.image import ImageDecodeError, decode_file
@@ -76,7 +80,7 @@ class PathVqa(Source):
         url="https://github.com/UCSD-AI4H/PathVQA",
         citation="He et al., PathVQA: 30000+ Questions for Medical Visual Question Answering, arXiv:2003.10286",
         root_names=("pvqa", "PathVQA", "pathvqa"),
-        counts="4,998 images, 32,799 QA (train 17,325 / val 9,462 / test 6,012)",
+        counts="4,998 images, 32,799 QA (paper; test 6,761); HF de-duplicated copy 19,654 / 6,259 / 6,719",
         hub_repos=("flaviagiammarino/path-vqa",),
     )
     items_per_unit = 512
@@ -152,7 +156,7 @@ class PathVqa(Source):
             id=record_id, source=self.name, split=split, modality="histopathology", task_family="i2t",
             main_task_type="image_understanding", sub_task_type="medical_vqa",
             message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{question}"}, {"from": "gpt", "value": answer}],
-            input_images=[image], provenance=provenance,
+            input_images=[image], provenance=provenance, source_text=dataset_text(question, answer),
             meta={"language": "en", "image_id": row["image"].strip(),
                   "answer_type": "closed" if answer.lower() in ("yes", "no") else "open",
                   "content_key": content_key(split, data, row.get("question") or "", str(row["answer"]))},
@@ -178,7 +182,7 @@ class PathVqa(Source):
             id=record_id, source=self.name, split=split, modality="histopathology", task_family="i2t",
             main_task_type="image_understanding", sub_task_type="medical_vqa",
             message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{question}"}, {"from": "gpt", "value": answer}],
-            input_images=[image], provenance=[file],
+            input_images=[image], provenance=[file], source_text=dataset_text(question, answer),
             meta={"language": "en", "image_id": None,
                   "answer_type": "closed" if answer.lower() in ("yes", "no") else "open",
                   "content_key": key, "hub_row": where},

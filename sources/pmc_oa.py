@@ -41,7 +41,7 @@ from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
-from sources.shapes.captions import caption_records, label_rejections
+from sources.shapes.captions import caption_records, caption_rejections
 
 SPLIT_FILES = {"train.jsonl": "train", "valid.jsonl": "validate", "test.jsonl": "test"}
 ALL_FILE = "pmc_oa.jsonl"
@@ -140,13 +140,13 @@ class PmcOa(Source):
         zipped = item["image"].startswith(f"{ZIP}/")
         provenance = [item["file"], ZIP if zipped else item["image"]]
         if FIGURE_REF.fullmatch(caption):
-            yield from label_rejections(self, base, split, "caption_empty", repr(caption), provenance=provenance)
+            yield from caption_rejections(self, base, split, "caption_empty", repr(caption), provenance=provenance)
             return
         try:
             image = (packed.decode(item["image"].removeprefix(f"{ZIP}/"), source_path=item["image"]) if zipped
                      else decode_file(self.root / item["image"], source_path=item["image"]))
         except ImageDecodeError as err:
-            yield from label_rejections(self, base, split, err.reason, err.detail, provenance=provenance)
+            yield from caption_rejections(self, base, split, err.reason, err.detail, provenance=provenance)
             return
         prefix = item["key"].split("_", 1)[0]  # PMC-OA names images <PMCID>_<figure>
         meta = {"pmcid": item["pmcid"] or (prefix if re.fullmatch(r"PMC\d+", prefix) else None)}

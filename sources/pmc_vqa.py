@@ -42,7 +42,7 @@ import csv
 import re
 from collections.abc import Iterator
 
-from manifests.records import IMAGE_TOKEN, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
@@ -151,6 +151,6 @@ class PmcVqa(Source):
             id=record_id, source=self.name, split=split, modality="other", task_family="i2t",
             main_task_type="image_understanding", sub_task_type="medical_vqa",
             message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{question}"}, {"from": "gpt", "value": answer}],
-            input_images=[image], provenance=provenance,
+            input_images=[image], provenance=provenance, source_text=dataset_text(question, answer),
             meta={"answer_label": label or None, "choices": [choices[key] for key in LABELS if choices[key]]},
         )

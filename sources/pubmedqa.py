@@ -57,7 +57,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from manifests.records import Record, Rejection
+from manifests.records import Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.hub import iter_parquet_rows
 from sources.io.lfs import check_lfs_pointer
@@ -81,8 +81,12 @@ def _load(path: str, mtime_ns: int) -> dict:
     return data
 
 
+def _contexts(entry: dict) -> list[str]:
+    return [str(text).strip() for text in entry.get("CONTEXTS") or [] if str(text).strip()]
+
+
 def _context(entry: dict) -> str:
-    contexts = [str(text).strip() for text in entry.get("CONTEXTS") or [] if str(text).strip()]
+    contexts = _contexts(entry)
     labels = [str(label).strip() for label in entry.get("LABELS") or []]
     if len(labels) != len(contexts):
         return "\n".join(contexts)
@@ -232,6 +236,8 @@ class Pubmedqa(Source):
             message=[{"from": "human", "value": f"Context:\n{context}\n\nQuestion: {question}"},
                      {"from": "gpt", "value": "\n".join(parts)}],
             provenance=[relative],
+            source_text=dataset_text(question, *_contexts(entry), long_answer,
+                                     str(decision).strip().lower() if decision is not None else None),
             meta={"language": "en", "pmid": pmid, "subset": subset,
                   "final_decision": str(decision).strip().lower() if decision is not None else None,
                   "year": entry.get("YEAR"), "meshes": list(entry.get("MESHES") or [])},

@@ -45,7 +45,7 @@ import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from manifests.records import IMAGE_TOKEN, Image, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, turns_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
@@ -164,7 +164,7 @@ class PubMedVision(Source):
                                "an item needs an id and relative image paths", provenance=[name])
         paths = [p.strip().removeprefix("./") for p in paths]
         record_id, found, provenance = f"pubmedvision/unsplit/{kind}/{item['id']}", modality(item), [name, *paths]
-        facts = {"modality": found, "task_family": family, "provenance": provenance}
+        facts = {"modality": found, "task_family": family, "sub_task_type": sub_task, "provenance": provenance}
         if family == "t2i":
             caption = " ".join(str(next((item[k] for k in CAPTION_KEYS if item.get(k)), "")).split())
             if not caption:
@@ -191,6 +191,6 @@ class PubMedVision(Source):
             main_task_type="image_generation" if family == "t2i" else "image_understanding",
             sub_task_type=sub_task, message=message,
             input_images=images if family == "i2t" else [], output_images=images if family == "t2i" else [],
-            provenance=provenance,
+            provenance=provenance, source_text=turns_text(message),
             meta={"modality": item.get("modality"), "body_part": item.get("body_part")},
         )

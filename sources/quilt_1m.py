@@ -45,7 +45,7 @@ from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
-from sources.shapes.captions import caption_records, label_rejections
+from sources.shapes.captions import caption_records, caption_rejections
 
 LOOKUP = "quilt_1M_lookup.csv"
 IMAGE_DIRS = ("quilt_1m", "images")
@@ -131,23 +131,23 @@ class Quilt1m(Source):
     def _records(self, item: dict, split: str, packed: ZipImages | None = None) -> Iterator[Record | Rejection]:
         base = f"{self.name}/{split}/{item['index']}"
         if not item["image"] or "/" in item["image"] or item["image"].startswith("."):
-            yield from label_rejections(self, base, split, "malformed_row", f"image_path={item['image']!r}",
-                                        modality="histopathology", provenance=[LOOKUP])
+            yield from caption_rejections(self, base, split, "malformed_row", f"image_path={item['image']!r}",
+                                          modality="histopathology", provenance=[LOOKUP])
             return
         image_path = f"{item['dir']}/{item['image']}"
         found = packed.locate(item["image"]) if packed is not None else None
         provenance = [LOOKUP, image_path] if packed is None else [LOOKUP, *([found[0].name] if found else [])]
         caption = " ".join(item["caption"].split())
         if not caption:
-            yield from label_rejections(self, base, split, "caption_empty", "''",
-                                        modality="histopathology", provenance=provenance)
+            yield from caption_rejections(self, base, split, "caption_empty", "''",
+                                          modality="histopathology", provenance=provenance)
             return
         try:
             image = (decode_file(self.root / image_path, source_path=image_path) if packed is None
                      else packed.decode(item["image"], source_path=image_path))
         except ImageDecodeError as err:
-            yield from label_rejections(self, base, split, err.reason, err.detail,
-                                        modality="histopathology", provenance=provenance)
+            yield from caption_rejections(self, base, split, err.reason, err.detail,
+                                          modality="histopathology", provenance=provenance)
             return
         meta = {"subset": item["subset"], "pathology": literal_list(item["pathology"]),
                 "umls_ids": literal_list(item["umls"]), "magnification": _float(item["magnification"])}

@@ -10,8 +10,10 @@ Card
   Access: open.
 - Modality: mixed radiology (CT, MRI, ultrasound, x-ray, angiography, ...); the modality is guessed from
   the caption when exactly one modality word occurs, else "other". Captions are mostly English.
-- Counts: 81,825 radiology + 6,127 non-radiology figures; radiology train 65,460 / validation 8,183 /
-  test 8,182.
+- Counts (the official files, razorx89/roco-dataset at a1f0ad6, checked for issue #12): radiology train
+  65,448 (`data/train/radiology/licences.txt`: 65,449 lines with its header), validation 8,180 and test
+  8,179 (`captions.txt` lines); non-radiology 4,895 / 611 / 612 = 6,118. The paper states 81,825 radiology
+  (65,460 / 8,183 / 8,182) and 6,127 non-radiology figures.
 - Overlaps: ROCOv2 contains most ROCO radiology images (re-captioned): use one of them, or deduplicate by
   pixel hash; PMC-OA / PMC-15M / LLaVA-Med draw from the same articles.
 
@@ -44,7 +46,7 @@ from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.lfs import check_lfs_pointer
 from sources.io.image import ImageDecodeError, decode_file
-from sources.shapes.captions import caption_records, label_rejections
+from sources.shapes.captions import caption_records, caption_rejections
 from sources.rocov2 import CAPTION_PROMPTS, FIGURE_REF, not_utf8, repaired
 
 SPLITS = {"train": "train", "validation": "validate", "test": "test"}  # folder -> canonical split
@@ -78,7 +80,7 @@ class Roco(Source):
         citation="Pelka et al., Radiology Objects in COntext (ROCO): A Multimodal Image Dataset, MICCAI "
                  "workshops (LNCS 11043) 2018",
         root_names=("roco-dataset", "roco", "ROCO"),
-        counts="81,825 radiology (65,460 / 8,183 / 8,182) + 6,127 non-radiology figures",
+        counts="radiology 65,448 / 8,180 / 8,179 + non-radiology 6,118 in the files (paper: 81,825 + 6,127)",
     )
 
     def _data(self) -> Path:
@@ -136,21 +138,21 @@ class Roco(Source):
         base = f"{self.name}/{split}/{item['id']}"
         image_path = f"{item['dir']}/images/{item['id']}.jpg"
         if item.get("encoding_error"):
-            yield from label_rejections(self, base, split, "text_encoding", f"{captions_file} {item['encoding_error']}",
+            yield from caption_rejections(self, base, split, "text_encoding", f"{captions_file} {item['encoding_error']}",
                                         provenance=[captions_file, image_path])
             return
         caption = " ".join(item["caption"].split())
         modality = _modality(caption, item["subset"])
         provenance = [captions_file, image_path]
         if FIGURE_REF.fullmatch(caption):
-            yield from label_rejections(self, base, split, "caption_empty", repr(caption),
-                                        modality=modality, provenance=provenance)
+            yield from caption_rejections(self, base, split, "caption_empty", repr(caption),
+                                          modality=modality, provenance=provenance)
             return
         try:
             image = decode_file(self.root / image_path, source_path=image_path)
         except ImageDecodeError as err:
-            yield from label_rejections(self, base, split, err.reason, err.detail,
-                                        modality=modality, provenance=provenance)
+            yield from caption_rejections(self, base, split, err.reason, err.detail,
+                                          modality=modality, provenance=provenance)
             return
         meta = {"subset": item["subset"], "pmc_file": item["licence"].get("pmc_id"),
                 "licence": item["licence"].get("cc")}

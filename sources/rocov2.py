@@ -48,7 +48,7 @@ from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.hub import decode_image_cell, iter_parquet_rows, split_files
 from sources.io.lfs import check_lfs_pointer
 from sources.io.image import ImageDecodeError, decode_file
-from sources.shapes.captions import caption_records, label_rejections
+from sources.shapes.captions import caption_records, caption_rejections
 
 SPLITS = {"train": "train", "valid": "validate", "test": "test"}  # file prefix -> canonical split
 PREFIXES = {split: prefix for prefix, split in SPLITS.items()}
@@ -227,22 +227,22 @@ class Rocov2(Source):
             return
         base = f"{self.name}/{split}/{item['id']}"
         if item.get("encoding_error"):
-            yield from label_rejections(self, base, split, "text_encoding", f"{captions_file} {item['encoding_error']}",
+            yield from caption_rejections(self, base, split, "text_encoding", f"{captions_file} {item['encoding_error']}",
                                         provenance=[captions_file, item["image"]])
             return
         caption = " ".join(item["caption"].split())
         modality = _modality(item["cuis"], caption)
         provenance = [captions_file, item["image"]] if item["image"] else [captions_file]
         if FIGURE_REF.fullmatch(caption):
-            yield from label_rejections(self, base, split, "caption_empty", repr(caption),
-                                        modality=modality, provenance=provenance)
+            yield from caption_rejections(self, base, split, "caption_empty", repr(caption),
+                                          modality=modality, provenance=provenance)
             return
         try:
             image = (decode_file(self.root / item["image"], source_path=item["image"]) if item["image"] else
                      decode_image_cell(item["cell"], source_path=f"{captions_file}#{item['row']}"))
         except ImageDecodeError as err:
-            yield from label_rejections(self, base, split, err.reason, err.detail,
-                                        modality=modality, provenance=provenance)
+            yield from caption_rejections(self, base, split, err.reason, err.detail,
+                                          modality=modality, provenance=provenance)
             return
         meta = {"cuis": list(item["cuis"]), **{key: item["licence"].get(key) for key in
                                                ("licence", "attribution", "pmcid", "link")}}

@@ -7,7 +7,8 @@ Card
 - Licence: CC BY-NC-SA 4.0 [uncertain: from the dataset card, and each pooled dataset keeps its own
   terms]. Access: registration (gated download).
 - Modality: mixed (CT, MR, PET, x-ray, ultrasound, endoscopy, dermoscopy, fundus, ...), read from the
-  name prefix. Counts: ~3.7M images, ~19.7M masks (the released "16M" zip).
+  name prefix. Counts: SA-Med2D-20M is 4.6M images with 19.7M masks (paper abstract, SAM-Med2D README);
+  the public release is the "16M" archive, a subset whose own counts are [L] (not stated with a source).
 - Overlaps: it re-slices public datasets (AbdomenCT-1K, BraTS, ISIC, Kvasir, DRIVE, ...): slices may
   duplicate other sources here; the exact-duplicate filter sees them.
 
@@ -52,7 +53,7 @@ MODALITY_PREFIXES = (  # name prefix -> modality; the first match wins
 )
 RESPONSES = (
     "Here is the segmentation mask of the {name}.",
-    "The {name} has been segmented; the mask is shown below.",
+    "Segmentation of the {name} is complete; the mask is shown below.",
     "Sure, this is the {name} segmentation.",
 )
 
@@ -68,18 +69,19 @@ def class_text(name: str) -> str:
 
 
 class Samed2d(Source):
+    templates_version = 2  # "Segmentation of the {name} is complete" (v1: "The {name} has been", wrong with plural names)
     card = DatasetCard(
         name="samed2d",
         title="SA-Med2D-20M (2D medical segmentation masks)",
         modalities=("ct", "mri", "ultrasound", "dermoscopy", "endoscopy", "fundus", "other"),
         tasks=("prompt_segmentation",),
-        licence="CC BY-NC-SA 4.0 [uncertain]; pooled datasets keep their own terms",
+        licence="CC BY-NC-SA 4.0 (HF dataset card); pooled datasets keep their own terms",
         access="registration",
         url="https://huggingface.co/datasets/OpenGVLab/SA-Med2D-20M",
         citation="Ye et al., SA-Med2D-20M Dataset: Segment Anything in 2D Medical Imaging with 20 Million masks, "
         "arXiv:2311.11969",
         root_names=("SAMed2Dv1", "SA-Med2D-20M", "sa_med2d"),
-        counts="~3.7M images, ~19.7M masks",
+        counts="SA-Med2D-20M: 4.6M images, 19.7M masks (paper); the released 16M archive is a subset [L]",
     )
     items_per_unit = 64  # images per unit; each image has several masks
 

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from manifests.records import IMAGE_TOKEN, Image, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, WorkUnit
 from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
@@ -161,6 +161,7 @@ class Slake(Source):
             ],
             input_images=[image],
             provenance=[split_file, image_path],
+            source_text=dataset_text(str(row["question"]), str(row["answer"])),
             meta={
                 "language": row.get("q_lang"),
                 "answer_type": row.get("answer_type"),

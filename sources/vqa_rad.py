@@ -49,7 +49,7 @@ import json
 from collections.abc import Iterator
 from functools import lru_cache
 
-from manifests.records import IMAGE_TOKEN, Image, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.hub import content_key, decode_image_cell, image_cell_bytes, iter_parquet_rows, split_files
 from sources.io.image import ImageDecodeError, decode_file
@@ -161,7 +161,7 @@ class VqaRad(Source):
             id=record_id, source=self.name, split=split, modality="other", task_family="i2t",
             main_task_type="image_understanding", sub_task_type="medical_vqa",
             message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{question}"}, {"from": "gpt", "value": answer}],
-            input_images=[image], provenance=provenance,
+            input_images=[image], provenance=provenance, source_text=dataset_text(question, answer),
             meta={"language": "en", "answer_type": answer_type, "question_type": row.get("question_type"),
                   "phrase_type": row.get("phrase_type"), "image_organ": row.get("image_organ"),
                   "qid_linked_id": row.get("qid_linked_id"),
@@ -193,7 +193,7 @@ class VqaRad(Source):
             id=record_id, source=self.name, split=split, modality="other", task_family="i2t",
             main_task_type="image_understanding", sub_task_type="medical_vqa",
             message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{question}"}, {"from": "gpt", "value": answer}],
-            input_images=[image], provenance=[file],
+            input_images=[image], provenance=[file], source_text=dataset_text(question, answer),
             meta={"language": "en", "answer_type": None, "question_type": None, "phrase_type": None,
                   "image_organ": None, "qid_linked_id": None, "content_key": key, "hub_row": where},
         )

@@ -50,6 +50,7 @@ def check_label_pair(root: Path, source: Source, stem: str, modality: str, expec
         name, split, modality, "t2i", "image_generation", "text_to_image")
     assert t2i.message == [{"from": "human", "value": prompt}]
     assert t2i.input_images == [] and len(t2i.output_images) == 1
+    assert (i2t.source_text, t2i.source_text) == (caption, prompt)  # the length rule never sees the instruction
     image_path = next(path for path in provenance if path.endswith((".png", ".jpg", ".jpeg")))
     for record in (i2t, t2i):
         (image,) = record.images
@@ -74,14 +75,16 @@ def check_rejected_pair(source: Source, stem: str, modality: str, expected: tupl
     """
     reason, detail, provenance = expected
     items = collect(source)
-    for kind, family in (("caption", "i2t"), ("t2i", "t2i")):
+    for kind, family, main, sub in (("caption", "i2t", "image_understanding", "classification_caption"),
+                                    ("t2i", "t2i", "image_generation", "text_to_image")):
         item = items[f"{source.name}/{stem}/{kind}"]
         if detail_is_prefix:
             assert item.detail.startswith(detail)
             detail = item.detail
         assert item == Rejection(
             id=f"{source.name}/{stem}/{kind}", source=source.name, split=stem.split("/")[0], reason=reason,
-            detail=detail, modality=modality, task_family=family, provenance=provenance)
+            detail=detail, modality=modality, task_family=family, provenance=provenance,
+            main_task_type=main, sub_task_type=sub)
 
 
 def check_units_chunked(source_class: type[Source], root: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from manifests.records import IMAGE_TOKEN, MODALITIES, SPLITS, TASK_FAMILIES, Record, Rejection, shard_key
 from sources import SOURCES
-from sources.base import ACCESS_CLASSES
+from sources.base import ACCESS_CLASSES, TASK_TYPES
 from sources.samples import SAMPLE_WRITERS
 
 REGISTERED = sorted(name for name in SOURCES if name != "flaky")
@@ -46,6 +46,7 @@ def test_every_source_has_a_sample_writer_and_a_valid_card():
         assert card.access in ACCESS_CLASSES
         assert set(card.modalities) <= set(MODALITIES), f"{name}: {card.modalities}"
         assert card.root_names and card.licence and card.url and card.citation and card.tasks
+        assert set(card.tasks) <= set(TASK_TYPES), f"{name}: a task without its family and types in TASK_TYPES"
         module = __import__(SOURCES[name].__module__, fromlist=["_"])
         assert module.__doc__ and len(module.__doc__) > 200, f"{name}: the module docstring is its dataset card"
 
@@ -83,6 +84,11 @@ def check_contract(name: str, dataset_root: Path, items: list) -> None:
             assert item.output_images and not item.input_images
         if item.task_family == "interleaved":
             assert item.input_images and item.output_images
+        else:  # the length rule judges the dataset's own text: every non-interleaved record names it
+            assert item.source_text, f"{item.id}: no source_text"
+            whole = " ".join(item.text.split())
+            for line in item.source_text.splitlines():
+                assert " ".join(line.split()) in whole, f"{item.id}: source_text line {line!r} is not in the sample"
         if item.task_family == "text":
             assert not item.images
         for image in item.images:

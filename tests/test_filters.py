@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from filters import decide_record, score_record
@@ -10,6 +13,7 @@ from filters.text_quality import detect_language, garbage_ratio
 from filters.settings import FilterSettings
 from pipeline.config import RecipeError, parse_recipe
 from manifests.records import IMAGE_TOKEN, Record
+from manifests.schema import MANIFEST_SCHEMA, record_row
 from sources.io.image import image_from_array
 from sources.samples.common import phantom, rng_for
 
@@ -96,3 +100,72 @@ def test_recipe_validation_names_the_bad_key():
         parse_recipe({"name": "x", "filters": {"min_sidee": 3}})
     with pytest.raises(RecipeError, match="oversize"):
         parse_recipe({"name": "x", "filters": {"oversize": "shrink"}})
+
+
+# The paper's 10-1024 character rule judges the dataset's own text (Record.source_text), not the wording an
+# adapter or a task builder wraps around it (issue #12, point 1).
+LONG_INSTRUCTION = ("Look carefully at the medical image below and answer the clinical question about it in as "
+                    "few words as the answer needs, without restating the question.")
+
+
+def text_record(source_text, answer, family="i2t", instruction=LONG_INSTRUCTION):
+    return Record(id="t/train/2", source="t", split="train", modality="mri", task_family=family,
+                  main_task_type="image_understanding", sub_task_type="medical_vqa",
+                  message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{instruction}"},
+                           {"from": "gpt", "value": answer}],
+                  input_images=[image_from_array(phantom(rng_for("t"), 256, 256), source_path="x.png")],
+                  source_text=source_text)
+
+
+def test_short_dataset_text_with_a_long_builder_instruction_is_too_short():
+    record = text_record("Yes", "Yes")
+    assert decided(record) == ("rejected", "text_too_short")
+    assert record.scores["text_chars"] > 100  # the whole sample would pass the rule
+    assert (record.scores["source_text_chars"], record.scores["text_rule"]) == (3, "source_text")
+    assert record.detail == "3 characters of dataset text < 10"
+
+
+def test_long_dataset_text_is_judged_by_its_own_length():
+    report = " ".join(["The lungs are clear without focal consolidation."] * 20)  # 999 characters
+    record = text_record(report, report)
+    assert decided(record) == ("kept", None)
+    assert record.scores["text_chars"] > 1024  # the instruction pushes the whole sample past the limit
+    assert (record.scores["source_text_chars"], record.scores["text_rule"]) == (len(report), "source_text")
+    longer = text_record(report + " " + report, "See the report.", instruction="Describe.")
+    assert decided(longer) == ("rejected", "text_too_long")  # a short sample carrying a long dataset text
+    assert longer.scores["source_text_chars"] == 2 * len(report) + 1 > 1024 > longer.scores["text_chars"]
+
+
+def test_interleaved_samples_are_exempt_from_the_length_rule():
+    short = segmentation_record(phantom(rng_for("u"), 256, 256), np.zeros((256, 256), np.uint8))
+    short.message[0]["value"] = f"{IMAGE_TOKEN}\nMask."  # only builder wording, under 10 characters
+    assert decided(short) == ("kept", None)
+    assert (short.scores["text_rule"], short.scores["source_text_chars"]) == ("exempt_interleaved", None)
+    assert short.scores["text_chars"] == 5
+    wordy = text_record(None, "x " * 600, family="interleaved")
+    assert decided(wordy) == ("kept", None) and wordy.scores["text_rule"] == "exempt_interleaved"
+    row = record_row(wordy, "CC-BY-4.0", "open", "u0")
+    assert (row["text_rule"], row["source_text_chars"]) == ("exempt_interleaved", None)
+
+
+def test_control_characters_in_a_caption_are_cleaned_and_the_manifest_says_so():
+    """Light cleaning (issue #12, point 6): a NUL and other control characters inside a caption leave the
+    training text and the dataset text; the manifest row counts them (text_cleaned) and names them
+    (meta.text_cleaning)."""
+    caption = "Axial CT\x00 of the abdomen\x07 shows a hypodense\x1b liver\u200b lesion.\x00"
+    record = text_record(caption, caption, instruction="Describe the image.")
+    assert decided(record, language="en") == ("kept", None)
+    clean = "Axial CT of the abdomen shows a hypodense liver lesion."
+    assert record.message[1]["value"] == record.source_text == clean
+    assert record.scores["text_cleaned"] == 10  # 5 in the answer turn, 5 in the dataset text
+    assert record.meta["text_cleaning"] == {"U+0000": 4, "U+0007": 2, "U+001B": 2, "U+200B": 2}
+    row = record_row(record, "CC-BY-4.0", "open", "u0")
+    table = pa.Table.from_pylist([row], schema=MANIFEST_SCHEMA)  # the row fits the manifest's columns
+    assert table.column("text_cleaned").to_pylist() == [10]
+    assert json.loads(row["meta"])["text_cleaning"]["U+0000"] == 4
+    message = json.loads(row["sample"])["message"]
+    assert message[1]["value"] == clean and "\x00" not in row["sample"]
+    assert row["source_text_chars"] == len(clean) and row["garbage_ratio"] == 0.0
+    untouched = text_record("Axial CT of the abdomen.", "Axial CT of the abdomen.")
+    score_record(untouched, FilterSettings())
+    assert untouched.scores["text_cleaned"] == 0 and "text_cleaning" not in untouched.meta

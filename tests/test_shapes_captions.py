@@ -8,7 +8,7 @@ import pytest
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source
 from sources.io.image import ImageDecodeError, image_from_array
-from sources.shapes.captions import LabelTemplates, label_records, label_rejections
+from sources.shapes.captions import LabelTemplates, caption_rejections, label_records, label_rejections
 
 
 class Toy(Source):
@@ -75,14 +75,30 @@ def test_decode_error_and_unknown_label_reject_both(image):
                             "nv", TEMPLATES, provenance=["meta.csv", "imgs/b.jpg"])
     assert missing == [
         Rejection(id="toy/test/b/caption", source="toy", split="test", reason="missing_file", detail="imgs/b.jpg",
-                  modality="dermoscopy", task_family="i2t", provenance=["meta.csv", "imgs/b.jpg"]),
+                  modality="dermoscopy", task_family="i2t", provenance=["meta.csv", "imgs/b.jpg"],
+                  main_task_type="image_understanding", sub_task_type="classification_caption"),
         Rejection(id="toy/test/b/t2i", source="toy", split="test", reason="missing_file", detail="imgs/b.jpg",
-                  modality="dermoscopy", task_family="t2i", provenance=["meta.csv", "imgs/b.jpg"]),
+                  modality="dermoscopy", task_family="t2i", provenance=["meta.csv", "imgs/b.jpg"],
+                  main_task_type="image_generation", sub_task_type="text_to_image"),
     ]
     unknown = label_records(source, "toy/test/c", "test", "dermoscopy", image, "xyz", TEMPLATES)
     assert [(r.id, r.reason, r.detail) for r in unknown] == [
         ("toy/test/c/caption", "label_unknown", "'xyz'"), ("toy/test/c/t2i", "label_unknown", "'xyz'")]
     assert [r.task_family for r in label_rejections(source, "toy/test/d", "test", "label_missing")] == ["i2t", "t2i"]
+
+
+def test_caption_rejections_carry_the_captioning_task_types():
+    """A captioned image (ROCO, PMC-OA, ...) that fails is rejected as what `caption_records` would have made:
+    image_captioning, not the label sources' classification_caption."""
+    source = Toy("/nowhere")
+    assert [(r.id, r.task_family, r.main_task_type, r.sub_task_type, r.modality, r.provenance)
+            for r in caption_rejections(source, "toy/test/e", "test", "caption_empty", "''", modality="ct",
+                                        provenance=["captions.txt"])] == [
+        ("toy/test/e/caption", "i2t", "image_understanding", "image_captioning", "ct", ["captions.txt"]),
+        ("toy/test/e/t2i", "t2i", "image_generation", "text_to_image", "ct", ["captions.txt"]),
+    ]
+    assert [r.sub_task_type for r in label_rejections(source, "toy/test/e", "test", "label_missing")] == [
+        "classification_caption", "text_to_image"]
 
 
 def test_templates_need_every_role():

@@ -21,7 +21,7 @@ RECORDS = {
     # stem -> (instruction, caption, prompt, provenance, (width, height, channels, format), meta)
     "unsplit/benign (1)": (
         "Is the breast tissue in this ultrasound image normal, or does it show a benign or malignant lesion?",
-        "Ultrasound of the breast with a benign breast lesion.",
+        "Ultrasound of the breast showing a benign breast lesion.",
         "A breast ultrasound image with a benign breast lesion.",
         ["benign/benign (1).png"], (192, 176, 1, "png"),
         {"masks": ["benign/benign (1)_mask.png"], "label": "benign"}),

@@ -80,7 +80,8 @@ def test_rejections_exact(root, key):
     stem, reason, detail = REJECTED[key]
     assert collect(ChexpertPlus(root))[f"chexpert_plus/{key}"] == Rejection(
         id=f"chexpert_plus/{key}", source="chexpert_plus", split="train", reason=reason, detail=detail,
-        modality="chest_xray", task_family="i2t", provenance=[TABLE, f"PNG/{stem}.png"])
+        modality="chest_xray", task_family="i2t", provenance=[TABLE, f"PNG/{stem}.png"],
+        main_task_type="image_understanding", sub_task_type="report_generation")
 
 
 def test_nested_png_folder(root):

@@ -36,7 +36,7 @@ RECORDS = {
         {"patient": "13", "eye": "left", "usage": None, "label": "2"}),
     "train/15_left": (
         "What grade of diabetic retinopathy does this fundus photograph show?",
-        "Fundus photograph graded as proliferative diabetic retinopathy.",
+        "Fundus photograph with proliferative diabetic retinopathy.",
         "A retinal fundus photograph with proliferative diabetic retinopathy.",
         ["trainLabels.csv", "train/15_left.jpeg"], (168, 160, 3, "jpg"),
         {"patient": "15", "eye": "left", "usage": None, "label": "4"}),
@@ -48,7 +48,7 @@ RECORDS = {
         {"patient": "1", "eye": "left", "usage": "Private", "label": "3"}),
     "test/1_right": (
         "What grade of diabetic retinopathy does this fundus photograph show?",
-        "Fundus photograph graded as no diabetic retinopathy.",
+        "Fundus photograph with no diabetic retinopathy.",
         "Create a fundus image of an eye with no diabetic retinopathy.",
         ["retinopathy_solution.csv", "test/1_right.jpeg"], (176, 160, 3, "jpg"),
         {"patient": "1", "eye": "right", "usage": "Public", "label": "0"}),

@@ -83,11 +83,12 @@ def test_records_exact(root, image_id):
 
 def test_image_in_no_part_folder_rejects_both(root):
     items = collect(Ham10000(root))
-    for kind, family in (("caption", "i2t"), ("t2i", "t2i")):
+    for kind, family, main, sub in (("caption", "i2t", "image_understanding", "classification_caption"),
+                                    ("t2i", "t2i", "image_generation", "text_to_image")):
         assert items[f"ham10000/unsplit/ISIC_0033084/{kind}"] == Rejection(
             id=f"ham10000/unsplit/ISIC_0033084/{kind}", source="ham10000", split="unsplit", reason="missing_file",
             detail="ISIC_0033084.jpg in no images part folder", modality="dermoscopy", task_family=family,
-            provenance=["HAM10000_metadata"])
+            provenance=["HAM10000_metadata"], main_task_type=main, sub_task_type=sub)
 
 
 def test_kaggle_metadata_name_and_split_selection(root):

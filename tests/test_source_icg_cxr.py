@@ -80,7 +80,8 @@ def test_rejections_exact(root, folder, split, reason, detail):
     record_id = f"icg_cxr/{split}/{parts[0]}/{parts[-2]}/{parts[-1]}"
     assert collect(IcgCxr(root))[record_id] == Rejection(
         id=record_id, source="icg_cxr", split=split, reason=reason, detail=detail, modality="chest_xray",
-        task_family="interleaved", provenance=_paths(folder))
+        task_family="interleaved", provenance=_paths(folder), main_task_type="counterfactual_generation",
+        sub_task_type="disease_progression")
 
 
 def test_broken_json_and_empty_prompt(root):

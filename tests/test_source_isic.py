@@ -100,10 +100,12 @@ def test_records_exact(root, stem):
 def test_rejections_exact(root, stem):
     table, image_path, reason, detail = REJECTED[stem]
     items = collect(Isic(root))
-    for kind, family in (("caption", "i2t"), ("t2i", "t2i")):
+    for kind, family, main, sub in (("caption", "i2t", "image_understanding", "classification_caption"),
+                                    ("t2i", "t2i", "image_generation", "text_to_image")):
         assert items[f"isic/train/{stem}/{kind}"] == Rejection(
             id=f"isic/train/{stem}/{kind}", source="isic", split="train", reason=reason, detail=detail,
-            modality="dermoscopy", task_family=family, provenance=[table, image_path])
+            modality="dermoscopy", task_family=family, provenance=[table, image_path],
+            main_task_type=main, sub_task_type=sub)
 
 
 def test_units_per_year_and_split_selection(root, tmp_path):

@@ -85,14 +85,15 @@ def test_rejections_exact(root, stem):
     assert collect(IuXray(root))[f"iu_xray/unsplit/{stem}"] == Rejection(
         id=f"iu_xray/unsplit/{stem}", source="iu_xray", split="unsplit", reason=reason, detail=detail,
         modality="chest_xray", task_family="i2t",
-        provenance=["indiana_reports.csv", "indiana_projections.csv", f"images/images_normalized/{stem}.dcm.png"])
+        provenance=["indiana_reports.csv", "indiana_projections.csv", f"images/images_normalized/{stem}.dcm.png"],
+        main_task_type="image_understanding", sub_task_type="report_generation")
 
 
 def test_report_without_images(root):
     assert collect(IuXray(root))["iu_xray/unsplit/report-6"] == Rejection(
         id="iu_xray/unsplit/report-6", source="iu_xray", split="unsplit", reason="no_images",
         detail="uid 6 has no row in indiana_projections.csv", modality="chest_xray", task_family="i2t",
-        provenance=["indiana_reports.csv"])
+        provenance=["indiana_reports.csv"], main_task_type="image_understanding", sub_task_type="report_generation")
 
 
 def test_find_root_needs_the_reports_file(root, tmp_path):

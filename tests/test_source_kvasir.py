@@ -108,10 +108,12 @@ def test_unknown_folder_is_label_unknown_and_hidden_files_are_skipped(root):
     shutil.copy(root / "polyps" / "0a6e7f5a-5cab-4dce-8d9f-a04b5c6d7e8f.jpg", root / "blurry" / "x.jpg")
     items = collect(Kvasir(root))
     stem = "kvasir/unsplit/blurry/x"
-    for kind, family in (("caption", "i2t"), ("t2i", "t2i")):
+    for kind, family, main, sub in (("caption", "i2t", "image_understanding", "classification_caption"),
+                                    ("t2i", "t2i", "image_generation", "text_to_image")):
         assert items[f"{stem}/{kind}"] == Rejection(
             id=f"{stem}/{kind}", source="kvasir", split="unsplit", reason="label_unknown", detail="'blurry'",
-            modality="endoscopy", task_family=family, provenance=["blurry/x.jpg"])
+            modality="endoscopy", task_family=family, provenance=["blurry/x.jpg"],
+            main_task_type=main, sub_task_type=sub)
     assert not any(".DS_Store" in key for key in items)
 
 

@@ -78,7 +78,8 @@ def test_rejections_exact(root, key):
     reason, detail, modality, image = REJECTED[key]
     assert collect(LlavaMed(root))[f"llava_med/unsplit/{key}"] == Rejection(
         id=f"llava_med/unsplit/{key}", source="llava_med", split="unsplit", reason=reason, detail=detail,
-        modality=modality, task_family="i2t", provenance=[INSTRUCT, f"data/images/{image}"])
+        modality=modality, task_family="i2t", provenance=[INSTRUCT, f"data/images/{image}"],
+        main_task_type="image_understanding", sub_task_type="medical_vqa")
 
 
 @pytest.mark.parametrize("turns, problem", [

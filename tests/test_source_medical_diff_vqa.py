@@ -75,7 +75,8 @@ def _check(items: list[Record | Rejection], images_root: Path) -> None:
         split = stem.split("/")[0]
         assert by_stem[stem] == Rejection(
             id=f"medical_diff_vqa/{stem}", source="medical_diff_vqa", split=split, reason=reason, detail=detail,
-            modality="chest_xray", task_family="i2t", provenance=[CSV])
+            modality="chest_xray", task_family="i2t", provenance=[CSV], main_task_type="image_understanding",
+            sub_task_type="medical_vqa")
 
 
 def test_records_with_sibling_images_are_exact(root):

@@ -94,10 +94,12 @@ def test_records_exact(root, stem):
 def test_rejections_exact(root, stem):
     reason, detail, modality = REJECTED[stem]
     items = collect(Medicat(root))
-    for kind, family in (("caption", "i2t"), ("t2i", "t2i")):
+    for kind, family, main, sub in (("caption", "i2t", "image_understanding", "image_captioning"),
+                                    ("t2i", "t2i", "image_generation", "text_to_image")):
         assert items[f"medicat/unsplit/{stem}/{kind}"] == Rejection(
             id=f"medicat/unsplit/{stem}/{kind}", source="medicat", split="unsplit", reason=reason, detail=detail,
-            modality=modality, task_family=family, provenance=[FIGURES_FILE, f"figures/{stem}.png"])
+            modality=modality, task_family=family, provenance=[FIGURES_FILE, f"figures/{stem}.png"],
+            main_task_type=main, sub_task_type=sub)
 
 
 def test_malformed_lines(root):

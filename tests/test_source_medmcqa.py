@@ -41,6 +41,9 @@ def test_record_with_explanation_exact(root):
                                      "leukaemia are called leukemoid reactions."},
         ],
         provenance=["train.json"],
+        source_text="A man with a pulmonary abscess has marked leukocytosis with a shift to the left. Which term best "
+                    "describes these findings?\nLeukemoid reaction\nLeukopenia\nMyeloid metaplasia\nNeutrophilia\n"
+                    "Leukemoid reaction\nVery high leukocyte counts resembling leukaemia are called leukemoid reactions.",
         meta={"language": "en", "answer_idx": "A", "has_explanation": True, "choice_type": "single",
               "subject": "Pathology", "topic": "Inflammation"},
     )
@@ -63,9 +66,9 @@ def test_rejections_exact(root):
     assert items["medmcqa/train/train.json#2"].reason == "malformed_json"
     assert items["medmcqa/train/train.json#3"] == Rejection(
         id="medmcqa/train/train.json#3", source="medmcqa", split="train", reason="malformed_row",
-        detail="missing keys ['id']", task_family="text", provenance=["train.json"])
+        detail="missing keys ['id']", task_family="text", provenance=["train.json"], main_task_type="text_understanding", sub_task_type="medical_qa")
     assert items[TEST] == Rejection(id=TEST, source="medmcqa", split="test", reason="answer_missing",
-                                    detail="cop=None", task_family="text", provenance=["test.json"])
+                                    detail="cop=None", task_family="text", provenance=["test.json"], main_task_type="text_understanding", sub_task_type="medical_qa")
 
 
 def test_zero_based_cop_of_an_hf_export(root):

@@ -68,11 +68,13 @@ def test_rejections_exact(root):
     train = "splitted_dataset/descriptions_train.jsonl"
     assert items["medpix2/train/MPX1024_synpic40274"] == Rejection(
         id="medpix2/train/MPX1024_synpic40274", source="medpix2", split="train", reason="caption_empty",
-        detail="'N/A'", modality="ct", task_family="i2t", provenance=[train, "images/MPX1024_synpic40274.png"])
+        detail="'N/A'", modality="ct", task_family="i2t", provenance=[train, "images/MPX1024_synpic40274.png"],
+        main_task_type="image_understanding", sub_task_type="image_captioning")
     assert items["medpix2/train/MPX1024_synpic40275"] == Rejection(
         id="medpix2/train/MPX1024_synpic40275", source="medpix2", split="train", reason="missing_file",
         detail="images/MPX1024_synpic40275.png", modality="ct", task_family="i2t",
-        provenance=[train, "images/MPX1024_synpic40275.png"])
+        provenance=[train, "images/MPX1024_synpic40275.png"], main_task_type="image_understanding",
+        sub_task_type="image_captioning")
     broken = items["medpix2/validate/splitted_dataset/descriptions_dev.jsonl#1"]
     assert (broken.reason, broken.provenance) == ("malformed_json", ["splitted_dataset/descriptions_dev.jsonl"])
 

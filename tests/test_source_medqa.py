@@ -43,6 +43,9 @@ def test_record_exact(root):
             {"from": "gpt", "value": "D. Nitrofurantoin"},
         ],
         provenance=[f"{US}/train.jsonl"],
+        source_text="A 23-year-old pregnant woman at 22 weeks gestation presents with burning upon urination. Which "
+                    "of the following is the best treatment for this patient?\nAmpicillin\nCeftriaxone\nDoxycycline\n"
+                    "Nitrofurantoin\nTrimethoprim\nNitrofurantoin",
         meta={"language": "en", "answer_idx": "D", "exam": "step2&3", "n_options": 5},
     )
     assert record.input_images == [] and record.output_images == []
@@ -63,10 +66,10 @@ def test_rejections_exact(root):
     assert items["medqa/train/train-00001"].reason == "malformed_json"
     assert items["medqa/validate/dev-00001"] == Rejection(
         id="medqa/validate/dev-00001", source="medqa", split="validate", reason="malformed_row",
-        detail="missing keys ['answer_idx']", task_family="text", provenance=[f"{US}/dev.jsonl"])
+        detail="missing keys ['answer_idx']", task_family="text", provenance=[f"{US}/dev.jsonl"], main_task_type="text_understanding", sub_task_type="medical_qa")
     assert items["medqa/test/test-00001"] == Rejection(
         id="medqa/test/test-00001", source="medqa", split="test", reason="answer_not_in_options",
-        detail="'F' not in ['A', 'B', 'C', 'D']", task_family="text", provenance=[f"{US}/test.jsonl"])
+        detail="'F' not in ['A', 'B', 'C', 'D']", task_family="text", provenance=[f"{US}/test.jsonl"], main_task_type="text_understanding", sub_task_type="medical_qa")
 
 
 def test_four_option_variant(root):

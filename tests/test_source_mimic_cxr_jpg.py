@@ -115,7 +115,8 @@ def _check(items: list[Record | Rejection], root: Path) -> None:
     for dicom_id, (split, reason, detail, path) in REJECTED.items():
         assert by_id[dicom_id] == Rejection(
             id=f"mimic_cxr_jpg/{split}/{dicom_id}", source="mimic_cxr_jpg", split=split, reason=reason, detail=detail,
-            modality="chest_xray", task_family="i2t", provenance=[path])
+            modality="chest_xray", task_family="i2t", provenance=[path], main_task_type="image_understanding",
+            sub_task_type="report_generation")
     assert by_id[PA].meta["chexpert"] is not by_id[LATERAL].meta["chexpert"]
 
 
@@ -146,7 +147,8 @@ def test_without_reports_every_image_is_missing_report(root):
     assert items == [
         Rejection(id=f"mimic_cxr_jpg/{_split_of(d)}/{d}", source="mimic_cxr_jpg", split=_split_of(d),
                   reason="missing_report", detail=NO_REPORTS, modality="chest_xray", task_family="i2t",
-                  provenance=[f"files/p{s[:2]}/p{s}/s{st}/{d}.jpg"])
+                  provenance=[f"files/p{s[:2]}/p{s}/s{st}/{d}.jpg"], main_task_type="image_understanding",
+                  sub_task_type="report_generation")
         for d in ORDER for s, st, dicom_id, *_ in sample.IMAGES if dicom_id == d]
 
 

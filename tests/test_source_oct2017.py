@@ -25,7 +25,7 @@ RECORDS = {
     "train/DME/DME-1072015-1": (
         "What does this retinal OCT image show?",
         "Retinal OCT B-scan with diabetic macular edema.",
-        "Create an OCT scan of the retina showing diabetic macular edema.",
+        "Create a retinal OCT scan showing diabetic macular edema.",
         ["train/DME/DME-1072015-1.jpeg"], (256, 248, 1, "jpg"),
         {"patient": "1072015", "label": "DME"}),
     "train/DRUSEN/DRUSEN-1001666-1": (

@@ -80,7 +80,8 @@ def test_missing_image(root):
     assert collect(OmniMedVqa(root))["omnimedvqa/unsplit/RadImageNet_9"] == Rejection(
         id="omnimedvqa/unsplit/RadImageNet_9", source="omnimedvqa", split="unsplit", reason="missing_file",
         detail="Images/RadImageNet/normal/missing.png", modality="mri", task_family="i2t",
-        provenance=[f"{OPEN}/RadImageNet.json", "Images/RadImageNet/normal/missing.png"])
+        provenance=[f"{OPEN}/RadImageNet.json", "Images/RadImageNet/normal/missing.png"],
+        main_task_type="image_understanding", sub_task_type="medical_vqa")
 
 
 def test_restricted_access_only_on_request(root):
@@ -88,7 +89,8 @@ def test_restricted_access_only_on_request(root):
     assert items["omnimedvqa/unsplit/ACRIMA_0"] == Rejection(
         id="omnimedvqa/unsplit/ACRIMA_0", source="omnimedvqa", split="unsplit", reason="missing_file",
         detail="Images/ACRIMA/Im001.png", modality="fundus", task_family="i2t",
-        provenance=["QA_information/Restricted-access/ACRIMA.json", "Images/ACRIMA/Im001.png"])
+        provenance=["QA_information/Restricted-access/ACRIMA.json", "Images/ACRIMA/Im001.png"],
+        main_task_type="image_understanding", sub_task_type="medical_vqa")
 
 
 @pytest.mark.parametrize("item, found", [

@@ -65,7 +65,7 @@ def test_rejections_exact(root, record_id):
     reason, detail, provenance = REJECTED[record_id]
     assert collect(PathVqa(root))[record_id] == Rejection(
         id=record_id, source="pathvqa", split="train", reason=reason, detail=detail, modality="histopathology",
-        task_family="i2t", provenance=provenance)
+        task_family="i2t", provenance=provenance, main_task_type="image_understanding", sub_task_type="medical_vqa")
 
 
 def test_pickle_with_a_class_is_refused_not_run(root):
@@ -82,7 +82,9 @@ def test_row_that_is_not_a_dict(root):
     (root / "qas/test/test_qa.pkl").write_bytes(pickle.dumps(["test_0000"]))
     assert collect(PathVqa(root, splits=["test"]))["pathvqa/test/0"] == Rejection(
         id="pathvqa/test/0", source="pathvqa", split="test", reason="malformed_row",
-        detail="a row needs a string `image`", modality="histopathology", provenance=["qas/test/test_qa.pkl"])
+        detail="a row needs a string `image`", modality="histopathology", provenance=["qas/test/test_qa.pkl"],
+        # the card's one task: what the row would have become
+        task_family="i2t", main_task_type="image_understanding", sub_task_type="medical_vqa")
 
 
 @pytest.mark.parametrize("splits", [["validate"], ["train", "test"]])

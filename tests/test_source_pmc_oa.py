@@ -73,10 +73,12 @@ def test_instruction_is_deterministic(root):
 def test_rejections_exact(root, key):
     reason, detail, image = REJECTED[key]
     items = collect(PmcOa(root))
-    for kind, family in (("caption", "i2t"), ("t2i", "t2i")):
+    for kind, family, main, sub in (("caption", "i2t", "image_understanding", "image_captioning"),
+                                    ("t2i", "t2i", "image_generation", "text_to_image")):
         assert items[f"pmc_oa/unsplit/{key}/{kind}"] == Rejection(
             id=f"pmc_oa/unsplit/{key}/{kind}", source="pmc_oa", split="unsplit", reason=reason, detail=detail,
-            task_family=family, provenance=["pmc_oa.jsonl", f"{FOLDER}/{image}"])
+            task_family=family, provenance=["pmc_oa.jsonl", f"{FOLDER}/{image}"],
+            main_task_type=main, sub_task_type=sub)
 
 
 def test_broken_line(root):

@@ -66,7 +66,7 @@ def test_rejections_exact(root, record_id):
     reason, detail, provenance = REJECTED[record_id]
     assert collect(PmcVqa(root))[record_id] == Rejection(
         id=record_id, source="pmc_vqa", split="train", reason=reason, detail=detail, task_family="i2t",
-        provenance=provenance)
+        provenance=provenance, main_task_type="image_understanding", sub_task_type="medical_vqa")
 
 
 @pytest.mark.parametrize("raw, text", [("A:Diffuse uptake", "Diffuse uptake"), (" B:Focal", "Focal"),
@@ -80,7 +80,9 @@ def test_empty_figure_path(root):
         handle.write('1,,Is there a figure?,Yes,A:Yes,B:No,C:,D:,A\n')
     assert collect(PmcVqa(root, splits=["test"]))["pmc_vqa/test/test/1"] == Rejection(
         id="pmc_vqa/test/test/1", source="pmc_vqa", split="test", reason="malformed_row",
-        detail="empty Figure_path", provenance=["test.csv"])
+        detail="empty Figure_path", provenance=["test.csv"],
+        # the card's one task: what the row would have become
+        task_family="i2t", main_task_type="image_understanding", sub_task_type="medical_vqa")
 
 
 @pytest.mark.parametrize("splits", [["train"], ["test"]])

@@ -44,6 +44,11 @@ def test_labelled_record_exact(root):
                                      "death.\nAnswer: yes"},
         ],
         provenance=[PQAL],
+        # the dataset's own text (question, contexts, long answer, decision): no "Context:" / "Answer:" wording
+        source_text="Do mitochondria play a role in remodelling lace plant leaves during programmed cell death?\n"
+                    "Programmed cell death shapes the perforations of lace plant leaves.\nMitochondrial dynamics "
+                    "were followed with live-cell imaging across cell stages.\nMitochondria appear to play an early "
+                    "and critical role in developmental cell death.\nyes",
         meta={"language": "en", "pmid": "21645374", "subset": "pqal", "final_decision": "yes", "year": "2011",
               "meshes": ["Humans", "Male"]},
     )
@@ -72,7 +77,7 @@ def test_rejections_exact(root):
 
     def rejection(stem, reason, detail="", provenance=PQAL):
         return Rejection(id=f"pubmedqa/train/{stem}", source="pubmedqa", split="train", reason=reason, detail=detail,
-                         task_family="text", provenance=[provenance])
+                         task_family="text", provenance=[provenance], main_task_type="text_understanding", sub_task_type="medical_qa")
 
     assert items["pubmedqa/train/pqal-10808977"] == rejection("pqal-10808977", "answer_invalid",
                                                                "final_decision='probably'")

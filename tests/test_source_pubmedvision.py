@@ -47,6 +47,11 @@ REJECTED = {  # id stem -> (file, family, reason, detail)
     "t2i/pmc_b": (CAPS, "t2i", "multi_image_caption", "2 images"),
     "t2i/pmc_c": (CAPS, "t2i", "caption_empty", "''"),
 }
+TASK_TYPES = {  # id kind -> (main task type, sub task type) the item would have become
+    "alignment": ("image_understanding", "image_captioning"),
+    "instruction": ("image_understanding", "medical_vqa"),
+    "t2i": ("image_generation", "text_to_image"),
+}
 
 
 @pytest.fixture
@@ -94,7 +99,8 @@ def test_rejections_exact(root, key):
     item_id = key.split("/")[1]
     assert collect(PubMedVision(root))[f"pubmedvision/unsplit/{key}"] == Rejection(
         id=f"pubmedvision/unsplit/{key}", source="pubmedvision", split="unsplit", reason=reason, detail=detail,
-        modality=MODALITY[item_id], task_family=family, provenance=[qa_file, *ITEMS[item_id][0]])
+        modality=MODALITY[item_id], task_family=family, provenance=[qa_file, *ITEMS[item_id][0]],
+        main_task_type=TASK_TYPES[key.split("/")[0]][0], sub_task_type=TASK_TYPES[key.split("/")[0]][1])
 
 
 @pytest.mark.parametrize("item, found", [

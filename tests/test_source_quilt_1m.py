@@ -67,10 +67,12 @@ def test_records_exact(root, stem):
 def test_rejections_exact(root, stem):
     reason, detail, image_name = REJECTED[stem]
     items = collect(Quilt1m(root))
-    for kind, family in (("caption", "i2t"), ("t2i", "t2i")):
+    for kind, family, main, sub in (("caption", "i2t", "image_understanding", "image_captioning"),
+                                    ("t2i", "t2i", "image_generation", "text_to_image")):
         assert items[f"quilt_1m/{stem}/{kind}"] == Rejection(
             id=f"quilt_1m/{stem}/{kind}", source="quilt_1m", split="train", reason=reason, detail=detail,
-            modality="histopathology", task_family=family, provenance=[LOOKUP, f"quilt_1m/{image_name}"])
+            modality="histopathology", task_family=family, provenance=[LOOKUP, f"quilt_1m/{image_name}"],
+            main_task_type=main, sub_task_type=sub)
 
 
 @pytest.mark.parametrize("raw, parsed", [("['a', 'b']", ["a", "b"]), ("", None), ("not a list", None),

@@ -79,11 +79,13 @@ def test_rejections_exact(root, stem):
     reason, detail, modality = REJECTED[stem]
     items = collect(Roco(root))
     roco_id = stem.split("/")[1]
-    for kind, family in (("caption", "i2t"), ("t2i", "t2i")):
+    for kind, family, main, sub in (("caption", "i2t", "image_understanding", "image_captioning"),
+                                    ("t2i", "t2i", "image_generation", "text_to_image")):
         assert items[f"roco/{stem}/{kind}"] == Rejection(
             id=f"roco/{stem}/{kind}", source="roco", split="train", reason=reason, detail=detail,
             modality=modality, task_family=family,
-            provenance=["data/train/radiology/captions.txt", f"data/train/radiology/images/{roco_id}.jpg"])
+            provenance=["data/train/radiology/captions.txt", f"data/train/radiology/images/{roco_id}.jpg"],
+            main_task_type=main, sub_task_type=sub)
 
 
 def test_line_without_tab(root):

@@ -113,11 +113,13 @@ def test_rejections_exact(root, stem):
     items = collect(Rocov2(root))
     split, image_id = stem.split("/")
     prefix = image_id.split("_")[2]
-    for kind, family in (("caption", "i2t"), ("t2i", "t2i")):
+    for kind, family, main, sub in (("caption", "i2t", "image_understanding", "image_captioning"),
+                                    ("t2i", "t2i", "image_generation", "text_to_image")):
         assert items[f"rocov2/{stem}/{kind}"] == Rejection(
             id=f"rocov2/{stem}/{kind}", source="rocov2", split=split, reason=reason, detail=detail,
             modality=modality, task_family=family,
-            provenance=[f"{prefix}_captions.csv", f"{prefix}/{image_id}.jpg"])
+            provenance=[f"{prefix}_captions.csv", f"{prefix}/{image_id}.jpg"],
+            main_task_type=main, sub_task_type=sub)
 
 
 def test_row_without_id_or_caption(root):

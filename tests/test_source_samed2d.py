@@ -26,7 +26,7 @@ RECORDS = {
                                        {"class_name": "kidney", "target": "kidney", "class_index": 1, "instance": 1,
                                         "dataset": "AbdomenCT1K", "modality_code": "ct_00", "case": "Case_00011",
                                         "axis": "x", "slice": 40}),
-    f"samed2d/unsplit/{MR}/0000_001": ("mri", "edema", "The edema has been segmented; the mask is shown below.",
+    f"samed2d/unsplit/{MR}/0000_001": ("mri", "edema", "Segmentation of the edema is complete; the mask is shown below.",
                                        {"class_name": "edema", "target": "edema", "class_index": 0, "instance": 1,
                                         "dataset": "BraTS2021", "modality_code": "mr_t2w",
                                         "case": "BraTS2021_00000", "axis": "z", "slice": 77}),

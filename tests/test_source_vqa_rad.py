@@ -69,7 +69,8 @@ def test_rejections_exact(root, record_id):
     split, reason, detail, image_path = REJECTED[record_id]
     assert collect(VqaRad(root))[record_id] == Rejection(
         id=record_id, source="vqa_rad", split=split, reason=reason, detail=detail, modality="other",
-        task_family="i2t", provenance=[JSON, image_path])
+        task_family="i2t", provenance=[JSON, image_path], main_task_type="image_understanding",
+        sub_task_type="medical_vqa")
 
 
 def test_malformed_row(root):
@@ -79,7 +80,9 @@ def test_malformed_row(root):
     (root / JSON).write_text(json.dumps(rows + [{"qid": 9, "question": "No image?"}]), encoding="utf-8")
     assert collect(VqaRad(root, splits=["train"]))[f"vqa_rad/train/{JSON}#8"] == Rejection(
         id=f"vqa_rad/train/{JSON}#8", source="vqa_rad", split="train", reason="malformed_row",
-        detail="a row needs qid and image_name", provenance=[JSON])
+        detail="a row needs qid and image_name", provenance=[JSON],
+        # the card's one task: what the row would have become
+        task_family="i2t", main_task_type="image_understanding", sub_task_type="medical_vqa")
 
 
 @pytest.mark.parametrize("splits", [["train"], ["test"]])

@@ -33,9 +33,9 @@ def test_all_five_tasks_are_built(stage3):
     con = open_build(stage3.out_dir)
     counts = dict(con.execute("SELECT main_task_type, count(*) FROM kept GROUP BY ALL").fetchall())
     assert set(counts) == set(TASKS)
-    # every kept row was rendered by a builder, and the row names its templates
+    # every kept row was rendered by a builder, and the row names its templates (the recipe's libraries: v2)
     assert con.execute("SELECT count(*) FROM kept WHERE task_template IS NULL "
-                       "OR json_extract_string(meta, '$.task_build.template_version') <> '1'").fetchone()[0] == 0
+                       "OR json_extract_string(meta, '$.task_build.template_version') <> '2'").fetchone()[0] == 0
 
 
 def test_query_counts_per_task_and_source(stage3):

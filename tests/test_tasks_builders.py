@@ -73,7 +73,7 @@ def test_cross_modal_same_slice_position_and_rendered_texts(tree):
             assert (int(np.flatnonzero(band.any(axis=0))[0]) - MARKER_COL0) // MARKER_STEP == k
         assert record.message[0]["value"] == "<image>\n" + build["instruction"]
         assert "T2-weighted MRI" in build["instruction"] and "T2-FLAIR" in build["response"] + build["instruction"]
-        assert build["template_id"][0].startswith("cross_modal_synthesis_v1/i")
+        assert build["template_id"][0].startswith("cross_modal_synthesis_v2/i")
         assert record.meta["subject_id"] == record.meta["case"]
 
 

@@ -29,5 +29,10 @@ class Counterfactual(TaskBuilder):
 
     def fields(self, record: Record) -> dict[str, str]:
         condition = " ".join(str(record.meta["condition"]).split())
-        return {"condition": condition, "condition_clause": condition.rstrip(". ").lower(),
+        clause = condition.rstrip(". ")
+        if self.library.version == 1:  # v1 lower-cased the whole clause (PICC -> picc); kept for v1 outputs
+            clause = clause.lower()
+        elif clause[:1].isupper() and not clause[1:2].isupper():
+            clause = clause[:1].lower() + clause[1:]
+        return {"condition": condition, "condition_clause": clause,
                 "explanation": " ".join(str(record.meta["explanation"]).split())}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from filters.settings import RecipeError
+from pipeline.tasks.templates import latest_version
 
 TASKS = ("cross_modal_synthesis", "super_resolution", "virtual_staining", "counterfactual_generation",
          "segmentation")
@@ -61,7 +62,7 @@ class TaskSettings:
     enabled: bool = False
     seed: int = 0  # with the record id, seeds template choice and degradation noise
     builders: list[str] = field(default_factory=lambda: list(TASKS))  # which main task types are (re)built
-    templates: dict[str, int] = field(default_factory=dict)  # task -> library version (default 1)
+    templates: dict[str, int] = field(default_factory=dict)  # task -> library version (default: the latest)
     slice_range: list[int] | None = None  # [first, last] slice index kept for volume tasks (inclusive)
     slice_stride: int = 1  # keep slices whose index is a multiple of this
     keep_empty_masks: bool = False  # segmentation: an all-background mask is `mask_empty` unless this is set
@@ -73,10 +74,11 @@ class TaskSettings:
     held_out_reference_only: bool = True
 
     def version(self, task: str) -> int:
-        return int(self.templates.get(task, 1))
+        return int(self.templates.get(task, latest_version(task)))
 
     def digest(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
+        values["templates"] = {task: self.version(task) for task in TASKS}  # resolved: a new library re-stages
         for key in ("leakage", "held_out_splits", "held_out_reference_only"):
             values.pop(key)
         return values

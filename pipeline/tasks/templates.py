@@ -52,6 +52,14 @@ def slots(text: str) -> set[str]:
 
 
 @lru_cache(maxsize=32)
+def latest_version(task: str) -> int:
+    """The newest library version of a task on disk (what a recipe without `tasks.templates` uses)."""
+    versions = [int(path.stem.rsplit("_v", 1)[1]) for path in TEMPLATES_DIR.glob(f"{task}_v*.yaml")
+                if path.stem.rsplit("_v", 1)[1].isdigit()]
+    return max(versions, default=1)
+
+
+@lru_cache(maxsize=32)
 def load_library(task: str, version: int = 1) -> Library:
     path = TEMPLATES_DIR / f"{task}_v{version}.yaml"
     if not path.is_file():

@@ -30,8 +30,12 @@ An image that failed to decode, or a label the templates do not know, gives a `R
 (reason: the decoder's reason, or `label_unknown`); `label_rejections` rejects both ids for any other
 reason the adapter finds first (e.g. a CSV row without a label).
 
+`source_text` (what the 10-1024 character rule judges) is the label-derived caption of each sample: the
+caption for `/caption`, the prompt for `/t2i`; never the instruction. Rejections carry the task family and
+task types each sample would have had.
+
 Sources with free-text captions (ROCO, ROCOv2, PMC-OA, Quilt-1M, MedICaT) give the same pair with the
-caption as answer and as prompt (`caption_records`, sub_task_type "image_captioning").
+caption as answer and as prompt (`caption_records`, sub_task_type "image_captioning"; `caption_rejections`).
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ from sources.io.image import ImageDecodeError
 CAPTION_SUFFIX = "caption"
 T2I_SUFFIX = "t2i"
 SUFFIXES = ((CAPTION_SUFFIX, "i2t"), (T2I_SUFFIX, "t2i"))  # id suffix, task family
+LABEL_TASK_TYPES = (("image_understanding", "classification_caption"), ("image_generation", "text_to_image"))
+CAPTION_TASK_TYPES = (("image_understanding", "image_captioning"), ("image_generation", "text_to_image"))
 
 
 @dataclass(frozen=True)
@@ -83,10 +89,24 @@ def _fill(template: str, phrase: str) -> str:
 
 def label_rejections(source: Source, record_id_stem: str, split: str, reason: str, detail: str = "", *,
                      modality: str = "other", provenance: Sequence[str] = ()) -> list[Rejection]:
-    """Both samples of one labelled image rejected for the same reason, each with its id and task family."""
+    """Both samples of one labelled image rejected for the same reason, each with its id, task family and
+    task types (`label_records`: classification_caption / text_to_image)."""
+    return _pair_rejections(source, record_id_stem, split, reason, detail, LABEL_TASK_TYPES, modality, provenance)
+
+
+def caption_rejections(source: Source, record_id_stem: str, split: str, reason: str, detail: str = "", *,
+                       modality: str = "other", provenance: Sequence[str] = ()) -> list[Rejection]:
+    """Both samples of one captioned image rejected for the same reason, each with its id, task family and
+    task types (`caption_records`: image_captioning / text_to_image)."""
+    return _pair_rejections(source, record_id_stem, split, reason, detail, CAPTION_TASK_TYPES, modality, provenance)
+
+
+def _pair_rejections(source: Source, record_id_stem: str, split: str, reason: str, detail: str,
+                     task_types: Sequence[tuple[str, str]], modality: str, provenance: Sequence[str]
+                     ) -> list[Rejection]:
     return [source.reject(f"{record_id_stem}/{suffix}", split, reason, detail, modality=modality,
-                          task_family=family, provenance=list(provenance))
-            for suffix, family in SUFFIXES]
+                          task_family=family, main_task_type=main, sub_task_type=sub, provenance=list(provenance))
+            for (suffix, family), (main, sub) in zip(SUFFIXES, task_types)]
 
 
 def label_records(source: Source, record_id_stem: str, split: str, modality: str,
@@ -106,17 +126,19 @@ def label_records(source: Source, record_id_stem: str, split: str, modality: str
                                 modality=modality, provenance=provenance)
     caption_id, t2i_id = f"{record_id_stem}/{CAPTION_SUFFIX}", f"{record_id_stem}/{T2I_SUFFIX}"
     facts = {**(meta or {}), "label": label_key}
+    caption_text, prompt_text = templates.caption(caption_id, label_key), templates.prompt(t2i_id, label_key)
     caption = Record(
         id=caption_id, source=source.name, split=split, modality=modality, task_family="i2t",
         main_task_type="image_understanding", sub_task_type="classification_caption",
         message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{templates.instruction(caption_id)}"},
-                 {"from": "gpt", "value": templates.caption(caption_id, label_key)}],
-        input_images=[image], provenance=list(provenance), meta=dict(facts))
+                 {"from": "gpt", "value": caption_text}],
+        input_images=[image], provenance=list(provenance), meta=dict(facts), source_text=caption_text)
     t2i = Record(
         id=t2i_id, source=source.name, split=split, modality=modality, task_family="t2i",
         main_task_type="image_generation", sub_task_type="text_to_image",
-        message=[{"from": "human", "value": templates.prompt(t2i_id, label_key)}],
-        output_images=[dataclasses.replace(image)], provenance=list(provenance), meta=dict(facts))
+        message=[{"from": "human", "value": prompt_text}],
+        output_images=[dataclasses.replace(image)], provenance=list(provenance), meta=dict(facts),
+        source_text=prompt_text)
     return [caption, t2i]
 
 
@@ -132,9 +154,10 @@ def caption_records(source: Source, record_id_stem: str, split: str, modality: s
                main_task_type="image_understanding", sub_task_type="image_captioning",
                message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{instruction}"},
                         {"from": "gpt", "value": caption}],
-               input_images=[image], provenance=list(provenance), meta=copy.deepcopy(dict(meta or {}))),
+               input_images=[image], provenance=list(provenance), meta=copy.deepcopy(dict(meta or {})),
+               source_text=caption),
         Record(id=t2i_id, source=source.name, split=split, modality=modality, task_family="t2i",
                main_task_type="image_generation", sub_task_type="text_to_image",
                message=[{"from": "human", "value": caption}], output_images=[dataclasses.replace(image)],
-               provenance=list(provenance), meta=copy.deepcopy(dict(meta or {}))),
+               provenance=list(provenance), meta=copy.deepcopy(dict(meta or {})), source_text=caption),
     ]

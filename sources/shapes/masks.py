@@ -44,7 +44,7 @@ def mask_record(source: Source, record_id: str, split: str, modality: str, image
 
     def reject(reason: str, detail: str) -> Rejection:
         return source.reject(record_id, split, reason, detail, modality=modality, task_family="interleaved",
-                             provenance=paths)
+                             main_task_type="segmentation", sub_task_type="prompt_segmentation", provenance=paths)
 
     if isinstance(image, ImageDecodeError):
         return reject(image.reason, image.detail)
