@@ -41,7 +41,7 @@ import json
 from collections.abc import Iterator
 from functools import lru_cache
 
-from manifests.records import Record, Rejection
+from manifests.records import Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.shapes.cot import render_cot
 
@@ -119,4 +119,5 @@ class MedicalO1ReasoningSft(Source):
             main_task_type="text_understanding", sub_task_type="medical_qa_cot",
             message=[{"from": "human", "value": question}, {"from": "gpt", "value": render_cot(rationale, answer)}],
             provenance=[name], meta={"language": language, "config": config, "cot": "distilled"},
+            source_text=dataset_text(question, rationale, answer),
         )

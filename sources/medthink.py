@@ -44,7 +44,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from manifests.records import IMAGE_TOKEN, Record, Rejection
+from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.cot import render_cot
@@ -157,4 +157,5 @@ class Medthink(Source):
                      {"from": "gpt", "value": render_cot(solution, answer)}],
             input_images=[image], provenance=facts["provenance"],
             meta={"answer_type": kind, "attaches_to": f"{SETS[name][2]}/{split}/{key}", "rationale": "medthink",
-                  "choices": [str(c) for c in choices] or None})
+                  "choices": [str(c) for c in choices] or None},
+            source_text=dataset_text(question, solution, answer))

@@ -41,7 +41,10 @@ def test_record_exact(root):
                                           "low too, so the marrow is not responding.\n\nA febrile illness just before "
                                           "points to a virus that stops red cell production.\n</think>\n"
                                           + row["Response"]}],
-        provenance=["medical_o1_sft.json"], meta={"language": "en", "config": "en", "cot": "distilled"})
+        provenance=["medical_o1_sft.json"], meta={"language": "en", "config": "en", "cot": "distilled"},
+        source_text="\n".join([row["Question"], "Alright, the haemoglobin is very low and the reticulocytes are low "
+                               "too, so the marrow is not responding.\n\nA febrile illness just before points to a "
+                               "virus that stops red cell production.", row["Response"]]))
     unicode = collect(MedicalO1ReasoningSft(root))[f"{NAME}/train/en-000001"]
     assert "—" in unicode.message[0]["value"] and "15°" in unicode.message[1]["value"]
 
@@ -51,7 +54,8 @@ def test_rejections_exact(root):
     assert items[f"{NAME}/train/en-000004"] == Rejection(
         id=f"{NAME}/train/en-000004", source=NAME, split="train", reason="schema",
         detail="expected keys ['Question', 'Complex_CoT', 'Response'], found ['complex_cot', 'question', 'response']",
-        task_family="text", provenance=["medical_o1_sft.json"])
+        task_family="text", main_task_type="text_understanding", sub_task_type="medical_qa_cot",
+        provenance=["medical_o1_sft.json"])
     assert items[f"{NAME}/train/en-000005"].detail.endswith("found str")
 
 

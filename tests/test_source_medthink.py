@@ -49,7 +49,9 @@ def test_record_exact(root):
         provenance=["Medthink_Dataset/R-RAD/closed-end/trainset.json",
                     "Medthink_Dataset/R-RAD/images/synpic100132.jpg"],
         meta={"answer_type": "closed", "attaches_to": "vqa_rad/train/11", "rationale": "medthink",
-              "choices": ["yes", "no"]})
+              "choices": ["yes", "no"]},
+        source_text="Is there a pleural effusion on the left?\nThe left costophrenic angle is blunted by a meniscus "
+                    "of fluid density, so there is a left pleural effusion.\nyes")
 
 
 def test_slake_rows_and_open_answers(root):
@@ -63,8 +65,8 @@ def test_slake_rows_and_open_answers(root):
     assert items["medthink/train/rad-open-21"].message[1]["value"].endswith("</think>\nthe left lung")
     assert items["medthink/train/rad-open-22"] == Rejection(
         id="medthink/train/rad-open-22", source="medthink", split="train", reason="missing_file",
-        detail="R-RAD/images/synpic999999.jpg", task_family="i2t",
-        provenance=["Medthink_Dataset/R-RAD/open-end/trainset.json", "Medthink_Dataset/R-RAD/images/synpic999999.jpg"])
+        detail="R-RAD/images/synpic999999.jpg", task_family="i2t", main_task_type="image_understanding",
+        sub_task_type="medical_vqa_cot", provenance=["Medthink_Dataset/R-RAD/open-end/trainset.json", "Medthink_Dataset/R-RAD/images/synpic999999.jpg"])
 
 
 def test_benchmark_test_files_never_reach_a_training_split(root):
