@@ -48,6 +48,7 @@ from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.cot import render_cot
+from sources.slake import slake_modality
 
 SETS = {"rad": ("R-RAD", {"trainset": "train", "testset": "test"}, "vqa_rad"),
         "slake": ("R-SLAKE", {"train": "train", "test": "test"}, "slake")}
@@ -61,18 +62,6 @@ def _load(path: str, mtime_ns: int) -> tuple[tuple[str, dict], ...]:
     if not isinstance(data, dict):
         raise SourceError(f"{path}: expected one JSON object keyed by question id, got {type(data).__name__}")
     return tuple(data.items())
-
-
-def _modality(row: dict) -> str:
-    modality = str(row.get("modality", "")).strip().upper()
-    location = str(row.get("location", "")).lower()
-    if modality == "CT":
-        return "ct"
-    if modality == "MRI":
-        return "mri"
-    if modality in ("X-RAY", "XRAY") and ("chest" in location or "lung" in location):
-        return "chest_xray"
-    return "other"  # R-RAD rows name no modality: unknown stays unknown
 
 
 class Medthink(Source):
@@ -127,7 +116,7 @@ class Medthink(Source):
         image_rel = row.get("img_name") if name == "slake" else row.get("image")
         image_path = f"{folder}/images/{image_rel}" if image_rel else None
         paths = [relative] + ([image_path] if image_path else [])
-        facts = {"task_family": "i2t", "modality": _modality(row),
+        facts = {"task_family": "i2t", "modality": slake_modality(row),  # R-RAD rows name no modality: "other"
                  "provenance": [self.relative(base / path) for path in paths]}  # relative to the root
         question = str(row.get("question") or "").strip()
         if not question:

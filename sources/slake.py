@@ -58,7 +58,8 @@ def _load_rows(path: str, mtime_ns: int) -> list:
     return rows
 
 
-def _modality(row: dict) -> str:
+def slake_modality(row: dict) -> str:
+    """Canonical modality of a SLAKE row (MedThink's R-SLAKE rows carry the same fields)."""
     modality = str(row.get("modality", "")).strip().upper()
     location = str(row.get("location", "")).lower()
     if modality == "CT":
@@ -143,7 +144,7 @@ class Slake(Source):
         image = images[image_path]
         if packed is not None:
             image_path = "imgs.zip"  # provenance names the file that exists
-        modality = _modality(row)
+        modality = slake_modality(row)
         if isinstance(image, ImageDecodeError):
             return self.reject(record_id, split, image.reason, image.detail, modality=modality,
                                task_family="i2t", provenance=[split_file, image_path])
