@@ -24,9 +24,6 @@ import hashlib
 import json
 import logging
 import string
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -34,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from filters.alignment.captioner import post_chat
 from manifests.records import IMAGE_TOKEN, Record
 from pipeline.tasks.settings import RefineSettings
 from pipeline.tasks.templates import TEMPLATES_DIR, TemplateError, seed_for
@@ -154,24 +152,13 @@ class OpenAIRefiner:
                 "max_tokens": s.max_new_tokens, "seed": seed, "messages": [{"role": "user", "content": prompt}]}
 
     def _one(self, prompt: str, seed: int) -> str | Exception:
-        body = json.dumps(self.request_body(prompt, seed)).encode("utf-8")
-        last = ""
-        for attempt in range(self.settings.max_retries + 1):
-            request = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
-            try:
-                with urllib.request.urlopen(request, timeout=self.settings.request_timeout_s) as response:
-                    payload = json.loads(response.read().decode("utf-8"))
-                return payload["choices"][0]["message"]["content"]
-            except urllib.error.HTTPError as err:
-                last = f"HTTP {err.code}"
-                if err.code < 500 and err.code != 429:
-                    break  # a request the server refuses will be refused again
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-                last = f"{type(err).__name__}: {err}"
-            except (ValueError, KeyError, TypeError, IndexError) as err:
-                return RuntimeError(f"refine_malformed: response {type(err).__name__}: {err}"[:300])
-            time.sleep(min(2.0, 0.1 * 2**attempt))
-        return RuntimeError(f"refine_backend_error: {last}"[:300])
+        out = post_chat(self.url, self.request_body(prompt, seed), self.settings.request_timeout_s,
+                        self.settings.max_retries)
+        if isinstance(out, list):
+            return out[0] if out else RuntimeError("refine_malformed: response IndexError: no choices")
+        if out.startswith("malformed response: "):
+            return RuntimeError("refine_malformed: response " + out.removeprefix("malformed response: "))
+        return RuntimeError("refine_backend_error: " + out.removeprefix("backend error: "))
 
     def generate(self, prompts: list[str], seeds: list[int]) -> list[str | Exception]:
         workers = max(1, min(self.settings.max_concurrent_requests, len(prompts)))
