@@ -79,3 +79,31 @@ def quiet_transformers() -> None:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+
+
+def item_seed(seed: int, *key: str) -> int:
+    """The sampling seed of one item: the recipe's seed and the item's own content key, never its batch.
+
+    Ray Data composes batches differently from run to run; a seed per batch made sampled outputs (and so
+    the scores and the kept set) depend on it. Per item, the same item always gets the same outputs.
+    """
+    import hashlib
+
+    digest = hashlib.blake2b("|".join([str(seed), *key]).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFF_FFFF
+
+
+def generate_each(torch, device: str, seeds: list[int], generate_one) -> list:
+    """`generate_one(i)` for each item, each under its own seed (the caller's RNG state restored after).
+
+    One item per `generate` call: a batch's padding and shared RNG stream would make an item's sampled
+    output depend on its batch neighbours. On a GPU this trades throughput for reproducibility; the
+    OpenAI-compatible backends (vLLM) take a seed per request and batch on the server instead.
+    """
+    devices = [torch.cuda.current_device()] if device == "cuda" else []
+    outputs = []
+    with torch.random.fork_rng(devices=devices), torch.inference_mode():
+        for index, seed in enumerate(seeds):
+            torch.manual_seed(seed)
+            outputs.append(generate_one(index))
+    return outputs

@@ -107,16 +107,33 @@ def test_captions_k_per_image_and_reproducible(demo_dir):
     s.captioner.k = 3
     stage = MedGemmaCaptionStage(s)
     stage.setup()
-    first = stage.model.generate(images(2), seed=11)
+    first = stage.model.generate(images(2), seeds=[11, 12])
     assert [len(c) for c in first] == [3, 3]
-    assert stage.model.generate(images(2), seed=11) == first
+    assert stage.model.generate(images(2), seeds=[11, 12]) == first
+
+
+def test_an_items_captions_do_not_depend_on_its_batch(demo_dir):
+    """Ray Data batches differ from run to run: an item's sampled captions must come from its own seed."""
+    from filters.models import item_seed
+    from pipeline.stages.medgemma_captions import MedGemmaCaptionStage
+
+    s = cpu_settings(demo_dir)
+    s.captioner.k = 2
+    stage = MedGemmaCaptionStage(s)
+    stage.setup()
+    pair = images(2)
+    seeds = [item_seed(0, "key-a"), item_seed(0, "key-b")]
+    together = stage.model.generate(pair, seeds=seeds)
+    alone = stage.model.generate(pair[1:], seeds=seeds[1:])
+    assert alone[0] == together[1]
+    assert stage.model.generate(pair[1:], seeds=[item_seed(0, "key-c")]) != alone  # the seed does matter
 
 
 class FakeCaptioner:
     def __init__(self, outputs):
         self.outputs = outputs
 
-    def generate(self, images, seed):
+    def generate(self, images, seeds):
         return self.outputs[: len(images)]
 
 

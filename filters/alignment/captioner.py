@@ -10,7 +10,6 @@ left gets a null score and a reason (`align_reason`), never an exception.
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import logging
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from filters.alignment.pairs import CAPTIONS, KEY, scored_image, to_pil
 from filters.settings import AlignmentSettings, CaptionerSettings
-from filters.models import device_and_dtype, quiet_transformers, resolve_model
+from filters.models import device_and_dtype, generate_each, item_seed, quiet_transformers, resolve_model
 from manifests.records import Record
 
 log = logging.getLogger(__name__)
@@ -47,12 +46,6 @@ def clean_caption(text: object, min_chars: int) -> tuple[str | None, str | None]
     if len(caption) < min_chars:
         return None, "too_short"
     return caption, None
-
-
-def batch_seed(seed: int, keys: list[str]) -> int:
-    """Sampling seed of one batch: the same pairs in the same batch always give the same captions."""
-    digest = hashlib.blake2b(f"{seed}|{'|'.join(keys)}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & 0x7FFF_FFFF
 
 
 def image_data_url(image) -> str:
@@ -104,25 +97,22 @@ class TransformersCaptioner:
         self.prompt = load_prompt(settings.prompt)
         self._torch = torch
 
-    def generate(self, images: list, seed: int) -> list[list[str] | str]:
-        torch = self._torch
-        conversations = [[{"role": "user", "content": [{"type": "image", "image": image},
-                                                       {"type": "text", "text": self.prompt}]}]
-                         for image in images]
-        inputs = self.processor.apply_chat_template(conversations, add_generation_prompt=True, tokenize=True,
-                                                    return_dict=True, return_tensors="pt", padding=True)
-        inputs = inputs.to(self.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+    def generate(self, images: list, seeds: list[int]) -> list[list[str] | str]:
         k = self.settings.k
-        devices = [torch.cuda.current_device()] if self.device == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.inference_mode():
-            torch.manual_seed(seed)  # the actor's RNG state is restored on exit
+
+        def one(index: int) -> list[str]:
+            conversation = [[{"role": "user", "content": [{"type": "image", "image": images[index]},
+                                                          {"type": "text", "text": self.prompt}]}]]
+            inputs = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True,
+                                                        return_dict=True, return_tensors="pt").to(self.device)
+            if "pixel_values" in inputs:
+                inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
             output = self.model.generate(**inputs, do_sample=True, temperature=self.settings.temperature,
                                          top_p=self.settings.top_p, max_new_tokens=self.settings.max_new_tokens,
                                          num_return_sequences=k)
-        texts = self.processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-        return [texts[i * k:(i + 1) * k] for i in range(len(images))]
+            return self.processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+        return generate_each(self._torch, self.device, seeds, one)
 
 
 class OpenAICaptioner:
@@ -145,10 +135,10 @@ class OpenAICaptioner:
         return post_chat(self.url, self.request_body(image, seed), self.settings.request_timeout_s,
                          self.settings.max_retries)
 
-    def generate(self, images: list, seed: int) -> list[list[str] | str]:
+    def generate(self, images: list, seeds: list[int]) -> list[list[str] | str]:
         workers = max(1, min(self.settings.max_concurrent_requests, len(images)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(lambda item: self._one(item[1], seed + item[0]), enumerate(images)))
+            return list(pool.map(self._one, images, seeds))
 
 
 def load_captioner(settings: AlignmentSettings) -> OpenAICaptioner | TransformersCaptioner:
@@ -162,7 +152,7 @@ def caption_pairs(captioner: OpenAICaptioner | TransformersCaptioner, todo: list
                   settings: AlignmentSettings) -> None:
     """K captions per pair still to be scored, into the transient `_align_captions`."""
     images = [to_pil(scored_image(r)) for r in todo]
-    outputs = captioner.generate(images, batch_seed(settings.captioner.seed, [r.scores[KEY] for r in todo]))
+    outputs = captioner.generate(images, [item_seed(settings.captioner.seed, r.scores[KEY]) for r in todo])
     for record, output in zip(todo, outputs):
         if isinstance(output, str):  # the backend failed for this image
             record.scores.update({CAPTIONS: [], "align_reason": f"caption_{output}"})

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from filters.alignment.captioner import image_data_url, post_chat
 from filters.cag.settings import CagSettings
-from filters.models import device_and_dtype, quiet_transformers, resolve_model
+from filters.models import device_and_dtype, generate_each, quiet_transformers, resolve_model
 
 
 class Failure(str):
@@ -42,11 +42,10 @@ class OpenAIChat:
             return Failure("malformed response: no text in the first choice")
         return out[0]
 
-    def generate(self, step: str, requests: list[tuple[object, str]], seed: int) -> list[str]:
+    def generate(self, step: str, requests: list[tuple[object, str]], seeds: list[int]) -> list[str]:
         workers = max(1, min(self.settings.max_concurrent_requests, len(requests)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(lambda item: self._one(step, item[1][0], item[1][1], seed + item[0]),
-                                 enumerate(requests)))
+            return list(pool.map(lambda request, seed: self._one(step, request[0], request[1], seed), requests, seeds))
 
 
 class TransformersChat:
@@ -62,22 +61,23 @@ class TransformersChat:
         self.model = Gemma3ForConditionalGeneration.from_pretrained(path, dtype=dtype).to(self.device).eval()
         self._torch = torch
 
-    def generate(self, step: str, requests: list[tuple[object, str]], seed: int) -> list[str]:
-        torch, s = self._torch, self.settings
-        conversations = [[{"role": "user", "content": ([{"type": "image", "image": image}] if image is not None else [])
-                           + [{"type": "text", "text": text}]}] for image, text in requests]
-        inputs = self.processor.apply_chat_template(conversations, add_generation_prompt=True, tokenize=True,
-                                                    return_dict=True, return_tensors="pt", padding=True)
-        inputs = inputs.to(self.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+    def generate(self, step: str, requests: list[tuple[object, str]], seeds: list[int]) -> list[str]:
+        s = self.settings
         sampling = ({"do_sample": True, "temperature": s.temperature, "top_p": s.top_p} if s.temperature > 0
                     else {"do_sample": False})
-        devices = [torch.cuda.current_device()] if self.device == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.inference_mode():
-            torch.manual_seed(seed)
+
+        def one(index: int) -> str:
+            image, text = requests[index]
+            conversation = [[{"role": "user", "content": ([{"type": "image", "image": image}] if image is not None else [])
+                              + [{"type": "text", "text": text}]}]]
+            inputs = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True,
+                                                        return_dict=True, return_tensors="pt").to(self.device)
+            if "pixel_values" in inputs:
+                inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
             output = self.model.generate(**inputs, max_new_tokens=s.max_new_tokens[step], **sampling)
-        return self.processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            return self.processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0]
+
+        return generate_each(self._torch, self.device, seeds, one)
 
 
 def load_chat(settings: CagSettings) -> OpenAIChat | TransformersChat:

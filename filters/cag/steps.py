@@ -22,6 +22,7 @@ from filters.alignment.pairs import to_pil
 from filters.cag import rules
 from filters.cag.client import Failure
 from filters.cag.settings import CagSettings
+from filters.models import item_seed
 from manifests.records import IMAGE_TOKEN, Record
 
 ROLES = ("t2i", "plan")
@@ -146,9 +147,8 @@ def run_step(chat, step: str, records: list[Record], settings: CagSettings, cach
     if missing:
         keys = sorted(missing)
         requests = [((to_pil(image_of(missing[k][0])) if step != "fuse" else None), missing[k][1]) for k in keys]
-        seed = int.from_bytes(hashlib.blake2b(f"{settings.seed}|{step}|{'|'.join(keys)}".encode(),
-                                              digest_size=8).digest(), "little") & 0x7FFF_FFFF
-        for key, reply in zip(keys, chat.generate(step, requests, seed)):
+        seeds = [item_seed(settings.seed, step, key) for key in keys]
+        for key, reply in zip(keys, chat.generate(step, requests, seeds)):
             if isinstance(reply, Failure):
                 counts["failed"] += 1
                 replies[key] = reply

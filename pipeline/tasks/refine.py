@@ -20,7 +20,6 @@ What changes and what does not:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import string
@@ -95,11 +94,6 @@ def parse_rewrite(text: object, build: dict, settings: RefineSettings) -> tuple[
     return out, None
 
 
-def batch_seed(seed: int, ids: list[str]) -> int:
-    digest = hashlib.blake2b(f"{seed}|refine|{'|'.join(ids)}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & 0x7FFF_FFFF
-
-
 class TransformersRefiner:
     """Gemma3 text generation (MedGemma 4b/27b-it multimodal checkpoints, or the text-only 27b)."""
 
@@ -126,17 +120,20 @@ class TransformersRefiner:
         self._torch = torch
 
     def generate(self, prompts: list[str], seeds: list[int]) -> list[str]:
-        torch, s = self._torch, self.settings
-        conversations = [[{"role": "user", "content": [{"type": "text", "text": prompt}]}] for prompt in prompts]
-        inputs = self.chat.apply_chat_template(conversations, add_generation_prompt=True, tokenize=True,
-                                               return_dict=True, return_tensors="pt", padding=True).to(self.device)
-        devices = [torch.cuda.current_device()] if self.device == "cuda" else []
+        from filters.models import generate_each
+
+        s = self.settings
         sampling = {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p} if s.temperature > 0 else {
             "do_sample": False}
-        with torch.random.fork_rng(devices=devices), torch.inference_mode():
-            torch.manual_seed(batch_seed(s.seed, [str(seed) for seed in seeds]))  # restored on exit
+
+        def one(index: int) -> str:
+            conversation = [[{"role": "user", "content": [{"type": "text", "text": prompts[index]}]}]]
+            inputs = self.chat.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True,
+                                                   return_dict=True, return_tensors="pt").to(self.device)
             output = self.model.generate(**inputs, max_new_tokens=s.max_new_tokens, **sampling)
-        return self.tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            return self.tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0]
+
+        return generate_each(self._torch, self.device, seeds, one)  # each record under its own seed
 
 
 class OpenAIRefiner:
@@ -186,7 +183,7 @@ def refine_records(refiner: TransformersRefiner | OpenAIRefiner, todo: list[Reco
     for record, output, seed in zip(todo, outputs, seeds):
         build = record.meta["task_build"]
         info = {"backend": s.backend, "model": s.model, "prompt": s.prompt, "temperature": s.temperature,
-                "top_p": s.top_p, "seed": seed if s.backend == "openai" else None}
+                "top_p": s.top_p, "seed": seed}
         if isinstance(output, Exception):
             rewrite, reason = None, str(output)
         else:
