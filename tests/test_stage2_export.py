@@ -3,8 +3,9 @@
 Stage 1 -> HQ subset -> CAG on a scripted OpenAI-compatible server on 127.0.0.1 -> DCOT, as
 tests/test_stage2_build.py builds it; then `export_unimedvl`. Planning rows (prompt -> `<think>` plan with loss ->
 image) must reach T2IIterableDataset_Ver1, the one loader that reads a gpt turn before the image; plain CAG rows
-(fused prompt -> image) Bagel's t2i_pretrain parquet; DCOT rows the SFT loaders. The released loaders themselves
-run when UNIMEDVL_UPSTREAM points at the gathered upstream code (see ../shared/tools/unimedvl-loaders/README.md).
+(fused prompt -> image) Bagel's t2i_pretrain parquet; DCOT rows the SFT loaders, dialogues (several turns) the
+text-only one. The released loaders themselves run when UNIMEDVL_UPSTREAM points at the gathered upstream code
+(see ../shared/tools/unimedvl-loaders/README.md).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def stage2(ray_session, sample_root, tmp_path_factory):
     server = FakeChatServer(script)
     try:
         recipe = load_recipe("stage2")
-        recipe.sources = [SourceEntry("medical_o1_reasoning_sft"), SourceEntry("medthink", splits=["train"])]
+        recipe.sources = [SourceEntry("medical_o1_reasoning_sft"), SourceEntry("medreason"), SourceEntry("meddialog"),
+                          SourceEntry("medthink", splits=["train"])]
         recipe.cag = CagSettings(enabled=True, backend="openai", endpoint=server.endpoint, model="fake-medgemma",
                                  max_retries=0, request_timeout_s=20)
         report = build(recipe, root / "s2", sample_root, hq_build=stage1.out_dir, progress=False)
@@ -110,11 +112,14 @@ def test_every_stage2_row_goes_to_the_loader_of_its_shape(stage2):
     dcot = {i: exported[i] for i, (doc, _) in kept.items() if doc["message"][-1]["value"].startswith("<think>")
             and i not in plans}
     sources = {i.split("/")[0] for i in dcot}
-    assert sources == {"medthink", "medical_o1_reasoning_sft"}
+    assert sources == {"medthink", "medical_o1_reasoning_sft", "medreason"}
     for record_id, (registry, row) in dcot.items():
         want = SFT_I2T if record_id.startswith("medthink/") else TEXT_ONLY
         assert registry == want, (record_id, registry)
         assert row["message"][-1]["value"] == kept[record_id][0]["message"][-1]["value"]  # `<think>` kept as is
+    dialogues = {i: exported[i] for i in kept if i.startswith("meddialog/")}  # several turns, text-only loader
+    assert dialogues and {registry for registry, _ in dialogues.values()} == {TEXT_ONLY}
+    assert max(len(row["message"]) for _, row in dialogues.values()) == 4
     for record_id, (doc, family) in kept.items():  # every other kept row by family
         if record_id in exported and family == "text":
             assert exported[record_id][0] == TEXT_ONLY
