@@ -139,4 +139,3 @@ class Medthink(Source):
             meta={"answer_type": kind, "attaches_to": attaches_to, "rationale": "medthink",
                   "choices": [str(c) for c in choices] or None},
             source_text=dataset_text(question, solution, answer))
-
