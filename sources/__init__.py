@@ -26,6 +26,8 @@ from sources.llava_med import LlavaMed
 from sources.medical_diff_vqa import MedicalDiffVqa
 from sources.medical_o1_reasoning_sft import MedicalO1ReasoningSft
 from sources.medicat import Medicat
+from sources.meddialog import Meddialog
+from sources.medreason import Medreason
 from sources.medthink import Medthink
 from sources.medmcqa import Medmcqa
 from sources.medpix2 import Medpix2
@@ -94,6 +96,8 @@ SOURCES: dict[str, type[Source]] = {
     "medical_diff_vqa": MedicalDiffVqa,
     "medicat": Medicat,
     "medical_o1_reasoning_sft": MedicalO1ReasoningSft,
+    "medreason": Medreason,
+    "meddialog": Meddialog,
     "medthink": Medthink,
 }
 

@@ -40,6 +40,7 @@ TASK_TYPES: dict[str, tuple[str, str, str | None]] = {
     "text_to_image": ("t2i", "image_generation", "text_to_image"),
     "medical_qa": ("text", "text_understanding", "medical_qa"),
     "medical_qa_cot": ("text", "text_understanding", "medical_qa_cot"),
+    "medical_dialogue": ("text", "text_understanding", "medical_dialogue"),
     "medical_vqa_cot": ("i2t", "image_understanding", "medical_vqa_cot"),
     "prompt_segmentation": ("interleaved", "segmentation", "prompt_segmentation"),
     "virtual_staining": ("interleaved", "virtual_staining", None),

@@ -35,33 +35,25 @@ Rendering: human = `<image>` + question; gpt = `<think>\\n{solution}\\n</think>\
 is `question_empty`, without a solution `rationale_empty`; an answer index outside `choices` is
 `answer_not_in_choices`; no answer at all `answer_missing`; a missing or broken image file keeps the
 image decoder's reason (`missing_file`, `image_undecodable`).
+
+Attached to the VQA items instead (option `rationales` of `vqa_rad` / `slake`): those adapters read
+`sources/shapes/rationales.py` and render their own item (its image, question and answer) with the rationale,
+joined by qid. The MedThink rows themselves are then duplicates: with this adapter's option `attached: true`
+each row that has a rationale is rejected `rationale_attached`, the detail naming the item it went to, so
+every rationale ends in one place (a training recipe lists either `medthink` or the attach options).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from functools import lru_cache
 from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
-from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.base import DatasetCard, Source, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.cot import render_cot
+from sources.shapes.rationales import ANSWER_TYPES, SETS, load_rationale_file, medthink_base
 from sources.slake import slake_modality
-
-SETS = {"rad": ("R-RAD", {"trainset": "train", "testset": "test"}, "vqa_rad"),
-        "slake": ("R-SLAKE", {"train": "train", "test": "test"}, "slake")}
-ANSWER_TYPES = {"closed-end": "closed", "closed_end": "closed", "open-end": "open", "open_end": "open"}
-
-
-@lru_cache(maxsize=16)
-def _load(path: str, mtime_ns: int) -> tuple[tuple[str, dict], ...]:
-    with open(path, encoding="utf-8") as handle:
-        data = json.load(handle)
-    if not isinstance(data, dict):
-        raise SourceError(f"{path}: expected one JSON object keyed by question id, got {type(data).__name__}")
-    return tuple(data.items())
 
 
 class Medthink(Source):
@@ -80,11 +72,7 @@ class Medthink(Source):
     )
 
     def _base(self) -> Path:
-        base = self.root / "Medthink_Dataset" if (self.root / "Medthink_Dataset").is_dir() else self.root
-        if not any((base / folder).is_dir() for folder, _, _ in SETS.values()):
-            raise SourceError(f"{self.root}: no R-RAD/ or R-SLAKE/; point the root at the Medthink clone "
-                              "(with git-lfs: the JSON files are LFS objects)")
-        return base
+        return medthink_base(self.root)
 
     def work_units(self) -> list[WorkUnit]:
         base, units = self._base(), []
@@ -94,7 +82,7 @@ class Medthink(Source):
                     path = base / folder / answer_dir / f"{stem}.json"
                     if not path.is_file() or not self.wants_split(split):
                         continue
-                    keys = [key for key, _ in _load(str(path), path.stat().st_mtime_ns)]
+                    keys = [key for key, _ in load_rationale_file(path)]
                     relative = path.relative_to(base).as_posix()
                     units.extend(self.chunked_units(split, [(relative, key) for key in keys],
                                                     label=f"{name}-{ANSWER_TYPES[answer_dir]}"))
@@ -104,7 +92,7 @@ class Medthink(Source):
         base = self._base()
         for relative, key in unit.items:
             path = base / relative
-            rows = dict(_load(str(path), path.stat().st_mtime_ns))
+            rows = dict(load_rationale_file(path))
             yield self._record(base, relative, key, rows[key], unit.split)
 
     def _record(self, base: Path, relative: str, key: str, row: dict, split: str) -> Record | Rejection:
@@ -124,6 +112,9 @@ class Medthink(Source):
         solution = str(row.get("solution") or "").strip()
         if not solution:
             return self.reject(record_id, split, "rationale_empty", **facts)
+        attaches_to = f"{SETS[name][2]}/{split}/{key}"
+        if self.options.get("attached"):  # the VQA adapter renders its own item with this rationale
+            return self.reject(record_id, split, "rationale_attached", f"attached to {attaches_to}", **facts)
         answer = row.get("answer")
         choices = row.get("choices") if isinstance(row.get("choices"), list) else []
         if isinstance(answer, int) and not isinstance(answer, bool):
@@ -145,6 +136,6 @@ class Medthink(Source):
             message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{question}"},
                      {"from": "gpt", "value": render_cot(solution, answer)}],
             input_images=[image], provenance=facts["provenance"],
-            meta={"answer_type": kind, "attaches_to": f"{SETS[name][2]}/{split}/{key}", "rationale": "medthink",
+            meta={"answer_type": kind, "attaches_to": attaches_to, "rationale": "medthink",
                   "choices": [str(c) for c in choices] or None},
             source_text=dataset_text(question, solution, answer))

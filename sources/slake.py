@@ -27,6 +27,10 @@ test.json, imgs.zip, KG.zip, mask.txt), so a Hub cache snapshot or `--local-dir`
 texts; the cache keeps `imgs.zip` packed, so when `imgs/` is absent each `img_name` (`xmlab0/source.jpg`) is
 read from the zip member ending in that path (the zip's top folder is not documented). The parquet copy
 `mdwiratathya/SLAKE-vqa-english` (no qid, re-encoded images) is not read.
+
+Option `rationales: Medthink` (stage 2's DCOT; the MedThink clone, relative to the folder holding Slake1.0 or
+absolute): an item with an R-SLAKE rationale of its split (joined by qid) is rendered `<think>rationale</think>`
++ its answer, sub-task `medical_vqa_cot`, `meta.rationale_from` naming the MedThink row (sources/medthink.py).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_tex
 from sources.base import DatasetCard, Source, WorkUnit
 from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
+from sources.shapes.cot import with_rationale
+from sources.shapes.rationales import attached_rationales
 
 SPLIT_FILES = {
     "train": ("train.json",),
@@ -118,17 +124,25 @@ class Slake(Source):
         path = self.root / first["file"]
         rows = _load_rows(str(path), path.stat().st_mtime_ns)
         images: dict[str, Image | ImageDecodeError] = {}
+        rationales = self._rationales(unit.split)
         packed = None if (self.root / "imgs").is_dir() or not (self.root / "imgs.zip").is_file() else \
             ZipImages([self.root / "imgs.zip"])
         try:
             for item in unit.items:
-                yield self._record(rows[item["start"]], item["start"], unit.split, first["file"], images, packed)
+                yield self._record(rows[item["start"]], item["start"], unit.split, first["file"], images, packed,
+                                   rationales)
         finally:
             if packed is not None:
                 packed.close()
 
+    def _rationales(self, split: str) -> dict[str, tuple[str, str]]:
+        where = self.options.get("rationales")
+        if not where:
+            return {}
+        return attached_rationales(self.root, where, "slake", split)
+
     def _record(self, row, index: int, split: str, split_file: str, images: dict,
-                packed: ZipImages | None = None) -> Record | Rejection:
+                packed: ZipImages | None = None, rationales: dict | None = None) -> Record | Rejection:
         if not isinstance(row, dict) or any(key not in row for key in REQUIRED_KEYS):
             missing = [k for k in REQUIRED_KEYS if not isinstance(row, dict) or k not in row]
             return self.reject(f"slake/{split}/{split_file}#{index}", split, "malformed_row",
@@ -148,7 +162,7 @@ class Slake(Source):
         if isinstance(image, ImageDecodeError):
             return self.reject(record_id, split, image.reason, image.detail, modality=modality,
                                task_family="i2t", provenance=[split_file, image_path])
-        return Record(
+        record = Record(
             id=record_id,
             source=self.name,
             split=split,
@@ -171,3 +185,5 @@ class Slake(Source):
                 "img_id": row.get("img_id"),
             },
         )
+        attached = (rationales or {}).get(str(row["qid"]))
+        return with_rationale(record, *attached) if attached else record

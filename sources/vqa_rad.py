@@ -41,11 +41,17 @@ everything else train); answers may be JSON numbers and are `str()`-ed (an integ
 reads "2"); `answer_type` comes in mixed case and with spaces and is normalised to "open"/"closed";
 `qid` may be an int or a string; a row without question or answer is `qa_empty`; a missing image is a
 `missing_file` rejection.
+
+Option `rationales: Medthink` (stage 2's DCOT; the MedThink clone, relative to the folder holding VQA_RAD or
+absolute): an item with an R-RAD rationale of its split (joined by qid) is rendered `<think>rationale</think>`
++ its answer, sub-task `medical_vqa_cot`, `meta.rationale_from` naming the MedThink row (sources/medthink.py).
+The Hub copy has no qid to join by: there the option is reported and ignored.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from functools import lru_cache
 
@@ -53,6 +59,10 @@ from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_tex
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.hub import content_key, decode_image_cell, image_cell_bytes, iter_parquet_rows, split_files
 from sources.io.image import ImageDecodeError, decode_file
+from sources.shapes.cot import with_rationale
+from sources.shapes.rationales import attached_rationales
+
+log = logging.getLogger(__name__)
 
 JSON_FILE = "VQA_RAD Dataset Public.json"
 IMAGE_DIR = "VQA_RAD Image Folder"
@@ -112,6 +122,8 @@ class VqaRad(Source):
 
     def work_units(self) -> list[WorkUnit]:
         hub = self._hub_files()
+        if hub and self.options.get("rationales"):
+            log.warning("vqa_rad: option rationales ignored: the Hub copy has no qid to join MedThink rows by")
         if hub:
             return [unit for split, files in hub.items() if self.wants_split(split)
                     for unit in self.parquet_units(split, files)]
@@ -130,10 +142,13 @@ class VqaRad(Source):
             return
         rows = self._rows()
         images: dict[str, Image | ImageDecodeError] = {}
+        where = self.options.get("rationales")
+        rationales = attached_rationales(self.root, where, "vqa_rad", unit.split) if where else {}
         for index in unit.items:
-            yield self._record(rows[index], index, unit.split, images)
+            yield self._record(rows[index], index, unit.split, images, rationales)
 
-    def _record(self, row, index: int, split: str, images: dict) -> Record | Rejection:
+    def _record(self, row, index: int, split: str, images: dict,
+                rationales: dict[str, tuple[str, str]] | None = None) -> Record | Rejection:
         if not isinstance(row, dict) or row.get("qid") in (None, "") or not row.get("image_name"):
             return self.reject(f"vqa_rad/{split}/{JSON_FILE}#{index}", split, "malformed_row",
                                "a row needs qid and image_name", provenance=[JSON_FILE])
@@ -157,7 +172,7 @@ class VqaRad(Source):
             return self.reject(record_id, split, error.reason, error.detail, task_family="i2t", provenance=provenance)
         image, data = images[image_path]
         answer_type = " ".join(str(row.get("answer_type") or "").split()).lower() or None
-        return Record(
+        record = Record(
             id=record_id, source=self.name, split=split, modality="other", task_family="i2t",
             main_task_type="image_understanding", sub_task_type="medical_vqa",
             message=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{question}"}, {"from": "gpt", "value": answer}],
@@ -167,6 +182,8 @@ class VqaRad(Source):
                   "qid_linked_id": row.get("qid_linked_id"),
                   "content_key": content_key(split, data, row.get("question") or "", answer_text(row.get("answer")))},
         )
+        attached = (rationales or {}).get(str(row["qid"]).strip())
+        return with_rationale(record, *attached) if attached else record
 
     def _hub_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
         item = unit.items[0]

@@ -22,7 +22,10 @@ MedicalImageEditingIterableDataset_ver1; input only -> SftJSONLIterableDataset_V
 SftJSONLIterableDataset_TextOnly; output only with a gpt (planning) turn or several targets ->
 T2IIterableDataset_Ver1 (JSONL); output only, one image, no gpt turn -> Bagel's t2i_pretrain (parquet).
 Loaders that place images themselves (editing, counterfactual, T2I) get no `<image>` text; the SFT loader
-gets exactly one `<image>` per input image, all in one human turn. Rows no released loader reads whole
+gets exactly one `<image>` per input image, all in one human turn. Stage 2's planning rows (`<id>/plan`:
+prompt, `<think>` plan as a gpt turn, image) go to T2IIterableDataset_Ver1 as they are, with no system turn:
+that loader reads only human and gpt turns, and GEN_THINK_SYSTEM_PROMPT is an inference-time prompt (Bagel's
+inferencer), not part of the released data code. Rows no released loader reads whole
 (two input images to the editing loader, several turns) are left out and reported with the reason.
 
 Stage weights are the curriculum's (schedule.CURRICULUM_STAGES); a family split over two loaders (t2i,

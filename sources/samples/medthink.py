@@ -57,3 +57,31 @@ def write(root: Path) -> Path:
         write_jpeg(folder / "source.jpg", phantom(rng_for(f"medthink/xmlab{number}"), 160, 176, channels=3))
         write_json(folder / "question.json", [])
     return repo
+
+
+# Rationales for items of the VQA-RAD and SLAKE sample trees (keys are their qids), in the same layout: what the
+# `rationales` option of `vqa_rad` / `slake` joins by qid. VQA-RAD qid 1 and SLAKE qid 0 have none; SLAKE 4 has
+# an empty solution (its item keeps the plain answer); VQA-RAD "3" is a test item.
+ATTACHED_RAD_TRAIN = {"0": {"question": "Is there evidence of an aortic aneurysm?", "choices": ["yes", "no"],
+                            "answer": 0, "image": "synpic100.jpg",
+                            "solution": "The aortic contour bulges focally beyond its expected calibre."},
+                      "2": {"question": "How many kidneys are seen in this image?", "choices": ["2"], "answer": 0,
+                            "image": "synpic200.jpg", "solution": "One kidney lies on each side of the spine."}}
+ATTACHED_RAD_TEST = {"3": {"question": "What organ is enlarged?", "choices": ["liver"], "answer": 0,
+                           "image": "synpic200.jpg", "solution": "The liver edge reaches below the costal margin."}}
+ATTACHED_SLAKE_TRAIN = {
+    "3": {"question": "Which organ is abnormal, heart or lung?", "choices": ["Heart", "Lung"], "answer": 1,
+          "solution": "The heart is of normal size while the lung field holds an opacity.", "img_id": 1,
+          "img_name": "xmlab1/source.jpg", "modality": "X-Ray", "location": "Chest_lung"},
+    "4": {"question": "Where is the liver located in this image?", "choices": ["Left of the image"], "answer": 0,
+          "solution": "", "img_id": 2, "img_name": "xmlab2/source.jpg", "modality": "CT", "location": "Abdomen"}}
+
+
+def write_attached(root: Path) -> Path:
+    """A Medthink clone whose rationales belong to the VQA-RAD and SLAKE sample items (JSON files only: the
+    attach option never reads MedThink's image copies)."""
+    base = Path(root) / "Medthink" / "Medthink_Dataset"
+    write_json(base / "R-RAD" / "closed-end" / "trainset.json", ATTACHED_RAD_TRAIN)
+    write_json(base / "R-RAD" / "open-end" / "testset.json", ATTACHED_RAD_TEST)
+    write_json(base / "R-SLAKE" / "closed_end" / "train.json", ATTACHED_SLAKE_TRAIN)
+    return base.parent
