@@ -34,7 +34,8 @@ def ray_session():
 
     register_test_sources()
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+        # "local": always this test run's own Ray, never a cluster another process left running here
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                  runtime_env={"worker_process_setup_hook": "tests.support.register_test_sources",
                               "env_vars": {"PYTHONPATH": str(REPO)}})
     yield ray
