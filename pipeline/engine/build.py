@@ -38,6 +38,7 @@ from pipeline.config import Recipe
 from pipeline.engine.finalize import FinalizeResult, finalize, unit_states
 from pipeline.engine.inputs import StatCache, unit_fingerprint
 from pipeline.engine.plan import stage_plan
+from pipeline.engine.reread import SourceLocation
 from pipeline.engine.ray_setup import ensure_ray, map_stages, quiet_retry_warning
 from pipeline.engine.staging import write_staging_batch
 from pipeline.engine.units import UnitTask, expand_units
@@ -74,7 +75,8 @@ class BuildReport:
     extra_stats: dict = field(default_factory=dict)  # stage 2: the HQ subset and the CAG model
     units_changed: int = 0  # units done before whose inputs changed since (re-run this time)
     records_read: int = 0  # rows the units run this time produced (0 when every unit was already staged)
-    bytes_staged: int = 0  # pieces and staged rows the workers wrote this run
+    bytes_pieces: int = 0  # the pieces (samples in final form) the workers wrote this run
+    bytes_rows: int = 0  # the staged manifest rows the workers wrote this run
     sources_empty: dict[str, str] = field(default_factory=dict)  # found, but the requested splits have no files
     sources_failed: dict[str, str] = field(default_factory=dict)  # could not be listed: one line, what to do
     sources_failed_skipped: bool = False  # the recipe's execution.on_source_error is "skip"
@@ -197,7 +199,7 @@ def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_pa
         ensure_ray(ray_address)
         run = _next_run(state_dir)
         try:
-            report.records_read, report.bytes_staged = _run_units(pending, recipe, staging_dir, run, cards, progress)
+            report.records_read, report.bytes_pieces, report.bytes_rows = _run_units(pending, recipe, staging_dir, run, cards, progress)
         except Exception as err:  # noqa: BLE001 - the engine gave up; report it, finalise what completed
             log.error("the Ray pipeline stopped: %s", err)
             report.engine_error = f"{type(err).__name__}: {err}"
@@ -211,11 +213,17 @@ def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_pa
     import ray
 
     report.result = finalize(out_dir, staging_dir, units_file, recipe, use_ray=ray.is_initialized(),
-                             release_filter=release_filter)
+                             release_filter=release_filter, sources=source_locations(report.sources))
     _write_stats(out_dir, report)
     _write_resolved_config(out_dir, recipe, report)
     report.wall_seconds = time.monotonic() - started
     return report
+
+
+def source_locations(sources: list[ResolvedSource]) -> dict[str, SourceLocation]:
+    """Where finalisation can read a source again (pipeline/engine/reread.py)."""
+    return {s.name: SourceLocation(str(s.root), json.dumps(s.options, sort_keys=True), tuple(s.splits))
+            for s in sources if s.root is not None}
 
 
 def _list_units(source: ResolvedSource, report: BuildReport) -> list[UnitTask]:
@@ -268,7 +276,7 @@ def _registry() -> dict:
 
 
 def _run_units(pending: list[UnitTask], recipe: Recipe, staging_dir: Path, run: int,
-               cards: dict, progress: bool) -> tuple[int, int]:
+               cards: dict, progress: bool) -> tuple[int, int, int]:
     import ray.data
 
     quiet_retry_warning()
@@ -294,25 +302,27 @@ def _run_units(pending: list[UnitTask], recipe: Recipe, staging_dir: Path, run: 
     return _consume(ds, len(pending), progress)
 
 
-def _consume(ds, units: int, progress: bool) -> tuple[int, int]:
-    """Drain the summary rows, showing units done and kept/rejected counts as they stream in; (rows, bytes written)."""
+def _consume(ds, units: int, progress: bool) -> tuple[int, int, int]:
+    """Drain the summary rows, showing units done and kept/rejected counts as they stream in;
+    (rows, piece bytes, staged row bytes)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     counts: Counter = Counter()
-    written = 0
+    pieces = rows = 0
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), disable=not progress,
                   transient=False) as bar:
         task = bar.add_task("units", total=units, detail="")
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            written += int(sum(batch["bytes_written"]))
+            pieces += int(sum(batch["piece_bytes"]))
+            rows += int(sum(batch["row_bytes"]))
             for kind, status in zip(batch["kind"], batch["status"]):
                 if kind == "unit_end" or kind == "unit_error":
                     bar.advance(task)
                 else:
                     counts[status or "rejected"] += 1
             bar.update(task, detail=f"kept {counts['kept']}  rejected {counts['rejected']}")
-    return sum(counts.values()), written
+    return sum(counts.values()), pieces, rows
 
 
 def _write_stats(out_dir: Path, report: BuildReport) -> None:
@@ -332,7 +342,10 @@ def _write_stats(out_dir: Path, report: BuildReport) -> None:
     ]
     # what this run wrote: the workers' pieces and rows, shards copied at finalisation, the manifest
     result = report.result
-    stats["bytes_written"] = report.bytes_staged + result.bytes_copied + result.bytes_manifest
+    written = {"pieces": report.bytes_pieces, "shards_copied": result.bytes_copied,
+               "staged_rows": report.bytes_rows, "manifest": result.bytes_manifest}
+    stats["bytes_written"] = sum(written.values())
+    stats["bytes_written_by"] = written
     stats["shard_bytes"] = result.shard_bytes
     stats["pieces_moved"] = result.pieces_moved
     stats["shards_copied"] = result.shards_written - result.pieces_moved

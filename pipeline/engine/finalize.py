@@ -31,6 +31,7 @@ import io
 import json
 import logging
 import os
+import posixpath
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ from manifests.schema import MANIFEST_SCHEMA
 from manifests.shards import (CARD_NAME, dataset_card, group_of_shard, list_shards, relative_shard,
                               shard_group_of_members, shard_name)
 from pipeline.config import Recipe
+from pipeline.engine.reread import MissingPixels, SourceLocation, reread_pieces
 from pipeline.engine.staging import write_samples
 from pipeline.tasks.leakage import reject_leaked_subjects
 
@@ -63,6 +65,7 @@ class FinalizeResult:
     pieces_moved: int = 0  # shards that were a worker's piece, moved into place (no byte copied)
     bytes_copied: int = 0  # shard bytes written here by copying members (a rule rejected some of a piece)
     bytes_manifest: int = 0
+    samples_reread: int = 0  # kept now, rejected before: images read again from their sources
     shard_bytes: int = 0  # the size of every shard of the build
     failed_units: list[dict] = field(default_factory=list)
     alignment: dict = field(default_factory=dict)  # scored / unscored / below_cut counts
@@ -162,7 +165,9 @@ def _choose_runs(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def finalize(out_dir: Path, staging_dir: Path, units_file: Path, recipe: Recipe, use_ray: bool = True,
-             release_filter=None) -> FinalizeResult:
+             release_filter=None, sources: dict[str, SourceLocation] | None = None) -> FinalizeResult:
+    """`sources`: where each source was read, so that samples kept now whose images no shard holds
+    (rejected before) are read again (pipeline/engine/reread.py); without it they raise MissingPixels."""
     con = _connect(staging_dir, units_file)
     _choose_runs(con)
     result = FinalizeResult()
@@ -192,6 +197,7 @@ def finalize(out_dir: Path, staging_dir: Path, units_file: Path, recipe: Recipe,
 
     plans = _plan_shards(con, recipe)
     _previous_shards(con, out_dir)
+    result.samples_reread = _bring_back(con, staging_dir, sources, recipe.shards.png_compress_level)
     plan_file = out_dir / ".state" / "plan.parquet"
     _write_plan_file(con, plan_file)
 
@@ -311,6 +317,38 @@ def _previous_shards(con: duckdb.DuckDBPyConnection, out_dir: Path) -> None:
         con.execute("CREATE OR REPLACE TABLE previous (id VARCHAR, shard VARCHAR)")
 
 
+def _bring_back(con: duckdb.DuckDBPyConnection, staging_dir: Path, sources: dict[str, SourceLocation] | None,
+                png_compress_level: int) -> int:
+    """Kept samples whose images are in no piece and no earlier shard get a piece read from their source."""
+    fs, staging = storage.filesystem(str(staging_dir))
+    present = pa.table({"name": [posixpath.basename(path) for path in fs.glob(storage.join(staging, "*.tar"))]},
+                       schema=pa.schema([("name", pa.string())]))
+    con.register("present", present)
+    rows = con.sql(
+        """
+        SELECT id, unit_id, source, key, sample, members FROM chosen
+        WHERE status = 'kept' AND id NOT IN (SELECT id FROM previous)
+          AND coalesce(piece NOT IN (SELECT name FROM present), true)
+          AND coalesce(staging_tar NOT IN (SELECT name FROM present), true)
+        ORDER BY id
+        """
+    ).to_arrow_table().to_pylist()
+    con.unregister("present")
+    if not rows:
+        return 0
+    if sources is None:
+        raise MissingPixels(f"the images of {rows[0]['id']} (and {len(rows) - 1} more) are in no shard of this build: "
+                            "rebuild with `unimed build ... --refresh`")
+    found = reread_pieces(rows, sources, str(staging_dir), png_compress_level)
+    con.register("found", pa.table({"id": list(found), "piece": [v[0] for v in found.values()],
+                                    "members": [v[1] for v in found.values()]}))
+    con.execute("UPDATE chosen SET piece = found.piece, members = found.members, staging_tar = NULL "
+                "FROM found WHERE chosen.id = found.id")
+    con.unregister("found")
+    log.info("%d kept samples had no images in the build; read again from their sources", len(rows))
+    return len(rows)
+
+
 def _write_plan_file(con: duckdb.DuckDBPyConnection, plan_file: Path) -> None:
     """Every kept sample with where its bytes are, sorted by shard so readers skip row groups."""
     tmp = plan_file.with_name(f".{plan_file.name}.tmp")
@@ -363,10 +401,6 @@ def _tmp(path: str) -> str:
     return f"{folder}/.{name}.tmp"
 
 
-class MissingPixels(RuntimeError):
-    """A kept sample whose bytes are in no piece and no shard: it was rejected before, so never kept."""
-
-
 class _Members:
     """Reads a sample's member bytes from a piece, a legacy staging tar, or a shard already published."""
 
@@ -406,9 +440,8 @@ class _Members:
             if all(name in index for name in names):
                 return self._ranges(storage.join(self.root, "shards", candidate),
                                     [(suffix, *index[name]) for (suffix, _, _), name in zip(entries, names)])
-        raise MissingPixels(f"the pixels of {row['key']} are in no shard of this build (it was rejected before, "
-                            "and a build keeps no pixels of rejected samples): rebuild to keep it "
-                            "(`unimed build ... --refresh`)")
+        raise MissingPixels(f"the images of {row['key']} are in no piece and no shard of this build: "
+                            "rebuild with `unimed build ... --refresh`")
 
 
 def write_shard(plan: ShardPlan, plan_file: str, root: str, staging_dir: str) -> int:

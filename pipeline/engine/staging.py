@@ -32,7 +32,7 @@ from manifests.schema import STAGING_SCHEMA, member_suffix, record_row, rejectio
 from manifests.shards import shard_group
 
 TAR_BLOCK = tarfile.BLOCKSIZE
-SUMMARY_COLUMNS = ("id", "unit_id", "kind", "source", "status", "reason", "bytes_written")
+SUMMARY_COLUMNS = ("id", "unit_id", "kind", "source", "status", "reason", "piece_bytes", "row_bytes")
 
 
 def write_samples(stream, samples: Iterable[tuple[str, bytes, list[tuple[str, bytes]]]]) -> list[list]:
@@ -102,15 +102,15 @@ def write_staging_batch(
         row["run"], row["part"] = run, int(part)
         rows.append(row)
 
-    written = 0
+    piece_bytes = 0
     for index, (_, kept) in enumerate(sorted(pending.items())):
         piece = f"{name}-{index:04d}.tar"
-        written += _write_piece(fs, storage.join(staging, piece), piece, sorted(kept, key=lambda pair: pair[0]["id"]),
+        piece_bytes += _write_piece(fs, storage.join(staging, piece), piece, sorted(kept, key=lambda pair: pair[0]["id"]),
                                 png_compress_level)
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows, schema=STAGING_SCHEMA), buffer)
     storage.write_bytes(fs, storage.join(staging, f"{name}.parquet"), buffer.getvalue())
-    written += buffer.tell()
+    row_bytes = buffer.tell()
 
     summary: dict[str, list] = {column: [] for column in SUMMARY_COLUMNS}
     for position, row in enumerate(rows):
@@ -120,7 +120,8 @@ def write_staging_batch(
         summary["source"].append(row.get("source") or str(row["unit_id"]).split("/", 1)[0])
         summary["status"].append(row.get("status"))
         summary["reason"].append(row.get("reason"))
-        summary["bytes_written"].append(written if position == 0 else 0)
+        summary["piece_bytes"].append(piece_bytes if position == 0 else 0)  # the batch's, counted once
+        summary["row_bytes"].append(row_bytes if position == 0 else 0)
     return {column: np.array(values, dtype=object) for column, values in summary.items()}
 
 
