@@ -72,8 +72,8 @@ def test_a_build_writes_each_pixel_once_and_keeps_no_second_copy(ray_session, sa
     assert json.loads((out / "stats.json").read_text())["bytes_written_by"]["pieces"] == 0
 
 
-def test_rethreshold_rewrites_only_the_shards_whose_samples_change(ray_session, sample_root, demo_dir, tmp_path,  # noqa: F811
-                                                                   monkeypatch):
+def test_rethreshold_rewrites_only_the_shards_whose_samples_change(
+        ray_session, sample_root, demo_dir, tmp_path, monkeypatch):  # noqa: F811 - demo_dir, the fixture
     from pipeline.engine.build import build
     from pipeline.rescore.rethreshold import rethreshold
 

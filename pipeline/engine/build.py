@@ -199,7 +199,8 @@ def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_pa
         ensure_ray(ray_address)
         run = _next_run(state_dir)
         try:
-            report.records_read, report.bytes_pieces, report.bytes_rows = _run_units(pending, recipe, staging_dir, run, cards, progress)
+            report.records_read, report.bytes_pieces, report.bytes_rows = _run_units(
+                pending, recipe, staging_dir, run, cards, progress)
         except Exception as err:  # noqa: BLE001 - the engine gave up; report it, finalise what completed
             log.error("the Ray pipeline stopped: %s", err)
             report.engine_error = f"{type(err).__name__}: {err}"

@@ -197,13 +197,13 @@ def finalize(out_dir: Path, staging_dir: Path, units_file: Path, recipe: Recipe,
 
     plans = _plan_shards(con, recipe)
     _previous_shards(con, out_dir)
-    result.samples_reread = _bring_back(con, staging_dir, sources, recipe.shards.png_compress_level)
-    plan_file = out_dir / ".state" / "plan.parquet"
-    _write_plan_file(con, plan_file)
-
     fs, root = storage.filesystem(out_dir)
     shards_dir, markers_dir = storage.join(root, "shards"), storage.join(root, ".state", "shards")
     todo = [plan for plan in plans if not _shard_done(fs, plan, shards_dir, markers_dir)]
+    result.samples_reread = _bring_back(con, staging_dir, sources, recipe.shards.png_compress_level,
+                                        {plan.name for plan in todo})
+    plan_file = out_dir / ".state" / "plan.parquet"
+    _write_plan_file(con, plan_file)
     moves = _movable_pieces(con, fs, staging_dir, {plan.name for plan in todo})
     copies = [plan for plan in todo if plan.name not in moves]
     result.bytes_copied = _write_shards(copies, plan_file, root, str(staging_dir), use_ray)
@@ -318,22 +318,25 @@ def _previous_shards(con: duckdb.DuckDBPyConnection, out_dir: Path) -> None:
 
 
 def _bring_back(con: duckdb.DuckDBPyConnection, staging_dir: Path, sources: dict[str, SourceLocation] | None,
-                png_compress_level: int) -> int:
-    """Kept samples whose images are in no piece and no earlier shard get a piece read from their source."""
+                png_compress_level: int, todo: set[str]) -> int:
+    """Kept samples of the shards to write (`todo`) whose images are in no piece and no earlier shard get a
+    piece read from their source."""
     fs, staging = storage.filesystem(str(staging_dir))
     present = pa.table({"name": [posixpath.basename(path) for path in fs.glob(storage.join(staging, "*.tar"))]},
                        schema=pa.schema([("name", pa.string())]))
     con.register("present", present)
+    con.register("todo", pa.table({"shard": sorted(todo)}, schema=pa.schema([("shard", pa.string())])))
     rows = con.sql(
         """
         SELECT id, unit_id, source, key, sample, members FROM chosen
-        WHERE status = 'kept' AND id NOT IN (SELECT id FROM previous)
+        WHERE status = 'kept' AND shard IN (SELECT shard FROM todo) AND id NOT IN (SELECT id FROM previous)
           AND coalesce(piece NOT IN (SELECT name FROM present), true)
           AND coalesce(staging_tar NOT IN (SELECT name FROM present), true)
         ORDER BY id
         """
     ).to_arrow_table().to_pylist()
     con.unregister("present")
+    con.unregister("todo")
     if not rows:
         return 0
     if sources is None:

@@ -71,7 +71,7 @@ def reread_pieces(rows: list[dict], sources: dict[str, SourceLocation], staging_
             samples.append((row["id"], row["key"], row["sample"].encode("utf-8"), images))
         absent = sorted(set(wanted) - {sample[0] for sample in samples})
         if absent:
-            raise MissingPixels(_message(absent[0], f"its source does not give it (made by a stage, or removed)"))
+            raise MissingPixels(_message(absent[0], "its source does not give it (made by a stage, or removed)"))
         samples.sort()
         piece = f"r-{unit_tag(unit_id)}.tar"
         buffer = io.BytesIO()

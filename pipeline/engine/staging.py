@@ -105,8 +105,8 @@ def write_staging_batch(
     piece_bytes = 0
     for index, (_, kept) in enumerate(sorted(pending.items())):
         piece = f"{name}-{index:04d}.tar"
-        piece_bytes += _write_piece(fs, storage.join(staging, piece), piece, sorted(kept, key=lambda pair: pair[0]["id"]),
-                                png_compress_level)
+        kept = sorted(kept, key=lambda pair: pair[0]["id"])
+        piece_bytes += _write_piece(fs, storage.join(staging, piece), piece, kept, png_compress_level)
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows, schema=STAGING_SCHEMA), buffer)
     storage.write_bytes(fs, storage.join(staging, f"{name}.parquet"), buffer.getvalue())
