@@ -106,8 +106,10 @@ STAGING_SCHEMA = pa.schema(
         pa.field("run", pa.int32()),
         pa.field("unit_count", pa.int32()),  # unit_end rows: how many rows the unit produced
         pa.field("unit_fingerprint", pa.string()),  # unit_end rows: the inputs' fingerprint it was read with
-        pa.field("staging_tar", pa.string()),
-        pa.field("members", pa.string()),  # JSON [[suffix, offset, size], ...]
+        pa.field("staging_tar", pa.string()),  # builds before pieces: the tar holding the row's image bytes
+        pa.field("members", pa.string()),  # JSON [[suffix, offset, size], ...] in `piece` (or `staging_tar`)
+        pa.field("part", pa.int32()),  # the part of its unit the row was read in (pipeline/engine/units.py)
+        pa.field("piece", pa.string()),  # the WebDataset tar its sample was written to, in final member format
     ],
     metadata={"unimed5m.schema_version": SCHEMA_VERSION},
 )

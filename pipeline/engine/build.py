@@ -2,17 +2,18 @@
 
 Layout of a build directory (later tools depend on it)::
 
-    <out>/<recipe>/shards/<group>/<recipe>-<group>-000000.tar   WebDataset, one member layout per group
+    <out>/<recipe>/shards/<group>/<recipe>-<group>-<unit>-PPPPP-NNN.tar   WebDataset, one member layout per group
                                                   (manifests/shards.py): <key>.json plus its images
     <out>/<recipe>/README.md                      dataset card: one Hugging Face `datasets` config per group
     <out>/<recipe>/manifest/part-00000.parquet    one row per input record, kept or rejected
     <out>/<recipe>/stats.json                     counts by source, modality, task, status, reason
     <out>/<recipe>/config.resolved.yaml
-    <out>/<recipe>/.state/                        staging area, unit lists, shard done-markers
+    <out>/<recipe>/.state/                        staged manifest rows (no pixels), unit lists, shard done-markers
 
 Execution is Ray Data, streaming: unit tasks -> records (the adapters, pipeline/engine/units.py) -> the
 recipe's stage plan (pipeline/engine/plan.py: coarse scores and decision, task builders and refinement,
-alignment scoring) -> staged bytes; then `finalize` applies the global rules and packs the shards. A rerun re-reads only units that no earlier run
+alignment scoring) -> pieces (each part's samples, written once in final form, pipeline/engine/staging.py) and
+staged rows; then `finalize` applies the global rules and turns pieces into shards. A rerun re-reads only units that no earlier run
 completed, so a killed build finishes with the same records, none twice and none lost. A unit counts
 as completed only for the inputs it was read from (pipeline/engine/inputs.py): a file added, removed,
 resized or touched since re-runs its unit; `refresh` re-runs every unit.
@@ -37,6 +38,7 @@ from pipeline.config import Recipe
 from pipeline.engine.finalize import FinalizeResult, finalize, unit_states
 from pipeline.engine.inputs import StatCache, unit_fingerprint
 from pipeline.engine.plan import stage_plan
+from pipeline.engine.reread import SourceLocation
 from pipeline.engine.ray_setup import ensure_ray, map_stages, quiet_retry_warning
 from pipeline.engine.staging import write_staging_batch
 from pipeline.engine.units import UnitTask, expand_units
@@ -73,6 +75,8 @@ class BuildReport:
     extra_stats: dict = field(default_factory=dict)  # stage 2: the HQ subset and the CAG model
     units_changed: int = 0  # units done before whose inputs changed since (re-run this time)
     records_read: int = 0  # rows the units run this time produced (0 when every unit was already staged)
+    bytes_pieces: int = 0  # the pieces (samples in final form) the workers wrote this run
+    bytes_rows: int = 0  # the staged manifest rows the workers wrote this run
     sources_empty: dict[str, str] = field(default_factory=dict)  # found, but the requested splits have no files
     sources_failed: dict[str, str] = field(default_factory=dict)  # could not be listed: one line, what to do
     sources_failed_skipped: bool = False  # the recipe's execution.on_source_error is "skip"
@@ -195,7 +199,8 @@ def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_pa
         ensure_ray(ray_address)
         run = _next_run(state_dir)
         try:
-            report.records_read = _run_units(pending, recipe, staging_dir, run, cards, progress)
+            report.records_read, report.bytes_pieces, report.bytes_rows = _run_units(
+                pending, recipe, staging_dir, run, cards, progress)
         except Exception as err:  # noqa: BLE001 - the engine gave up; report it, finalise what completed
             log.error("the Ray pipeline stopped: %s", err)
             report.engine_error = f"{type(err).__name__}: {err}"
@@ -209,11 +214,17 @@ def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_pa
     import ray
 
     report.result = finalize(out_dir, staging_dir, units_file, recipe, use_ray=ray.is_initialized(),
-                             release_filter=release_filter)
+                             release_filter=release_filter, sources=source_locations(report.sources))
     _write_stats(out_dir, report)
     _write_resolved_config(out_dir, recipe, report)
     report.wall_seconds = time.monotonic() - started
     return report
+
+
+def source_locations(sources: list[ResolvedSource]) -> dict[str, SourceLocation]:
+    """Where finalisation can read a source again (pipeline/engine/reread.py)."""
+    return {s.name: SourceLocation(str(s.root), json.dumps(s.options, sort_keys=True), tuple(s.splits))
+            for s in sources if s.root is not None}
 
 
 def _list_units(source: ResolvedSource, report: BuildReport) -> list[UnitTask]:
@@ -266,7 +277,7 @@ def _registry() -> dict:
 
 
 def _run_units(pending: list[UnitTask], recipe: Recipe, staging_dir: Path, run: int,
-               cards: dict, progress: bool) -> int:
+               cards: dict, progress: bool) -> tuple[int, int, int]:
     import ray.data
 
     quiet_retry_warning()
@@ -279,9 +290,10 @@ def _run_units(pending: list[UnitTask], recipe: Recipe, staging_dir: Path, run: 
     items = [{"task": pickle.dumps(task, protocol=5)} for task in pending]
     ds = ray.data.from_items(items, override_num_blocks=min(len(items), 20_000))
     ds = ds.map_batches(expand_units, batch_size=1, max_retries=retries,
+                        # a unit's parts become its shards: cut them at the shard bounds too
                         fn_kwargs={"attempts": recipe.execution.unit_attempts,
-                                   "rows_per_batch": recipe.execution.batch_size,
-                                   "bytes_per_batch": recipe.execution.batch_bytes})
+                                   "rows_per_batch": min(recipe.execution.batch_size, recipe.shards.max_samples),
+                                   "bytes_per_batch": min(recipe.execution.batch_bytes, recipe.shards.max_bytes)})
     # raises ClusterTooSmall when the recipe's GPU requests cannot be placed (rather than hang)
     ds = map_stages(ds, stage_plan(recipe, staging_dir.parents[1] / "align_cache",
                                    staging_dir.parents[1] / "cag_cache"), retries)
@@ -291,23 +303,27 @@ def _run_units(pending: list[UnitTask], recipe: Recipe, staging_dir: Path, run: 
     return _consume(ds, len(pending), progress)
 
 
-def _consume(ds, units: int, progress: bool) -> int:
-    """Drain the summary rows, showing units done and kept/rejected counts as they stream in."""
+def _consume(ds, units: int, progress: bool) -> tuple[int, int, int]:
+    """Drain the summary rows, showing units done and kept/rejected counts as they stream in;
+    (rows, piece bytes, staged row bytes)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     counts: Counter = Counter()
+    pieces = rows = 0
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), disable=not progress,
                   transient=False) as bar:
         task = bar.add_task("units", total=units, detail="")
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            pieces += int(sum(batch["piece_bytes"]))
+            rows += int(sum(batch["row_bytes"]))
             for kind, status in zip(batch["kind"], batch["status"]):
                 if kind == "unit_end" or kind == "unit_error":
                     bar.advance(task)
                 else:
                     counts[status or "rejected"] += 1
             bar.update(task, detail=f"kept {counts['kept']}  rejected {counts['rejected']}")
-    return sum(counts.values())
+    return sum(counts.values()), pieces, rows
 
 
 def _write_stats(out_dir: Path, report: BuildReport) -> None:
@@ -325,6 +341,15 @@ def _write_stats(out_dir: Path, report: BuildReport) -> None:
             "SELECT source, task_family, status, count(*) FROM records GROUP BY ALL ORDER BY ALL NULLS LAST"
         ).fetchall()
     ]
+    # what this run wrote: the workers' pieces and rows, shards copied at finalisation, the manifest
+    result = report.result
+    written = {"pieces": report.bytes_pieces, "shards_copied": result.bytes_copied,
+               "staged_rows": report.bytes_rows, "manifest": result.bytes_manifest}
+    stats["bytes_written"] = sum(written.values())
+    stats["bytes_written_by"] = written
+    stats["shard_bytes"] = result.shard_bytes
+    stats["pieces_moved"] = result.pieces_moved
+    stats["shards_copied"] = result.shards_written - result.pieces_moved
     stats.update(report.extra_stats)
     stats["sources_skipped"] = {s.name: s.reason for s in report.sources if s.root is None}
     stats["sources_empty"] = report.sources_empty

@@ -9,10 +9,16 @@
    benchmark overlap and near duplicates (pipeline/engine/near_duplicates.py), and the alignment cut
    (filters/alignment/cut.py).
 3. Kept rows are grouped by member layout (manifests/shards.py: task family + image members, one
-   folder per group), and within a group packed greedily in id order into shards bounded by samples
-   and bytes; each shard is written under a temporary name and renamed, then a done-marker holding its
-   content digest is written. A rerun skips shards whose marker matches, so nothing is rewritten that
-   need not be. The dataset card (README.md, one Hugging Face `datasets` config per group) follows.
+   folder per group) and by the work unit and part they were read in (pipeline/engine/units.py), and
+   packed in id order into shards bounded by samples and bytes: a shard's name and content depend only
+   on its own unit. The workers already wrote each part's samples as a piece in final form
+   (pipeline/engine/staging.py): a piece that holds exactly its shard's kept samples is moved into
+   place; a shard that lost samples to a global rule is written by copying members (from its piece, or
+   from the shard published before: how `rethreshold` tightens without repacking). Every new shard is
+   written before any is published; then a done-marker holding its content digest. A rerun skips shards
+   whose marker matches, so nothing is rewritten that need not be. Leftover pieces are removed: no
+   second copy of the pixels survives. The dataset card (README.md, one `datasets` config per group)
+   follows.
 4. The manifest (every chosen row) is streamed to Parquet in id order. (stats.json and the resolved
    recipe are written by the build, pipeline/engine/build.py, after this.)
 The same staged rows always give the same shard bytes: member order, mtime 0, no host or clock data.
@@ -21,24 +27,28 @@ The same staged rows always give the same shard bytes: member order, mtime 0, no
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
+import posixpath
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-import webdataset as wds
 
 from filters.alignment.cut import apply_cut
 from filters.dedup import reject_exact_duplicates
+from manifests import storage
 from manifests.schema import MANIFEST_SCHEMA
 from manifests.shards import (CARD_NAME, dataset_card, group_of_shard, list_shards, relative_shard,
                               shard_group_of_members, shard_name)
 from pipeline.config import Recipe
-from pipeline.engine.staging import read_member
+from pipeline.engine.reread import MissingPixels, SourceLocation, reread_pieces
+from pipeline.engine.staging import write_samples
 from pipeline.tasks.leakage import reject_leaked_subjects
 
 log = logging.getLogger(__name__)
@@ -52,6 +62,11 @@ class FinalizeResult:
     rejected: int = 0
     shards: list[str] = field(default_factory=list)
     shards_written: int = 0
+    pieces_moved: int = 0  # shards that were a worker's piece, moved into place (no byte copied)
+    bytes_copied: int = 0  # shard bytes written here by copying members (a rule rejected some of a piece)
+    bytes_manifest: int = 0
+    samples_reread: int = 0  # kept now, rejected before: images read again from their sources
+    shard_bytes: int = 0  # the size of every shard of the build
     failed_units: list[dict] = field(default_factory=list)
     alignment: dict = field(default_factory=dict)  # scored / unscored / below_cut counts
     near_duplicates: dict = field(default_factory=dict)  # rejection counts and the contamination report
@@ -91,9 +106,13 @@ def _connect(staging_dir: Path, units_file: Path) -> duckdb.DuckDBPyConnection:
     # builds staged before input fingerprints existed: no fingerprint on either side
     if "fingerprint" not in _columns(con, "units"):
         con.execute("ALTER TABLE units ADD COLUMN fingerprint VARCHAR")
-    if "unit_fingerprint" not in _columns(con, "staged"):
-        con.execute("ALTER VIEW staged RENAME TO staged_without_fingerprint")
-        con.execute("CREATE VIEW staged AS SELECT *, NULL::VARCHAR AS unit_fingerprint FROM staged_without_fingerprint")
+    # staging areas of older builds: no fingerprints, no pieces (image bytes in `staging_tar`), no parts
+    missing = [f"NULL::{kind} AS {name}" for name, kind in (
+        ("unit_fingerprint", "VARCHAR"), ("staging_tar", "VARCHAR"), ("piece", "VARCHAR"), ("part", "INTEGER"))
+        if name not in _columns(con, "staged")]
+    if missing:
+        con.execute("ALTER VIEW staged RENAME TO staged_as_written")
+        con.execute(f"CREATE VIEW staged AS SELECT *, {', '.join(missing)} FROM staged_as_written")
     return con
 
 
@@ -146,7 +165,9 @@ def _choose_runs(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def finalize(out_dir: Path, staging_dir: Path, units_file: Path, recipe: Recipe, use_ray: bool = True,
-             release_filter=None) -> FinalizeResult:
+             release_filter=None, sources: dict[str, SourceLocation] | None = None) -> FinalizeResult:
+    """`sources`: where each source was read, so that samples kept now whose images no shard holds
+    (rejected before) are read again (pipeline/engine/reread.py); without it they raise MissingPixels."""
     con = _connect(staging_dir, units_file)
     _choose_runs(con)
     result = FinalizeResult()
@@ -157,7 +178,7 @@ def finalize(out_dir: Path, staging_dir: Path, units_file: Path, recipe: Recipe,
         CREATE TABLE chosen AS
         SELECT s.* FROM staged s JOIN complete c ON s.unit_id = c.unit_id AND s.run = c.run
         WHERE s.kind IN ('record', 'rejection')
-        QUALIFY row_number() OVER (PARTITION BY s.id ORDER BY s.staging_tar NULLS LAST) = 1
+        QUALIFY row_number() OVER (PARTITION BY s.id ORDER BY s.piece NULLS LAST, s.staging_tar NULLS LAST) = 1
         """
     )
     if release_filter is not None:  # a rebuild: the release's decisions, and its hashes checked (pipeline/release)
@@ -175,25 +196,40 @@ def finalize(out_dir: Path, staging_dir: Path, units_file: Path, recipe: Recipe,
     con.execute("UPDATE chosen SET key = NULL WHERE status <> 'kept'")
 
     plans = _plan_shards(con, recipe)
+    _previous_shards(con, out_dir)
+    fs, root = storage.filesystem(out_dir)
+    shards_dir, markers_dir = storage.join(root, "shards"), storage.join(root, ".state", "shards")
+    todo = [plan for plan in plans if not _shard_done(fs, plan, shards_dir, markers_dir)]
+    result.samples_reread = _bring_back(con, staging_dir, sources, recipe.shards.png_compress_level,
+                                        {plan.name for plan in todo})
     plan_file = out_dir / ".state" / "plan.parquet"
     _write_plan_file(con, plan_file)
-
-    shards_dir, markers_dir = out_dir / "shards", out_dir / ".state" / "shards"
-    shards_dir.mkdir(parents=True, exist_ok=True)
-    markers_dir.mkdir(parents=True, exist_ok=True)
-    todo = [plan for plan in plans if not _shard_done(plan, shards_dir, markers_dir)]
-    _write_shards(todo, plan_file, shards_dir, markers_dir, staging_dir, use_ray)
+    moves = _movable_pieces(con, fs, staging_dir, {plan.name for plan in todo})
+    copies = [plan for plan in todo if plan.name not in moves]
+    result.bytes_copied = _write_shards(copies, plan_file, root, str(staging_dir), use_ray)
+    for plan in todo:  # every new shard is written before any is published: old shards may be sources
+        final = storage.join(shards_dir, plan.name)
+        fs.makedirs(storage.join(shards_dir, group_of_shard(plan.name)), exist_ok=True)
+        fs.mv(moves.get(plan.name) or _tmp(final), final)
+        storage.write_text(fs, storage.join(markers_dir, plan.marker),
+                           json.dumps({"digest": plan.digest, "samples": plan.samples}))
+    result.pieces_moved = len(moves)
     planned = {plan.name for plan in plans}
     for stale in list_shards(out_dir):  # shards of an earlier, different plan
         if relative_shard(out_dir, stale) not in planned:
             stale.unlink()
-            (markers_dir / f"{stale.name}.json").unlink(missing_ok=True)
-    for folder in sorted(shards_dir.iterdir()):  # a group the plan no longer has
+            (Path(out_dir) / ".state" / "shards" / f"{stale.name}.json").unlink(missing_ok=True)
+    shards_path = Path(out_dir) / "shards"
+    shards_path.mkdir(parents=True, exist_ok=True)
+    for folder in sorted(shards_path.iterdir()):  # a group the plan no longer has
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
+    for leftover in fs.glob(storage.join(str(staging_dir), "*.tar")):  # published, or of runs not chosen
+        fs.rm(leftover)
     _write_card(out_dir, recipe.name, plans)
 
-    _write_manifest(con, out_dir / "manifest")
+    result.bytes_manifest = _write_manifest(con, out_dir / "manifest")
+    result.shard_bytes = sum(fs.size(storage.join(shards_dir, plan.name)) for plan in plans)
     result.shards = [plan.name for plan in plans]
     result.shards_written = len(todo)
     result.kept, result.rejected = con.execute(
@@ -216,8 +252,9 @@ def _failed_units(con: duckdb.DuckDBPyConnection) -> list[dict]:
 
 
 def _plan_shards(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[ShardPlan]:
-    """Per group (one member layout), greedy packing in id order: a shard closes before it would pass
-    either bound, or when the group changes; shards are numbered from 0 within each group.
+    """Per (group, unit, part), greedy packing in id order: a shard closes before it would pass either
+    bound; shards are numbered from 0 within each (group, unit, part), which is almost always one shard
+    (units.py cuts parts at the shard bounds). A sample's shard depends only on its own unit's rows.
 
     Streamed: rows arrive in Arrow batches and only running counters, one digest per shard and the
     (key, shard) assignment of the current batch are held; the assignment goes back into DuckDB.
@@ -230,31 +267,36 @@ def _plan_shards(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[ShardPl
     con.create_function("shard_group", shard_group_of_members, ["VARCHAR", "VARCHAR"], "VARCHAR",
                         null_handling="special", side_effects=False)
     reader = con.sql(
-        "SELECT shard_group(task_family, members) AS grp, key, sample, members, stored_bytes FROM chosen "
-        "WHERE status = 'kept' ORDER BY grp, id"
+        "SELECT shard_group(task_family, members) AS grp, unit_id, coalesce(part, 0) AS part, key, sample, members, "
+        "stored_bytes FROM chosen WHERE status = 'kept' ORDER BY grp, unit_id, part, id"
     ).to_arrow_reader(50_000)
     plans: list[ShardPlan] = []
-    digest, count, total, group, number = hashlib.blake2b(digest_size=16), 0, 0, None, 0
+    digest, count, total, where, number = hashlib.blake2b(digest_size=16), 0, 0, None, 0
+
+    def name() -> str:
+        return shard_name(recipe.name, where[0], number, unit=where[1], part=where[2])
 
     def close() -> None:
-        plans.append(ShardPlan(shard_name(recipe.name, group, number), digest.hexdigest(), count))
+        plans.append(ShardPlan(name(), digest.hexdigest(), count))
 
     for batch in reader:
         columns = batch.to_pydict()
         names = []
-        for grp, key, sample, members, stored in zip(columns["grp"], columns["key"], columns["sample"],
-                                                     columns["members"], columns["stored_bytes"]):
+        for grp, unit, part, key, sample, members, stored in zip(
+                columns["grp"], columns["unit_id"], columns["part"], columns["key"], columns["sample"],
+                columns["members"], columns["stored_bytes"]):
             entries = json.loads(members)
             size = (stored or 0) + len(sample) + (len(entries) + 1) * TAR_MEMBER_OVERHEAD
-            if count and (grp != group or count >= limits.max_samples or total + size > limits.max_bytes):
+            here = (grp, unit, part)
+            if count and (here != where or count >= limits.max_samples or total + size > limits.max_bytes):
                 close()
-                number = 0 if grp != group else number + 1
+                number = 0 if here != where else number + 1
                 digest, count, total = hashlib.blake2b(digest_size=16), 0, 0
-            group = grp
+            where = here
             sizes = [(suffix, length) for suffix, _, length in entries]
             digest.update(f"{key}|{sample}|{sizes}\n".encode())
             count, total = count + 1, total + size
-            names.append(shard_name(recipe.name, group, number))
+            names.append(name())
         assignment = pa.table({"key": columns["key"], "shard_name": names})
         writer.register("assignment", assignment)
         writer.execute("INSERT INTO shard_of SELECT key, shard_name FROM assignment")
@@ -265,69 +307,172 @@ def _plan_shards(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[ShardPl
     return plans
 
 
+def _previous_shards(con: duckdb.DuckDBPyConnection, out_dir: Path) -> None:
+    """`previous`: the shard each id sat in after the last finalisation (its manifest), a source of bytes."""
+    manifest = Path(out_dir) / "manifest"
+    if any(manifest.glob("part-*.parquet")):
+        con.execute(f"CREATE OR REPLACE TABLE previous AS SELECT id, shard FROM read_parquet("
+                    f"'{(manifest / 'part-*.parquet').as_posix()}') WHERE shard IS NOT NULL")
+    else:
+        con.execute("CREATE OR REPLACE TABLE previous (id VARCHAR, shard VARCHAR)")
+
+
+def _bring_back(con: duckdb.DuckDBPyConnection, staging_dir: Path, sources: dict[str, SourceLocation] | None,
+                png_compress_level: int, todo: set[str]) -> int:
+    """Kept samples of the shards to write (`todo`) whose images are in no piece and no earlier shard get a
+    piece read from their source."""
+    fs, staging = storage.filesystem(str(staging_dir))
+    present = pa.table({"name": [posixpath.basename(path) for path in fs.glob(storage.join(staging, "*.tar"))]},
+                       schema=pa.schema([("name", pa.string())]))
+    con.register("present", present)
+    con.register("todo", pa.table({"shard": sorted(todo)}, schema=pa.schema([("shard", pa.string())])))
+    rows = con.sql(
+        """
+        SELECT id, unit_id, source, key, sample, members FROM chosen
+        WHERE status = 'kept' AND shard IN (SELECT shard FROM todo) AND id NOT IN (SELECT id FROM previous)
+          AND coalesce(piece NOT IN (SELECT name FROM present), true)
+          AND coalesce(staging_tar NOT IN (SELECT name FROM present), true)
+        ORDER BY id
+        """
+    ).to_arrow_table().to_pylist()
+    con.unregister("present")
+    con.unregister("todo")
+    if not rows:
+        return 0
+    if sources is None:
+        raise MissingPixels(f"the images of {rows[0]['id']} (and {len(rows) - 1} more) are in no shard of this build: "
+                            "rebuild with `unimed build ... --refresh`")
+    found = reread_pieces(rows, sources, str(staging_dir), png_compress_level)
+    con.register("found", pa.table({"id": list(found), "piece": [v[0] for v in found.values()],
+                                    "members": [v[1] for v in found.values()]}))
+    con.execute("UPDATE chosen SET piece = found.piece, members = found.members, staging_tar = NULL "
+                "FROM found WHERE chosen.id = found.id")
+    con.unregister("found")
+    log.info("%d kept samples had no images in the build; read again from their sources", len(rows))
+    return len(rows)
+
+
 def _write_plan_file(con: duckdb.DuckDBPyConnection, plan_file: Path) -> None:
-    """Every kept sample with where its bytes are staged, sorted by shard so readers skip row groups."""
+    """Every kept sample with where its bytes are, sorted by shard so readers skip row groups."""
     tmp = plan_file.with_name(f".{plan_file.name}.tmp")
     con.execute(
         f"""
-        COPY (SELECT shard, key, sample, members, staging_tar FROM chosen WHERE status = 'kept' ORDER BY shard, id)
+        COPY (SELECT c.shard, c.key, c.sample, c.members, c.piece, c.staging_tar, p.shard AS previous
+              FROM chosen c LEFT JOIN previous p USING (id) WHERE c.status = 'kept' ORDER BY c.shard, c.id)
         TO '{tmp.as_posix()}' (FORMAT parquet, ROW_GROUP_SIZE 2048)
         """
     )
     os.replace(tmp, plan_file)
 
 
-def _shard_done(plan: ShardPlan, shards_dir: Path, markers_dir: Path) -> bool:
-    marker = markers_dir / plan.marker
-    if not (marker.is_file() and (shards_dir / plan.name).is_file()):
+def _movable_pieces(con: duckdb.DuckDBPyConnection, fs, staging_dir: Path, wanted: set[str]) -> dict[str, str]:
+    """{shard: piece} for shards whose kept samples are exactly one piece's samples: the piece is the shard.
+
+    A piece holds its samples in id order in final member format (pipeline/engine/staging.py), so when
+    no global rule rejected any of them and none sits in another piece, moving it gives the same bytes
+    as writing the shard.
+    """
+    rows = con.execute(
+        """
+        WITH k AS (SELECT shard, count(*) AS n, count(piece) AS with_piece, count(DISTINCT piece) AS pieces,
+                          any_value(piece) AS piece
+                   FROM chosen WHERE status = 'kept' GROUP BY shard),
+             p AS (SELECT piece, count(*) AS n FROM staged WHERE piece IS NOT NULL GROUP BY piece)
+        SELECT k.shard, k.piece FROM k JOIN p USING (piece) WHERE k.pieces = 1 AND k.with_piece = k.n AND p.n = k.n
+        """
+    ).fetchall()
+    moves = {}
+    for shard, piece in rows:
+        path = storage.join(str(staging_dir), piece)
+        if shard in wanted and fs.exists(path):
+            moves[shard] = path
+    return moves
+
+
+def _shard_done(fs, plan: ShardPlan, shards_dir: str, markers_dir: str) -> bool:
+    marker = storage.join(markers_dir, plan.marker)
+    if not (fs.isfile(marker) and fs.isfile(storage.join(shards_dir, plan.name))):
         return False
     try:
-        return json.loads(marker.read_text())["digest"] == plan.digest
+        return json.loads(fs.cat_file(marker))["digest"] == plan.digest
     except (ValueError, KeyError):
         return False
 
 
-def write_shard(plan: ShardPlan, plan_file: str, shards_dir: str, markers_dir: str, staging_dir: str) -> str:
-    """Write one final shard atomically, then its done-marker (content digest and file hash)."""
-    shards, markers, staging = Path(shards_dir), Path(markers_dir), Path(staging_dir)
-    rows = pq.read_table(plan_file, columns=["key", "sample", "members", "staging_tar"],
+def _tmp(path: str) -> str:
+    folder, _, name = path.rpartition("/")
+    return f"{folder}/.{name}.tmp"
+
+
+class _Members:
+    """Reads a sample's member bytes from a piece, a legacy staging tar, or a shard already published."""
+
+    def __init__(self, fs, root: str, staging_dir: str):
+        self.fs, self.root, self.staging_dir = fs, root, staging_dir
+        self.shard_index: dict[str, dict[str, tuple[int, int]]] = {}
+
+    def _ranges(self, path: str, ranges: list[tuple[str, int, int]]) -> list[tuple[str, bytes]]:
+        with self.fs.open(path, "rb") as handle:
+            found = []
+            for suffix, offset, size in ranges:
+                handle.seek(offset)
+                data = handle.read(size)
+                if len(data) != size:
+                    raise OSError(f"{path} is truncated at offset {offset}")
+                found.append((suffix, data))
+        return found
+
+    def _index(self, shard: str) -> dict[str, tuple[int, int]]:
+        if shard not in self.shard_index:
+            path, index = storage.join(self.root, "shards", shard), {}
+            if self.fs.isfile(path):
+                with self.fs.open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r:") as tar:
+                    index = {m.name: (m.offset_data, m.size) for m in tar.getmembers() if m.isfile()}
+            self.shard_index[shard] = index
+        return self.shard_index[shard]
+
+    def read(self, row: dict, shard: str) -> list[tuple[str, bytes]]:
+        entries = json.loads(row["members"] or "[]")
+        for holder in (row["piece"], row["staging_tar"]):
+            path = holder and storage.join(self.staging_dir, holder)
+            if path and self.fs.exists(path):
+                return self._ranges(path, [tuple(entry) for entry in entries])
+        for candidate in dict.fromkeys(c for c in (shard, row["previous"]) if c):
+            index = self._index(candidate)
+            names = [f"{row['key']}.{suffix}" for suffix, _, _ in entries]
+            if all(name in index for name in names):
+                return self._ranges(storage.join(self.root, "shards", candidate),
+                                    [(suffix, *index[name]) for (suffix, _, _), name in zip(entries, names)])
+        raise MissingPixels(f"the images of {row['key']} are in no piece and no shard of this build: "
+                            "rebuild with `unimed build ... --refresh`")
+
+
+def write_shard(plan: ShardPlan, plan_file: str, root: str, staging_dir: str) -> int:
+    """Write one shard under its temporary name (`_tmp`) from wherever its samples' bytes are; return its size."""
+    fs, root = storage.filesystem(root)
+    rows = pq.read_table(plan_file, columns=["key", "sample", "members", "piece", "staging_tar", "previous"],
                          filters=[("shard", "=", plan.name)]).to_pylist()
     if len(rows) != plan.samples:
         raise RuntimeError(f"plan file lists {len(rows)} samples for {plan.name}, expected {plan.samples}")
-    final = shards / plan.name
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp")
-    with open(tmp, "wb") as stream:
-        with wds.TarWriter(stream, encoder=False, mtime=0, user="", group="", mode=0o444) as writer:
-            for row in rows:
-                entry = {"__key__": row["key"], "json": row["sample"].encode("utf-8")}
-                for suffix, offset, size in json.loads(row["members"]):
-                    entry[suffix] = read_member(staging, row["staging_tar"], offset, size)
-                writer.write(entry)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(tmp, final)
-    with open(final, "rb") as stream:
-        file_hash = hashlib.file_digest(stream, "sha256").hexdigest()
-    marker_tmp = markers / f".{plan.marker}.tmp"
-    marker_tmp.write_text(json.dumps({"digest": plan.digest, "sha256": file_hash, "samples": plan.samples}))
-    os.replace(marker_tmp, markers / plan.marker)
-    return plan.name
+    members = _Members(fs, root, staging_dir)
+    buffer = io.BytesIO()
+    write_samples(buffer, ((row["key"], row["sample"].encode("utf-8"), members.read(row, plan.name))
+                           for row in rows))
+    storage.write_bytes(fs, _tmp(storage.join(root, "shards", plan.name)), buffer.getvalue())
+    return buffer.tell()
 
 
-def _write_shards(plans: list[ShardPlan], plan_file: Path, shards_dir: Path, markers_dir: Path, staging_dir: Path,
-                  use_ray: bool) -> None:
+def _write_shards(plans: list[ShardPlan], plan_file: Path, root: str, staging_dir: str, use_ray: bool) -> int:
+    """Write the shards no piece can become, in parallel; the bytes written."""
     if not plans:
-        return
-    args = (str(plan_file), str(shards_dir), str(markers_dir), str(staging_dir))
+        return 0
+    args = (str(plan_file), root, staging_dir)
     if use_ray:
         import ray
 
         remote = ray.remote(max_retries=3)(write_shard)
-        ray.get([remote.remote(plan, *args) for plan in plans])
-    else:
-        for plan in plans:
-            write_shard(plan, *args)
+        return sum(ray.get([remote.remote(plan, *args) for plan in plans]))
+    return sum(write_shard(plan, *args) for plan in plans)
 
 
 def _write_card(out_dir: Path, recipe_name: str, plans: list[ShardPlan]) -> None:
@@ -341,7 +486,8 @@ def _write_card(out_dir: Path, recipe_name: str, plans: list[ShardPlan]) -> None
     os.replace(tmp, card)
 
 
-def _write_manifest(con: duckdb.DuckDBPyConnection, manifest_dir: Path) -> None:
+def _write_manifest(con: duckdb.DuckDBPyConnection, manifest_dir: Path) -> int:
+    """Every chosen row, in id order, in parts of MANIFEST_ROWS_PER_FILE; returns the bytes written."""
     manifest_dir.mkdir(parents=True, exist_ok=True)
     columns = ", ".join(f'"{name}"' for name in MANIFEST_SCHEMA.names)
     reader = con.sql(f"SELECT {columns} FROM chosen ORDER BY id").to_arrow_reader(100_000)
@@ -365,6 +511,7 @@ def _write_manifest(con: duckdb.DuckDBPyConnection, manifest_dir: Path) -> None:
     for stale in manifest_dir.glob("part-*.parquet"):
         if stale not in written:
             stale.unlink()
+    return sum(path.stat().st_size for path in written)
 
 
 def _publish(tmp: Path) -> Path:

@@ -1,9 +1,14 @@
 """Work units in, record rows out: the first step of every build.
 
-Rows between stages have a fixed narrow schema (`id`, `unit_id`, `kind`, `blob`), where `blob` is the
+Rows between stages have a fixed narrow schema (`id`, `unit_id`, `part`, `kind`, `blob`), where `blob` is the
 pickled `Record` / `Rejection`: adapters differ wildly in what they carry, and a fixed schema spares
 Ray Data any per-block schema inference. Consecutive task stages are fused by Ray Data into one task,
 so the pickling between them costs a memcpy, not a transfer.
+
+A unit's rows are cut into parts bounded by rows and image bytes, in adapter order; `part` numbers them
+from 0. The cut depends only on the unit's own records, so it is the same on every run and every
+machine: the final shards are named after (unit, part) (manifests/shards.py), whatever batches Ray
+Data forms downstream.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from sources.base import Source, WorkUnit
 
 log = logging.getLogger(__name__)
 
-ROW_COLUMNS = ("id", "unit_id", "kind", "blob")
+ROW_COLUMNS = ("id", "unit_id", "part", "kind", "blob")
 
 
 @dataclass(frozen=True)
@@ -49,18 +54,19 @@ def _adapter(source: str, root: str, options_json: str, splits: tuple[str, ...] 
     return cls(root, json.loads(options_json), splits)
 
 
-def _rows(items: list[tuple[str, str, str, Any]]) -> dict[str, np.ndarray]:
+def _rows(items: list[tuple[str, str, str, Any]], part: int) -> dict[str, np.ndarray]:
     columns = {name: [] for name in ROW_COLUMNS}
     for record_id, unit_id, kind, payload in items:
         columns["id"].append(record_id)
         columns["unit_id"].append(unit_id)
+        columns["part"].append(part)
         columns["kind"].append(kind)
         columns["blob"].append(pickle.dumps(payload, protocol=5))
     return {name: np.array(values, dtype=object) for name, values in columns.items()}
 
 
-def _unit_items(task: UnitTask, attempts: int) -> Iterator[tuple[str, str, str, Any]]:
-    """Every row of one unit, then its `unit_end` sentinel (the count that proves it complete).
+def _unit_items(task: UnitTask, attempts: int) -> Iterator[tuple[int, tuple[str, str, str, Any]]]:
+    """(attempt, row) for every row of one unit, then its `unit_end` sentinel (the count that proves it complete).
 
     An exception from the adapter is a whole-unit failure: the unit is re-read up to `attempts`
     times (rows already emitted are identical and collapse by id), then reported with a
@@ -78,7 +84,7 @@ def _unit_items(task: UnitTask, attempts: int) -> Iterator[tuple[str, str, str, 
                                      reason="duplicate_id", detail=f"id {item.id} emitted more than once",
                                      provenance=list(item.provenance))
                 seen.setdefault(item.id, 1)
-                yield item.id, unit.id, "record" if isinstance(item, Record) else "rejection", item
+                yield attempt, (item.id, unit.id, "record" if isinstance(item, Record) else "rejection", item)
         except Exception as err:  # noqa: BLE001 - any adapter failure is a unit failure, reported below
             log.warning("unit %s failed (attempt %d/%d): %s", unit.id, attempt, attempts, err)
             if attempt < attempts:
@@ -86,9 +92,9 @@ def _unit_items(task: UnitTask, attempts: int) -> Iterator[tuple[str, str, str, 
             detail = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
             error = Rejection(id=f"{unit.id}#unit_error", source=unit.source, split=unit.split,
                               reason="unit_error", detail=detail[:4000])
-            yield error.id, unit.id, "unit_error", error
+            yield attempt, (error.id, unit.id, "unit_error", error)
             return
-        yield f"{unit.id}#end", unit.id, "unit_end", (len(seen), task.fingerprint)
+        yield attempt, (f"{unit.id}#end", unit.id, "unit_end", (len(seen), task.fingerprint))
         return
 
 
@@ -100,16 +106,23 @@ def _payload_bytes(item: Any) -> int:
 
 def expand_units(batch: dict[str, np.ndarray], attempts: int, rows_per_batch: int,
                  bytes_per_batch: int) -> Iterator[dict[str, np.ndarray]]:
-    """Ray Data UDF: unit tasks in, record rows out in batches bounded by rows and by image bytes."""
+    """Ray Data UDF: unit tasks in, record rows out in parts bounded by rows and by image bytes.
+
+    A re-read attempt starts again at part 0, so a row emitted twice carries the same part both times.
+    """
     for blob in batch["task"]:
         task: UnitTask = pickle.loads(blob)
         pending: list = []
-        pending_bytes = 0
-        for item in _unit_items(task, attempts):
+        pending_bytes, part, current = 0, 0, 1
+        for attempt, item in _unit_items(task, attempts):
+            if attempt != current:
+                if pending:
+                    yield _rows(pending, part)
+                pending, pending_bytes, part, current = [], 0, 0, attempt
             pending.append(item)
             pending_bytes += _payload_bytes(item[3])
             if len(pending) >= rows_per_batch or pending_bytes >= bytes_per_batch:
-                yield _rows(pending)
-                pending, pending_bytes = [], 0
+                yield _rows(pending, part)
+                pending, pending_bytes, part = [], 0, part + 1
         if pending:
-            yield _rows(pending)
+            yield _rows(pending, part)

@@ -1,9 +1,12 @@
 """Decide again without scoring again: new alignment settings applied to an existing build.
 
 The staged rows of a build carry the raw alignment scores; normalisation, lambda and the cut are
-not part of the processing digest, so the same staging area serves any of them. `rethreshold`
-re-runs finalisation with the new settings: statuses, the manifest and the shards change, and no
-model is loaded or called.
+not part of the processing digest, so the same staged rows serve any of them. `rethreshold` re-runs
+finalisation with the new settings: statuses and the manifest change, and no model is loaded or called.
+Shards are keyed by work unit and part (pipeline/engine/finalize.py), so only the shards whose kept
+samples change are rewritten, by copying members out of the shard itself; a sample kept now that was
+rejected before has no pixels in the build, and is read again from its source, its unit only
+(pipeline/engine/reread.py). The cost follows the samples that change, not the build's pixel bytes.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.engine.build import BuildReport, ResolvedSource, _write_resolved_config, _write_stats
+from pipeline.engine.build import BuildReport, ResolvedSource, _write_resolved_config, _write_stats, source_locations
 from pipeline.config import RecipeError, parse_recipe
 from pipeline.engine.finalize import finalize
+from pipeline.engine.reread import MissingPixels
 
 DECISION_KEYS = ("normalize", "normalize_scope", "m_score", "lambda_s", "keep_fraction", "keep_scope", "unscored")
 
@@ -46,7 +50,7 @@ def rethreshold(build_dir: Path, **changes) -> BuildReport:
 
 
 def refinalize(build_dir: Path, recipe, resolved_sources: dict, models: dict) -> BuildReport:
-    """Finalise a build again from its staging area under `recipe` (shards, manifest, stats, config).
+    """Finalise a build again from its staged rows under `recipe` (shards, manifest, stats, config).
 
     Shards whose content is unchanged keep their bytes (finalisation skips them by their digest).
     """
@@ -55,10 +59,17 @@ def refinalize(build_dir: Path, recipe, resolved_sources: dict, models: dict) ->
     if not staging_dir.is_dir():
         raise RecipeError(f"{staging_dir} is missing: the staging area of this build was removed, so it can "
                           "only be rebuilt (scores stay cached under .state/align_cache)")
-    sources = [ResolvedSource(name, Path(info["root"]) if info.get("root") else None, [], {}, info.get("skipped") or "")
+    entries = {entry.name: entry for entry in recipe.sources}
+    sources = [ResolvedSource(name, Path(info["root"]) if info.get("root") else None,
+                              list(entries[name].splits) if name in entries else [],
+                              dict(entries[name].options) if name in entries else {}, info.get("skipped") or "")
                for name, info in resolved_sources.items()]
     report = BuildReport(build_dir, sources)
-    report.result = finalize(build_dir, staging_dir, build_dir / ".state" / "units.parquet", recipe, use_ray=False)
+    try:
+        report.result = finalize(build_dir, staging_dir, build_dir / ".state" / "units.parquet", recipe,
+                                 use_ray=False, sources=source_locations([s for s in sources if s.name in entries]))
+    except MissingPixels as err:
+        raise RecipeError(str(err)) from None
     report.alignment_models = models
     _write_stats(build_dir, report)
     _write_resolved_config(build_dir, recipe, report)
