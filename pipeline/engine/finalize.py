@@ -16,6 +16,8 @@
 4. The manifest (every chosen row) is streamed to Parquet in id order. (stats.json and the resolved
    recipe are written by the build, pipeline/engine/build.py, after this.)
 The same staged rows always give the same shard bytes: member order, mtime 0, no host or clock data.
+Every file goes through manifests/storage.py, so the build may live in a local folder or at an fsspec URL
+(`s3://...`): files are built in a local scratch file and published whole, and workers get locations.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,9 +37,9 @@ import webdataset as wds
 
 from filters.alignment.cut import apply_cut
 from filters.dedup import reject_exact_duplicates
+from manifests import storage
 from manifests.schema import MANIFEST_SCHEMA
-from manifests.shards import (CARD_NAME, dataset_card, group_of_shard, list_shards, relative_shard,
-                              shard_group_of_members, shard_name)
+from manifests.shards import CARD_NAME, SHARDS_DIR, dataset_card, group_of_shard, shard_group_of_members, shard_name
 from pipeline.config import Recipe
 from pipeline.engine.staging import read_member
 from pipeline.tasks.leakage import reject_leaked_subjects
@@ -72,14 +75,15 @@ class ShardPlan:
 
     @property
     def marker(self) -> str:
-        return f"{Path(self.name).name}.json"  # the file name carries the group: unique in the build
+        return f"{posixpath.basename(self.name)}.json"  # the file name carries the group: unique in the build
 
 
-def _connect(staging_dir: Path, units_file: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+def _connect(staging_dir: str | Path, units_file: str | Path) -> duckdb.DuckDBPyConnection:
+    fs, staging = storage.filesystem(staging_dir)
+    con = storage.duckdb_connect(fs)
     con.execute(f"SET threads TO {max(1, os.cpu_count() or 1)}")
-    staged = (staging_dir / "*.parquet").as_posix()
-    has_staged = any(staging_dir.glob("*.parquet"))
+    staged = storage.location(fs, storage.join(staging, "*.parquet"))
+    has_staged = bool(storage.glob(fs, storage.join(staging, "*.parquet")))
     if has_staged:
         con.execute(f"CREATE VIEW staged AS SELECT * FROM read_parquet('{staged}', union_by_name = true)")
     else:  # nothing staged yet: an empty view with the staging columns
@@ -87,7 +91,7 @@ def _connect(staging_dir: Path, units_file: Path) -> duckdb.DuckDBPyConnection:
 
         con.register("empty_staged", pa.Table.from_pylist([], schema=STAGING_SCHEMA))
         con.execute("CREATE VIEW staged AS SELECT * FROM empty_staged")
-    con.execute(f"CREATE TABLE units AS SELECT * FROM read_parquet('{units_file.as_posix()}')")
+    con.execute(f"CREATE TABLE units AS SELECT * FROM read_parquet('{units_file}')")
     # builds staged before input fingerprints existed: no fingerprint on either side
     if "fingerprint" not in _columns(con, "units"):
         con.execute("ALTER TABLE units ADD COLUMN fingerprint VARCHAR")
@@ -101,12 +105,12 @@ def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> set[str]:
     return {row[0] for row in con.execute(f"DESCRIBE {relation}").fetchall()}
 
 
-def completed_units(staging_dir: Path, units_file: Path) -> set[str]:
+def completed_units(staging_dir: str | Path, units_file: str | Path) -> set[str]:
     """Units that some run staged completely from the inputs they have now: a rerun skips them."""
     return unit_states(staging_dir, units_file)[0]
 
 
-def unit_states(staging_dir: Path, units_file: Path) -> tuple[set[str], set[str]]:
+def unit_states(staging_dir: str | Path, units_file: str | Path) -> tuple[set[str], set[str]]:
     """(done, changed): units complete for their current inputs, and units complete only for older ones."""
     con = _connect(staging_dir, units_file)
     _choose_runs(con)
@@ -145,8 +149,8 @@ def _choose_runs(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def finalize(out_dir: Path, staging_dir: Path, units_file: Path, recipe: Recipe, use_ray: bool = True,
-             release_filter=None) -> FinalizeResult:
+def finalize(out_dir: str | Path, staging_dir: str | Path, units_file: str | Path, recipe: Recipe,
+             use_ray: bool = True, release_filter=None) -> FinalizeResult:
     con = _connect(staging_dir, units_file)
     _choose_runs(con)
     result = FinalizeResult()
@@ -175,25 +179,28 @@ def finalize(out_dir: Path, staging_dir: Path, units_file: Path, recipe: Recipe,
     con.execute("UPDATE chosen SET key = NULL WHERE status <> 'kept'")
 
     plans = _plan_shards(con, recipe)
-    plan_file = out_dir / ".state" / "plan.parquet"
-    _write_plan_file(con, plan_file)
+    fs, out = storage.filesystem(out_dir)
+    plan_file = storage.join(out, ".state", "plan.parquet")
+    _write_plan_file(con, fs, plan_file)
 
-    shards_dir, markers_dir = out_dir / "shards", out_dir / ".state" / "shards"
-    shards_dir.mkdir(parents=True, exist_ok=True)
-    markers_dir.mkdir(parents=True, exist_ok=True)
-    todo = [plan for plan in plans if not _shard_done(plan, shards_dir, markers_dir)]
-    _write_shards(todo, plan_file, shards_dir, markers_dir, staging_dir, use_ray)
+    shards_dir, markers_dir = storage.join(out, SHARDS_DIR), storage.join(out, ".state", "shards")
+    storage.makedirs(fs, shards_dir)
+    storage.makedirs(fs, markers_dir)
+    todo = [plan for plan in plans if not _shard_done(plan, fs, shards_dir, markers_dir)]
+    _write_shards(todo, *(storage.location(fs, p) for p in (plan_file, shards_dir, markers_dir)),
+                  str(staging_dir), use_ray, recipe.execution.placement.get("write"))
     planned = {plan.name for plan in plans}
-    for stale in list_shards(out_dir):  # shards of an earlier, different plan
-        if relative_shard(out_dir, stale) not in planned:
-            stale.unlink()
-            (markers_dir / f"{stale.name}.json").unlink(missing_ok=True)
-    for folder in sorted(shards_dir.iterdir()):  # a group the plan no longer has
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-    _write_card(out_dir, recipe.name, plans)
+    for stale in storage.find(fs, shards_dir, ".tar"):  # shards of an earlier, different plan
+        if posixpath.relpath(stale, shards_dir) not in planned:
+            storage.remove(fs, stale)
+            storage.remove(fs, storage.join(markers_dir, f"{posixpath.basename(stale)}.json"))
+    if storage.is_local(fs):  # a group the plan no longer has (an object store has no empty folders)
+        for folder in sorted(Path(shards_dir).iterdir()):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+    storage.write_text(fs, storage.join(out, CARD_NAME), _card(recipe.name, plans))
 
-    _write_manifest(con, out_dir / "manifest")
+    _write_manifest(con, fs, storage.join(out, "manifest"))
     result.shards = [plan.name for plan in plans]
     result.shards_written = len(todo)
     result.kept, result.rejected = con.execute(
@@ -265,109 +272,108 @@ def _plan_shards(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[ShardPl
     return plans
 
 
-def _write_plan_file(con: duckdb.DuckDBPyConnection, plan_file: Path) -> None:
+def _write_plan_file(con: duckdb.DuckDBPyConnection, fs, plan_file: str) -> None:
     """Every kept sample with where its bytes are staged, sorted by shard so readers skip row groups."""
-    tmp = plan_file.with_name(f".{plan_file.name}.tmp")
+    tmp = storage.scratch_file(".parquet")
     con.execute(
         f"""
         COPY (SELECT shard, key, sample, members, staging_tar FROM chosen WHERE status = 'kept' ORDER BY shard, id)
-        TO '{tmp.as_posix()}' (FORMAT parquet, ROW_GROUP_SIZE 2048)
+        TO '{Path(tmp).as_posix()}' (FORMAT parquet, ROW_GROUP_SIZE 2048)
         """
     )
-    os.replace(tmp, plan_file)
+    storage.put_file(fs, tmp, plan_file)
 
 
-def _shard_done(plan: ShardPlan, shards_dir: Path, markers_dir: Path) -> bool:
-    marker = markers_dir / plan.marker
-    if not (marker.is_file() and (shards_dir / plan.name).is_file()):
+def _shard_done(plan: ShardPlan, fs, shards_dir: str, markers_dir: str) -> bool:
+    marker = storage.join(markers_dir, plan.marker)
+    if not (storage.exists(fs, marker) and storage.exists(fs, storage.join(shards_dir, plan.name))):
         return False
     try:
-        return json.loads(marker.read_text())["digest"] == plan.digest
+        return json.loads(storage.read_text(fs, marker))["digest"] == plan.digest
     except (ValueError, KeyError):
         return False
 
 
 def write_shard(plan: ShardPlan, plan_file: str, shards_dir: str, markers_dir: str, staging_dir: str) -> str:
-    """Write one final shard atomically, then its done-marker (content digest and file hash)."""
-    shards, markers, staging = Path(shards_dir), Path(markers_dir), Path(staging_dir)
-    rows = pq.read_table(plan_file, columns=["key", "sample", "members", "staging_tar"],
+    """Write one final shard atomically, then its done-marker (content digest and file hash).
+
+    Locations are local paths or URLs; the shard is built in a local scratch file, then published whole."""
+    fs, shards = storage.filesystem(shards_dir)
+    plan_fs, plan_path = storage.filesystem(plan_file)
+    rows = pq.read_table(plan_path, filesystem=plan_fs, columns=["key", "sample", "members", "staging_tar"],
                          filters=[("shard", "=", plan.name)]).to_pylist()
     if len(rows) != plan.samples:
         raise RuntimeError(f"plan file lists {len(rows)} samples for {plan.name}, expected {plan.samples}")
-    final = shards / plan.name
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp")
+    tmp = storage.scratch_file(".tar")
     with open(tmp, "wb") as stream:
         with wds.TarWriter(stream, encoder=False, mtime=0, user="", group="", mode=0o444) as writer:
             for row in rows:
                 entry = {"__key__": row["key"], "json": row["sample"].encode("utf-8")}
                 for suffix, offset, size in json.loads(row["members"]):
-                    entry[suffix] = read_member(staging, row["staging_tar"], offset, size)
+                    entry[suffix] = read_member(staging_dir, row["staging_tar"], offset, size)
                 writer.write(entry)
         stream.flush()
         os.fsync(stream.fileno())
-    os.replace(tmp, final)
-    with open(final, "rb") as stream:
+    with open(tmp, "rb") as stream:
         file_hash = hashlib.file_digest(stream, "sha256").hexdigest()
-    marker_tmp = markers / f".{plan.marker}.tmp"
-    marker_tmp.write_text(json.dumps({"digest": plan.digest, "sha256": file_hash, "samples": plan.samples}))
-    os.replace(marker_tmp, markers / plan.marker)
+    storage.put_file(fs, tmp, storage.join(shards, plan.name))
+    marker = json.dumps({"digest": plan.digest, "sha256": file_hash, "samples": plan.samples})
+    marker_fs, markers = storage.filesystem(markers_dir)
+    storage.write_text(marker_fs, storage.join(markers, plan.marker), marker)  # last: the shard is done
     return plan.name
 
 
-def _write_shards(plans: list[ShardPlan], plan_file: Path, shards_dir: Path, markers_dir: Path, staging_dir: Path,
-                  use_ray: bool) -> None:
+def _write_shards(plans: list[ShardPlan], plan_file: str, shards_dir: str, markers_dir: str, staging_dir: str,
+                  use_ray: bool, resources: dict[str, float] | None = None) -> None:
     if not plans:
         return
-    args = (str(plan_file), str(shards_dir), str(markers_dir), str(staging_dir))
+    args = (plan_file, shards_dir, markers_dir, staging_dir)
     if use_ray:
         import ray
 
-        remote = ray.remote(max_retries=3)(write_shard)
+        remote = ray.remote(max_retries=3, resources=resources or None)(write_shard)
         ray.get([remote.remote(plan, *args) for plan in plans])
     else:
         for plan in plans:
             write_shard(plan, *args)
 
 
-def _write_card(out_dir: Path, recipe_name: str, plans: list[ShardPlan]) -> None:
+def _card(recipe_name: str, plans: list[ShardPlan]) -> str:
     """README.md with `configs:` front matter, so `datasets.load_dataset(out_dir, group)` loads a group."""
     groups: dict[str, int] = {}
     for plan in plans:
         group = group_of_shard(plan.name)
         groups[group] = groups.get(group, 0) + plan.samples
-    card, tmp = out_dir / CARD_NAME, out_dir / f".{CARD_NAME}.tmp"
-    tmp.write_text(dataset_card(recipe_name, groups), encoding="utf-8")
-    os.replace(tmp, card)
+    return dataset_card(recipe_name, groups)
 
 
-def _write_manifest(con: duckdb.DuckDBPyConnection, manifest_dir: Path) -> None:
-    manifest_dir.mkdir(parents=True, exist_ok=True)
+def _write_manifest(con: duckdb.DuckDBPyConnection, fs, manifest_dir: str) -> None:
+    storage.makedirs(fs, manifest_dir)
     columns = ", ".join(f'"{name}"' for name in MANIFEST_SCHEMA.names)
     reader = con.sql(f"SELECT {columns} FROM chosen ORDER BY id").to_arrow_reader(100_000)
     written, part, rows_in_part, writer, tmp = [], 0, 0, None, None
+
+    def publish() -> None:
+        final = storage.join(manifest_dir, f"part-{part - 1:05d}.parquet")
+        storage.put_file(fs, tmp, final)
+        written.append(final)
+
     for batch in reader:
         batch = pa.Table.from_batches([batch]).cast(MANIFEST_SCHEMA)
         if writer is None or rows_in_part >= MANIFEST_ROWS_PER_FILE:
             if writer is not None:
                 writer.close()
-                written.append(_publish(tmp))
-            tmp = manifest_dir / f".part-{part:05d}.parquet.tmp"
+                publish()
+            tmp = storage.scratch_file(".parquet")
             writer, rows_in_part, part = pq.ParquetWriter(tmp, MANIFEST_SCHEMA), 0, part + 1
         writer.write_table(batch)
         rows_in_part += batch.num_rows
     if writer is None:  # an empty build still gets a readable (empty) manifest
-        tmp = manifest_dir / ".part-00000.parquet.tmp"
+        tmp, part = storage.scratch_file(".parquet"), 1
         pq.write_table(MANIFEST_SCHEMA.empty_table(), tmp)
     else:
         writer.close()
-    written.append(_publish(tmp))
-    for stale in manifest_dir.glob("part-*.parquet"):
+    publish()
+    for stale in storage.glob(fs, storage.join(manifest_dir, "part-*.parquet")):
         if stale not in written:
-            stale.unlink()
-
-
-def _publish(tmp: Path) -> Path:
-    final = tmp.with_name(tmp.name.lstrip(".").removesuffix(".tmp"))
-    os.replace(tmp, final)
-    return final
+            storage.remove(fs, stale)

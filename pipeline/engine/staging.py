@@ -4,18 +4,19 @@ Each batch becomes `<name>.tar` (kept records' images, uncompressed members) plu
 (a manifest row for every row of the batch, with the byte offset of each image in the tar). Both are
 written under a temporary name and renamed; the Parquet file is renamed last and is what marks the
 batch done, so a batch interrupted half-way is simply absent. Batch names derive from the build run
-and the ids inside, so a task that Ray re-executes rewrites the same files.
+and the ids inside, so a task that Ray re-executes rewrites the same files. The staging folder is a
+location (a local path or an fsspec URL, manifests/storage.py): the tar is built in the worker's own
+scratch file and then published.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import io
 import pickle
 import tarfile
 from io import BytesIO
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 from manifests.schema import STAGING_SCHEMA, member_suffix, record_row, rejection_row
 from manifests.records import Record, shard_key
 from manifests.images import shard_bytes
+from manifests import storage
 
 TAR_BLOCK = tarfile.BLOCKSIZE
 
@@ -35,12 +37,6 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
-def _atomic_rename(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, final)
-
-
 def write_staging_batch(
     batch: dict[str, np.ndarray],
     staging_dir: str,
@@ -49,10 +45,10 @@ def write_staging_batch(
     png_compress_level: int,
 ) -> dict[str, np.ndarray]:
     """Ray Data UDF: stage one batch, return a small summary row per input row (for progress/stats)."""
-    staging = Path(staging_dir)
+    fs, staging = storage.filesystem(staging_dir)
     ids = [str(i) for i in batch["id"]]
     name = "b-" + hashlib.blake2b(f"{run}|{'|'.join(ids)}".encode(), digest_size=12).hexdigest()
-    tar_tmp, tar_path = staging / f".{name}.tar.tmp", staging / f"{name}.tar"
+    tar_tmp, tar_name = storage.scratch_file(".tar"), f"{name}.tar"
     rows: list[dict[str, Any]] = []
     summary = {"id": [], "unit_id": [], "kind": [], "source": [], "status": [], "reason": []}
 
@@ -69,7 +65,7 @@ def write_staging_batch(
                 row["kind"] = "record"
                 if item.status == "kept":
                     row["members"], row["stored_bytes"] = _add_images(tar, item, png_compress_level)
-                    row["staging_tar"] = tar_path.name
+                    row["staging_tar"] = tar_name
             else:  # a rejection from the adapter, or a unit_error
                 licence, access = cards[item.source]
                 row = rejection_row(item, licence, access, unit_id)
@@ -82,12 +78,11 @@ def write_staging_batch(
             summary["source"].append(row.get("source") or str(unit_id).split("/", 1)[0])
             summary["status"].append(row.get("status"))
             summary["reason"].append(row.get("reason"))
-    _atomic_rename(tar_tmp, tar_path)
+    storage.put_file(fs, tar_tmp, storage.join(staging, tar_name))
 
-    table = pa.Table.from_pylist(rows, schema=STAGING_SCHEMA)
-    parquet_tmp = staging / f".{name}.parquet.tmp"
-    pq.write_table(table, parquet_tmp)
-    _atomic_rename(parquet_tmp, staging / f"{name}.parquet")
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=STAGING_SCHEMA), buffer)
+    storage.write_bytes(fs, storage.join(staging, f"{name}.parquet"), buffer.getvalue())  # last: marks the batch done
     return {column: np.array(values, dtype=object) for column, values in summary.items()}
 
 
@@ -106,10 +101,9 @@ def _add_images(tar: tarfile.TarFile, record: Record, png_compress_level: int) -
     return json.dumps(members), total
 
 
-def read_member(staging_dir: Path, tar_name: str, offset: int, size: int) -> bytes:
-    with open(staging_dir / tar_name, "rb") as handle:
-        handle.seek(offset)
-        data = handle.read(size)
+def read_member(staging_dir: str, tar_name: str, offset: int, size: int) -> bytes:
+    fs, staging = storage.filesystem(staging_dir)
+    data = storage.read_range(fs, storage.join(staging, tar_name), offset, size)
     if len(data) != size:
         raise OSError(f"staging file {tar_name} is truncated at offset {offset}")
     return data
