@@ -153,7 +153,7 @@ def _print_summary(report) -> None:
     rate = records / report.wall_seconds if report.wall_seconds else 0.0
     console.print(
         f"{len(report.result.shards)} shards ({report.result.shards_written} written this run) in "
-        f"{report.out_dir / 'shards'}; manifest {report.out_dir / 'manifest'}; stats {report.out_dir / 'stats.json'}"
+        f"{report.out_dir}/shards; manifest {report.out_dir}/manifest; stats {report.out_dir}/stats.json"
     )
     changed = f" ({report.units_changed} with changed inputs)" if getattr(report, "units_changed", 0) else ""
     console.print(f"units {report.units_run}/{report.units_total} run{changed}; {records} records read in "
