@@ -65,6 +65,8 @@ def put_file(fs: fsspec.AbstractFileSystem, local_file: str | os.PathLike, path:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
+        with open(local_file, "rb") as handle:  # on disk before any name says it is done
+            os.fsync(handle.fileno())
         shutil.move(local_file, tmp)  # a rename, or a copy when the scratch file is on another disk
         os.replace(tmp, target)
     else:

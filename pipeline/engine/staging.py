@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import io
 import pickle
 import tarfile
 from io import BytesIO
@@ -80,7 +79,7 @@ def write_staging_batch(
             summary["reason"].append(row.get("reason"))
     storage.put_file(fs, tar_tmp, storage.join(staging, tar_name))
 
-    buffer = io.BytesIO()
+    buffer = BytesIO()
     pq.write_table(pa.Table.from_pylist(rows, schema=STAGING_SCHEMA), buffer)
     storage.write_bytes(fs, storage.join(staging, f"{name}.parquet"), buffer.getvalue())  # last: marks the batch done
     return {column: np.array(values, dtype=object) for column, values in summary.items()}
