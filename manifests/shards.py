@@ -27,6 +27,8 @@ import hashlib
 import json
 import re
 from pathlib import Path
+
+from manifests import storage
 from typing import Iterable, Mapping
 
 SHARDS_DIR = "shards"
@@ -69,8 +71,19 @@ def list_shards(build_dir: Path | str) -> list[Path]:
     return sorted(root.rglob("*.tar"), key=lambda path: path.relative_to(root).as_posix())
 
 
+def shard_locations(build_dir: Path | str) -> list[str]:
+    """`list_shards` for a build in a local folder or at a URL (`s3://...`): paths or URLs, in the same order."""
+    fs, root = storage.filesystem(build_dir)
+    return [storage.location(fs, path) for path in storage.find(fs, storage.join(root, SHARDS_DIR), ".tar")]
+
+
 def relative_shard(build_dir: Path | str, path: Path | str) -> str:
     """A shard's path as the manifest's `shard` column holds it."""
+    if storage.is_url(build_dir):
+        prefix = storage.join(str(build_dir).rstrip("/"), SHARDS_DIR) + "/"
+        if not str(path).startswith(prefix):
+            raise ValueError(f"{path} is not a shard of {build_dir}")
+        return str(path)[len(prefix):]
     return Path(path).relative_to(Path(build_dir, SHARDS_DIR)).as_posix()
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shutil
+import tempfile
 from pathlib import Path
 
 import fsspec
@@ -60,8 +62,13 @@ def write_text(fs: fsspec.AbstractFileSystem, path: str, text: str) -> None:
 def put_file(fs: fsspec.AbstractFileSystem, local_file: str | os.PathLike, path: str) -> None:
     """Publish a finished local file at `path` atomically; the local file is moved (local) or uploaded."""
     if is_local(fs):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(local_file, path)
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        with open(local_file, "rb") as handle:  # on disk before any name says it is done
+            os.fsync(handle.fileno())
+        shutil.move(local_file, tmp)  # a rename, or a copy when the scratch file is on another disk
+        os.replace(tmp, target)
     else:
         fs.put_file(str(local_file), path)
         os.unlink(local_file)
@@ -75,3 +82,70 @@ def duckdb_connect(fs: fsspec.AbstractFileSystem | None = None, connection=None)
     if fs is not None and not is_local(fs):
         con.register_filesystem(fs)
     return con
+
+
+def location(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """The string to hand a worker or DuckDB: a plain path locally, the full URL (`s3://...`) otherwise."""
+    return path if is_local(fs) else fs.unstrip_protocol(path)
+
+
+def exists(fs: fsspec.AbstractFileSystem, path: str) -> bool:
+    return fs.exists(path)
+
+
+def read_bytes(fs: fsspec.AbstractFileSystem, path: str) -> bytes:
+    return fs.cat_file(path)
+
+
+def read_text(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    return read_bytes(fs, path).decode("utf-8")
+
+
+def read_range(fs: fsspec.AbstractFileSystem, path: str, offset: int, size: int) -> bytes:
+    """`size` bytes at `offset` (one ranged GET on an object store)."""
+    return fs.cat_file(path, start=offset, end=offset + size)
+
+
+def glob(fs: fsspec.AbstractFileSystem, pattern: str) -> list[str]:
+    """Paths matching `pattern`, sorted; the store is listed afresh (no stale listing cache)."""
+    fs.invalidate_cache()
+    return sorted(fs.glob(pattern))
+
+
+def remove(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Delete a file; a missing one is not an error."""
+    try:
+        fs.rm_file(path)
+    except FileNotFoundError:
+        pass
+
+
+def makedirs(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """A folder locally; nothing on an object store (prefixes need no creating)."""
+    if is_local(fs):
+        fs.makedirs(path, exist_ok=True)
+
+
+def scratch_file(suffix: str = "") -> str:
+    """A fresh local file for a worker to build an output in before `put_file` publishes it.
+
+    It lives in the worker's own temporary folder (`TMPDIR`), never on the build's storage, so a
+    half-written file is never visible under the build.
+    """
+    handle, path = tempfile.mkstemp(prefix="unimed-", suffix=suffix)
+    os.close(handle)
+    return path
+
+
+def find(fs: fsspec.AbstractFileSystem, folder: str, suffix: str = "") -> list[str]:
+    """Every file under `folder` (at any depth) whose name ends with `suffix`, sorted; none when it is absent."""
+    fs.invalidate_cache()
+    if not fs.exists(folder):
+        return []
+    return sorted(path for path in fs.find(folder) if path.endswith(suffix))
+
+
+def open_input(location: str | os.PathLike):
+    """A seekable binary reader of a local path or a URL (ranged GETs on an object store)."""
+    fs, path = filesystem(location)
+    return fs.open(path, "rb")

@@ -83,7 +83,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         console.print(f"[red]--sources-root {args.sources_root} is not a directory[/red]")
         return 1
     try:
-        report = build(recipe, Path(args.out), Path(args.sources_root) if args.sources_root else None,
+        report = build(recipe, args.out, Path(args.sources_root) if args.sources_root else None,
                        _parse_source_paths(args.source_path), only, args.ray_address, progress=not args.quiet,
                        hq_build=Path(args.hq_build) if args.hq_build else None, refresh=args.refresh,
                        access=args.access)
@@ -153,7 +153,7 @@ def _print_summary(report) -> None:
     rate = records / report.wall_seconds if report.wall_seconds else 0.0
     console.print(
         f"{len(report.result.shards)} shards ({report.result.shards_written} written this run) in "
-        f"{report.out_dir / 'shards'}; manifest {report.out_dir / 'manifest'}; stats {report.out_dir / 'stats.json'}"
+        f"{report.out_dir}/shards; manifest {report.out_dir}/manifest; stats {report.out_dir}/stats.json"
     )
     changed = f" ({report.units_changed} with changed inputs)" if getattr(report, "units_changed", 0) else ""
     console.print(f"units {report.units_run}/{report.units_total} run{changed}; {records} records read in "
@@ -268,7 +268,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
     from manifests.query import ManifestNotFound, open_build
 
     try:
-        con = open_build(Path(args.build_dir))
+        con = open_build(args.build_dir)
     except ManifestNotFound as err:
         console.print(f"[red]{err}[/red]")
         return 1
@@ -309,7 +309,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         console.print("[red]give one or more build directories and --out (or --check EXPORT)[/red]")
         return 2
     try:
-        report = export_unimedvl([Path(d) for d in args.build_dir], Path(args.out),
+        report = export_unimedvl(list(args.build_dir), Path(args.out),
                                  ranks=DEFAULT_RANKS if args.ranks is None else args.ranks,
                                  workers=DEFAULT_WORKERS if args.workers is None else args.workers)
     except (FileNotFoundError, ValueError) as err:
@@ -373,7 +373,8 @@ def make_parser() -> argparse.ArgumentParser:
                        "or a Hugging Face Hub cache (hub/ with datasets--owner--name folders)")
     build.add_argument("--source-path", action="append", default=[], metavar="NAME=DIR",
                        help="where one source is, overriding discovery (repeatable)")
-    build.add_argument("--out", default="build", help="output root; the build goes to OUT/<recipe> (default build)")
+    build.add_argument("--out", default="build", help="output root, a folder or an fsspec URL such as s3://bucket/prefix; "
+                       "the build goes to OUT/<recipe> (default build)")
     build.add_argument("--only", help="comma-separated source names to build")
     build.add_argument("--ray-address", help="join this Ray cluster (default: $RAY_ADDRESS, else local Ray)")
     build.add_argument("--quiet", action="store_true", help="no progress display")
@@ -418,7 +419,7 @@ def make_parser() -> argparse.ArgumentParser:
     score.set_defaults(run=_cmd_score)
 
     query = commands.add_parser("query", help="SQL over a build's manifest (views: records, kept, rejected)")
-    query.add_argument("build_dir", help="a build directory such as build/stage1")
+    query.add_argument("build_dir", help="a build directory such as build/stage1, or its URL (s3://bucket/prefix/stage1)")
     query.add_argument("sql")
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")
     query.set_defaults(run=_cmd_query)

@@ -40,10 +40,23 @@ class ExecutionSettings:
     # A source that cannot be read at all (an LFS pointer, an unknown layout): the other sources are
     # built either way; "fail" then exits 1 naming it, "skip" reports it as skipped and exits 0.
     on_source_error: str = "fail"
+    # Where on a multi-node cluster each step runs: Ray custom resources per task for "read" (the units),
+    # "score" (the task stages: coarse scores, decisions, builders) and "write" (staging), for example
+    # {read: {reader: 0.1}, write: {writer: 0.1}}; nodes offer them (`ray start --resources '{"reader": 8}'`).
+    # Model actor pools keep their own `resources` (GPUs). Empty: Ray places every step anywhere.
+    placement: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.on_source_error not in ("fail", "skip"):
             raise RecipeError(f"execution.on_source_error must be fail or skip, not {self.on_source_error!r}")
+        unknown = sorted(set(self.placement) - {"read", "score", "write"})
+        if unknown:
+            raise RecipeError(f"execution.placement names {unknown}; the steps are read, score and write")
+        for step, wanted in self.placement.items():
+            if not isinstance(wanted, dict) or not all(
+                    isinstance(v, (int, float)) and v > 0 for v in wanted.values()):
+                raise RecipeError(f"execution.placement.{step} must map resource names to positive amounts, "
+                                  f"for example {{reader: 0.1}}, not {wanted!r}")
 
 
 @dataclass

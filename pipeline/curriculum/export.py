@@ -50,6 +50,7 @@ from typing import Any, Iterator, Sequence
 
 import yaml
 
+from manifests import storage
 from pipeline.curriculum.schedule import FAMILIES, CURRICULUM_STAGES
 from manifests.shards import relative_shard
 from pipeline.curriculum.index import infer_family, ManifestLabels, shard_paths
@@ -107,10 +108,10 @@ class ExportReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def iter_shard(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+def iter_shard(path: Path | str) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {suffix: bytes}) per sample, reading the tar sequentially: one sample in memory."""
     key, members = None, {}
-    with tarfile.open(path, "r:") as tar:
+    with storage.open_input(path) as stream, tarfile.open(fileobj=stream, mode="r:") as tar:
         for member in tar:
             if not member.isfile():
                 continue
@@ -274,7 +275,7 @@ def export_unimedvl(builds: Sequence[Path | str], out: Path | str, ranks: int = 
     t2i = _T2IParquet(out / T2I_PARQUET_DIR, ranks * workers, rows_per_file, row_group)
     try:
         for build in builds:
-            manifest = ManifestLabels(Path(build))  # queried per shard: memory does not grow with the build
+            manifest = ManifestLabels(build)  # queried per shard: memory does not grow with the build
             for shard in shard_paths([build]):
                 name = relative_shard(build, shard)
                 labels = manifest.for_shard(name)

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
-from manifests.shards import list_shards, relative_shard
+from manifests import storage
+from manifests.shards import relative_shard, shard_locations
 from pipeline.curriculum.schedule import FAMILIES
 
 log = logging.getLogger(__name__)
@@ -37,21 +38,22 @@ class ShardIndex:
         return len(self.samples)
 
 
-def shard_paths(build_dirs: Sequence[Path | str]) -> list[Path]:
-    """Every shard of each build, `shards/<group>/*.tar` (manifests/shards.py), in a fixed order."""
-    paths: list[Path] = []
+def shard_paths(build_dirs: Sequence[Path | str]) -> list[str]:
+    """Every shard of each build, `shards/<group>/*.tar` (manifests/shards.py), in a fixed order: local
+    paths, or URLs for a build on object storage."""
+    paths: list[str] = []
     for build_dir in build_dirs:
-        found = list_shards(build_dir)
+        found = shard_locations(build_dir)
         if not found:
-            raise FileNotFoundError(f"no shards under {Path(build_dir) / 'shards'}; run `unimed build` first")
+            raise FileNotFoundError(f"no shards under {storage.join(str(build_dir), 'shards')}; run `unimed build` first")
         paths.extend(found)
     return paths
 
 
-def scan_tar(path: Path) -> list[tuple[str, tuple[tuple[str, int, int], ...]]]:
+def scan_tar(path: Path | str) -> list[tuple[str, tuple[tuple[str, int, int], ...]]]:
     """(key, members) per sample, in tar order: headers only, member data is skipped over."""
     samples: list[tuple[str, list[tuple[str, int, int]]]] = []
-    with tarfile.open(path, "r:") as tar:
+    with storage.open_input(path) as stream, tarfile.open(fileobj=stream, mode="r:") as tar:
         for member in tar:
             if not member.isfile():
                 continue
@@ -78,11 +80,11 @@ def infer_family(doc: dict[str, Any]) -> str:
 class ManifestLabels:
     """(task_family, source) of each kept key, per shard, from a build's manifest (empty without one)."""
 
-    def __init__(self, build_dir: Path):
+    def __init__(self, build_dir: Path | str):
         from manifests.query import ManifestNotFound, open_build
 
         try:
-            self.con = open_build(Path(build_dir))
+            self.con = open_build(build_dir)
         except ManifestNotFound:
             self.con = None
 
@@ -97,12 +99,12 @@ class ManifestLabels:
 def build_index(build_dirs: Sequence[Path | str]) -> ShardIndex:
     index = ShardIndex([], [], [], [])
     for build_dir in build_dirs:
-        manifest = ManifestLabels(Path(build_dir))
+        manifest = ManifestLabels(build_dir)
         for path in shard_paths([build_dir]):
             labels = manifest.for_shard(relative_shard(build_dir, path))
             shard_id = len(index.shards)
             index.shards.append(str(path))
-            with open(path, "rb") as stream:
+            with storage.open_input(path) as stream:
                 for key, members in scan_tar(path):
                     label = labels.get(key)
                     if label is None:  # no manifest row: read the sample's own JSON

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from manifests import storage
 from pipeline.curriculum.decode import SampleDecoder, collate
 from pipeline.curriculum.index import ShardIndex, build_index
 from pipeline.curriculum.mixture import MixtureConfig, MixturePlan, stable_hash
@@ -107,9 +108,14 @@ class CurriculumDataset:
 
     def read(self, position: int, fds: dict[int, int]) -> tuple[dict[str, Any], dict[str, bytes]]:
         ref = self.index.samples[position]
+        shard = self.index.shards[ref.shard]
+        if storage.is_url(shard):  # a build on object storage: one ranged GET per member
+            fs, path = storage.filesystem(shard)
+            members = {suffix: storage.read_range(fs, path, offset, size) for suffix, offset, size in ref.members}
+            return json.loads(members.pop("json")), members
         fd = fds.get(ref.shard)
         if fd is None:
-            fd = fds[ref.shard] = os.open(self.index.shards[ref.shard], os.O_RDONLY)
+            fd = fds[ref.shard] = os.open(shard, os.O_RDONLY)
         members = {suffix: os.pread(fd, size, offset) for suffix, offset, size in ref.members}
         return json.loads(members.pop("json")), members
 

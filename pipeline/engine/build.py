@@ -17,13 +17,16 @@ staged rows; then `finalize` applies the global rules and turns pieces into shar
 completed, so a killed build finishes with the same records, none twice and none lost. A unit counts
 as completed only for the inputs it was read from (pipeline/engine/inputs.py): a file added, removed,
 resized or touched since re-runs its unit; `refresh` re-runs every unit.
+
+`out` is a local folder or any fsspec URL (`s3://bucket/prefix`): every output and every piece of state
+goes through manifests/storage.py, and workers are handed locations (URLs), never a driver-only path.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-import os
 import pickle
 import time
 from collections import Counter
@@ -34,12 +37,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from pipeline.config import Recipe
+from manifests import storage
+from pipeline.config import Recipe, RecipeError
 from pipeline.engine.finalize import FinalizeResult, finalize, unit_states
 from pipeline.engine.inputs import StatCache, unit_fingerprint
 from pipeline.engine.plan import stage_plan
 from pipeline.engine.reread import SourceLocation
-from pipeline.engine.ray_setup import ensure_ray, map_stages, quiet_retry_warning
+from pipeline.engine.ray_setup import ensure_ray, map_stages, placement, quiet_retry_warning
 from pipeline.engine.staging import write_staging_batch
 from pipeline.engine.units import UnitTask, expand_units
 from pipeline.engine.licences import check_access, licence_mix
@@ -126,38 +130,42 @@ def resolve_sources(recipe: Recipe, sources_root: Path | None, source_paths: dic
     return resolved
 
 
-def _next_run(state_dir: Path) -> int:
-    counter = state_dir / "run"
-    run = int(counter.read_text()) + 1 if counter.is_file() else 1
-    tmp = state_dir / ".run.tmp"
-    tmp.write_text(str(run))
-    os.replace(tmp, counter)
+def _next_run(fs, state_dir: str) -> int:
+    counter = storage.join(state_dir, "run")
+    run = int(storage.read_text(fs, counter)) + 1 if storage.exists(fs, counter) else 1
+    storage.write_text(fs, counter, str(run))
     return run
 
 
-def _write_units(path: Path, tasks: list[UnitTask]) -> None:
+def _write_units(fs, path: str, tasks: list[UnitTask]) -> None:
     table = pa.table({"unit_id": [t.unit.id for t in tasks], "source": [t.source for t in tasks],
                       "fingerprint": [t.fingerprint for t in tasks]},
                      schema=pa.schema([("unit_id", pa.string()), ("source", pa.string()),
                                        ("fingerprint", pa.string())]))
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    storage.write_bytes(fs, path, buffer.getvalue())
 
 
-def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_paths: dict[str, Path] | None = None,
+def build(recipe: Recipe, out: Path | str, sources_root: Path | None = None, source_paths: dict[str, Path] | None = None,
           only: list[str] | None = None, ray_address: str | None = None, progress: bool = True,
           hq_build: Path | None = None, refresh: bool = False, access: str | None = None,
           release_filter=None) -> BuildReport:
     """`access="public"` refuses non-open sources (AccessRefused, before anything runs); `release_filter`
     (pipeline/release/rebuild.py, for `unimed rebuild`) applies a release's decisions at finalisation."""
     started = time.monotonic()
-    out_dir = Path(out) / recipe.name
-    state_dir = out_dir / ".state"
-    staging_dir = state_dir / "staging" / recipe.processing_digest()
+    fs, out_root = storage.filesystem(out)
+    build_root = storage.join(out_root, recipe.name)
+    _check_storage_supports(recipe, fs)
+    # A Path for a local build (what callers have always had); the URL for an object store
+    out_dir = Path(build_root) if storage.is_local(fs) else storage.location(fs, build_root)
+    state_root = storage.join(build_root, ".state")
+    state_dir = Path(state_root)  # local-only state (stage 2's HQ selection, the model caches)
+    staging_root = storage.join(state_root, "staging", recipe.processing_digest())
+    staging_dir = storage.location(fs, staging_root)
     resolved = resolve_sources(recipe, sources_root, source_paths or {}, only)
     check_access(access or recipe.access, [s.name for s in resolved if s.root is not None])
-    staging_dir.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(fs, staging_root)
     report = BuildReport(out_dir, resolved, access=access or recipe.access)
 
     tasks: list[UnitTask] = []
@@ -174,8 +182,9 @@ def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_pa
         report.extra_stats["hq_build"] = str(Path(hq_build or recipe.hq.build).resolve())
     if report.sources_failed:
         report.sources_failed_skipped = recipe.execution.on_source_error == "skip"
-    units_file = state_dir / "units.parquet"
-    _write_units(units_file, tasks)
+    units_root = storage.join(state_root, "units.parquet")
+    _write_units(fs, units_root, tasks)
+    units_file = storage.location(fs, units_root)
     report.units_total = len(tasks)
 
     done, changed = unit_states(staging_dir, units_file)
@@ -197,10 +206,10 @@ def build(recipe: Recipe, out: Path, sources_root: Path | None = None, source_pa
         report.alignment_models = describe_models(recipe.alignment)  # a missing model fails here, early
     if pending:
         ensure_ray(ray_address)
-        run = _next_run(state_dir)
+        run = _next_run(fs, state_root)
         try:
             report.records_read, report.bytes_pieces, report.bytes_rows = _run_units(
-                pending, recipe, staging_dir, run, cards, progress)
+                pending, recipe, staging_dir, state_dir, run, cards, progress)
         except Exception as err:  # noqa: BLE001 - the engine gave up; report it, finalise what completed
             log.error("the Ray pipeline stopped: %s", err)
             report.engine_error = f"{type(err).__name__}: {err}"
@@ -276,7 +285,7 @@ def _registry() -> dict:
     return SOURCES
 
 
-def _run_units(pending: list[UnitTask], recipe: Recipe, staging_dir: Path, run: int,
+def _run_units(pending: list[UnitTask], recipe: Recipe, staging_dir: str, state_dir: Path, run: int,
                cards: dict, progress: bool) -> tuple[int, int, int]:
     import ray.data
 
@@ -290,14 +299,16 @@ def _run_units(pending: list[UnitTask], recipe: Recipe, staging_dir: Path, run: 
     items = [{"task": pickle.dumps(task, protocol=5)} for task in pending]
     ds = ray.data.from_items(items, override_num_blocks=min(len(items), 20_000))
     ds = ds.map_batches(expand_units, batch_size=1, max_retries=retries,
+                        **placement(recipe.execution.placement.get("read")),
                         # a unit's parts become its shards: cut them at the shard bounds too
                         fn_kwargs={"attempts": recipe.execution.unit_attempts,
                                    "rows_per_batch": min(recipe.execution.batch_size, recipe.shards.max_samples),
                                    "bytes_per_batch": min(recipe.execution.batch_bytes, recipe.shards.max_bytes)})
     # raises ClusterTooSmall when the recipe's GPU requests cannot be placed (rather than hang)
-    ds = map_stages(ds, stage_plan(recipe, staging_dir.parents[1] / "align_cache",
-                                   staging_dir.parents[1] / "cag_cache"), retries)
+    ds = map_stages(ds, stage_plan(recipe, state_dir / "align_cache", state_dir / "cag_cache"), retries,
+                    recipe.execution.placement.get("score"))
     ds = ds.map_batches(write_staging_batch, batch_size=None, max_retries=retries,
+                        **placement(recipe.execution.placement.get("write")),
                         fn_kwargs={"staging_dir": str(staging_dir), "run": run, "cards": cards,
                                    "png_compress_level": recipe.shards.png_compress_level})
     return _consume(ds, len(pending), progress)
@@ -364,7 +375,8 @@ def _write_stats(out_dir: Path, report: BuildReport) -> None:
         stats["alignment_cut"] = report.result.alignment
     if report.result.near_duplicates:
         stats["near_duplicates"] = report.result.near_duplicates
-    _write_text(out_dir / "stats.json", json.dumps(stats, indent=2, sort_keys=True))
+    fs, root = storage.filesystem(out_dir)
+    storage.write_text(fs, storage.join(root, "stats.json"), json.dumps(stats, indent=2, sort_keys=True))
 
 
 def _write_resolved_config(out_dir: Path, recipe: Recipe, report: BuildReport) -> None:
@@ -373,10 +385,17 @@ def _write_resolved_config(out_dir: Path, recipe: Recipe, report: BuildReport) -
     resolved["resolved_sources"] = {
         s.name: {"root": str(s.root) if s.root else None, "skipped": s.reason or None} for s in report.sources
     }
-    _write_text(out_dir / "config.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    fs, root = storage.filesystem(out_dir)
+    storage.write_text(fs, storage.join(root, "config.resolved.yaml"), yaml.safe_dump(resolved, sort_keys=False))
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _check_storage_supports(recipe: Recipe, fs) -> None:
+    """The parts whose state is still a local folder refuse an object-store output, in one line."""
+    if storage.is_local(fs):
+        return
+    local_only = [name for name, on in (("alignment", recipe.alignment.enabled), ("cag", recipe.cag.enabled),
+                                        ("hq", recipe.hq.enabled), ("near_duplicates", recipe.near_duplicates.enabled))
+                  if on]
+    if local_only:
+        raise RecipeError(f"--out on object storage does not yet support the recipe's {', '.join(local_only)} "
+                          "section (its caches are local folders): build to a shared folder instead")

@@ -44,8 +44,7 @@ from filters.alignment.cut import apply_cut
 from filters.dedup import reject_exact_duplicates
 from manifests import storage
 from manifests.schema import MANIFEST_SCHEMA
-from manifests.shards import (CARD_NAME, dataset_card, group_of_shard, list_shards, relative_shard,
-                              shard_group_of_members, shard_name)
+from manifests.shards import CARD_NAME, dataset_card, group_of_shard, shard_group_of_members, shard_name
 from pipeline.config import Recipe
 from pipeline.engine.reread import MissingPixels, SourceLocation, reread_pieces
 from pipeline.engine.staging import write_samples
@@ -87,14 +86,15 @@ class ShardPlan:
 
     @property
     def marker(self) -> str:
-        return f"{Path(self.name).name}.json"  # the file name carries the group: unique in the build
+        return f"{posixpath.basename(self.name)}.json"  # the file name carries the group: unique in the build
 
 
-def _connect(staging_dir: Path, units_file: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+def _connect(staging_dir: str | Path, units_file: str | Path) -> duckdb.DuckDBPyConnection:
+    fs, staging = storage.filesystem(staging_dir)
+    con = storage.duckdb_connect(fs)
     con.execute(f"SET threads TO {max(1, os.cpu_count() or 1)}")
-    staged = (staging_dir / "*.parquet").as_posix()
-    has_staged = any(staging_dir.glob("*.parquet"))
+    staged = storage.location(fs, storage.join(staging, "*.parquet"))
+    has_staged = bool(storage.glob(fs, storage.join(staging, "*.parquet")))
     if has_staged:
         con.execute(f"CREATE VIEW staged AS SELECT * FROM read_parquet('{staged}', union_by_name = true)")
     else:  # nothing staged yet: an empty view with the staging columns
@@ -102,7 +102,7 @@ def _connect(staging_dir: Path, units_file: Path) -> duckdb.DuckDBPyConnection:
 
         con.register("empty_staged", pa.Table.from_pylist([], schema=STAGING_SCHEMA))
         con.execute("CREATE VIEW staged AS SELECT * FROM empty_staged")
-    con.execute(f"CREATE TABLE units AS SELECT * FROM read_parquet('{units_file.as_posix()}')")
+    con.execute(f"CREATE TABLE units AS SELECT * FROM read_parquet('{units_file}')")
     # builds staged before input fingerprints existed: no fingerprint on either side
     if "fingerprint" not in _columns(con, "units"):
         con.execute("ALTER TABLE units ADD COLUMN fingerprint VARCHAR")
@@ -164,7 +164,7 @@ def _choose_runs(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def finalize(out_dir: Path, staging_dir: Path, units_file: Path, recipe: Recipe, use_ray: bool = True,
+def finalize(out_dir: str | Path, staging_dir: str | Path, units_file: str | Path, recipe: Recipe, use_ray: bool = True,
              release_filter=None, sources: dict[str, SourceLocation] | None = None) -> FinalizeResult:
     """`sources`: where each source was read, so that samples kept now whose images no shard holds
     (rejected before) are read again (pipeline/engine/reread.py); without it they raise MissingPixels."""
@@ -196,39 +196,41 @@ def finalize(out_dir: Path, staging_dir: Path, units_file: Path, recipe: Recipe,
     con.execute("UPDATE chosen SET key = NULL WHERE status <> 'kept'")
 
     plans = _plan_shards(con, recipe)
-    _previous_shards(con, out_dir)
     fs, root = storage.filesystem(out_dir)
+    _previous_shards(con, fs, root)
     shards_dir, markers_dir = storage.join(root, "shards"), storage.join(root, ".state", "shards")
     todo = [plan for plan in plans if not _shard_done(fs, plan, shards_dir, markers_dir)]
     result.samples_reread = _bring_back(con, staging_dir, sources, recipe.shards.png_compress_level,
                                         {plan.name for plan in todo})
-    plan_file = out_dir / ".state" / "plan.parquet"
-    _write_plan_file(con, plan_file)
+    plan_file = storage.join(root, ".state", "plan.parquet")
+    _write_plan_file(con, fs, plan_file)
     moves = _movable_pieces(con, fs, staging_dir, {plan.name for plan in todo})
     copies = [plan for plan in todo if plan.name not in moves]
-    result.bytes_copied = _write_shards(copies, plan_file, root, str(staging_dir), use_ray)
+    result.bytes_copied = _write_shards(copies, storage.location(fs, plan_file), storage.location(fs, root),
+                                        str(staging_dir), use_ray, recipe.execution.placement.get("write"))
     for plan in todo:  # every new shard is written before any is published: old shards may be sources
         final = storage.join(shards_dir, plan.name)
-        fs.makedirs(storage.join(shards_dir, group_of_shard(plan.name)), exist_ok=True)
+        storage.makedirs(fs, storage.join(shards_dir, group_of_shard(plan.name)))
         fs.mv(moves.get(plan.name) or _tmp(final), final)
         storage.write_text(fs, storage.join(markers_dir, plan.marker),
                            json.dumps({"digest": plan.digest, "samples": plan.samples}))
     result.pieces_moved = len(moves)
     planned = {plan.name for plan in plans}
-    for stale in list_shards(out_dir):  # shards of an earlier, different plan
-        if relative_shard(out_dir, stale) not in planned:
-            stale.unlink()
-            (Path(out_dir) / ".state" / "shards" / f"{stale.name}.json").unlink(missing_ok=True)
-    shards_path = Path(out_dir) / "shards"
-    shards_path.mkdir(parents=True, exist_ok=True)
-    for folder in sorted(shards_path.iterdir()):  # a group the plan no longer has
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-    for leftover in fs.glob(storage.join(str(staging_dir), "*.tar")):  # published, or of runs not chosen
-        fs.rm(leftover)
-    _write_card(out_dir, recipe.name, plans)
+    for stale in storage.find(fs, shards_dir, ".tar"):  # shards of an earlier, different plan
+        if posixpath.relpath(stale, shards_dir) not in planned:
+            storage.remove(fs, stale)
+            storage.remove(fs, storage.join(markers_dir, f"{posixpath.basename(stale)}.json"))
+    if storage.is_local(fs):  # a group the plan no longer has (an object store has no empty folders)
+        storage.makedirs(fs, shards_dir)
+        for folder in sorted(Path(shards_dir).iterdir()):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+    staging_fs, staging = storage.filesystem(staging_dir)
+    for leftover in storage.glob(staging_fs, storage.join(staging, "*.tar")):  # published, or of runs not chosen
+        storage.remove(staging_fs, leftover)
+    storage.write_text(fs, storage.join(root, CARD_NAME), _card(recipe.name, plans))
 
-    result.bytes_manifest = _write_manifest(con, out_dir / "manifest")
+    result.bytes_manifest = _write_manifest(con, fs, storage.join(root, "manifest"))
     result.shard_bytes = sum(fs.size(storage.join(shards_dir, plan.name)) for plan in plans)
     result.shards = [plan.name for plan in plans]
     result.shards_written = len(todo)
@@ -307,12 +309,12 @@ def _plan_shards(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[ShardPl
     return plans
 
 
-def _previous_shards(con: duckdb.DuckDBPyConnection, out_dir: Path) -> None:
+def _previous_shards(con: duckdb.DuckDBPyConnection, fs, root: str) -> None:
     """`previous`: the shard each id sat in after the last finalisation (its manifest), a source of bytes."""
-    manifest = Path(out_dir) / "manifest"
-    if any(manifest.glob("part-*.parquet")):
+    parts = storage.join(root, "manifest", "part-*.parquet")
+    if storage.glob(fs, parts):
         con.execute(f"CREATE OR REPLACE TABLE previous AS SELECT id, shard FROM read_parquet("
-                    f"'{(manifest / 'part-*.parquet').as_posix()}') WHERE shard IS NOT NULL")
+                    f"'{storage.location(fs, parts)}') WHERE shard IS NOT NULL")
     else:
         con.execute("CREATE OR REPLACE TABLE previous (id VARCHAR, shard VARCHAR)")
 
@@ -352,9 +354,9 @@ def _bring_back(con: duckdb.DuckDBPyConnection, staging_dir: Path, sources: dict
     return len(rows)
 
 
-def _write_plan_file(con: duckdb.DuckDBPyConnection, plan_file: Path) -> None:
+def _write_plan_file(con: duckdb.DuckDBPyConnection, fs, plan_file: str) -> None:
     """Every kept sample with where its bytes are, sorted by shard so readers skip row groups."""
-    tmp = plan_file.with_name(f".{plan_file.name}.tmp")
+    tmp = Path(storage.scratch_file(".parquet"))
     con.execute(
         f"""
         COPY (SELECT c.shard, c.key, c.sample, c.members, c.piece, c.staging_tar, p.shard AS previous
@@ -362,7 +364,7 @@ def _write_plan_file(con: duckdb.DuckDBPyConnection, plan_file: Path) -> None:
         TO '{tmp.as_posix()}' (FORMAT parquet, ROW_GROUP_SIZE 2048)
         """
     )
-    os.replace(tmp, plan_file)
+    storage.put_file(fs, tmp, plan_file)
 
 
 def _movable_pieces(con: duckdb.DuckDBPyConnection, fs, staging_dir: Path, wanted: set[str]) -> dict[str, str]:
@@ -450,8 +452,9 @@ class _Members:
 def write_shard(plan: ShardPlan, plan_file: str, root: str, staging_dir: str) -> int:
     """Write one shard under its temporary name (`_tmp`) from wherever its samples' bytes are; return its size."""
     fs, root = storage.filesystem(root)
-    rows = pq.read_table(plan_file, columns=["key", "sample", "members", "piece", "staging_tar", "previous"],
-                         filters=[("shard", "=", plan.name)]).to_pylist()
+    plan_fs, plan_path = storage.filesystem(plan_file)
+    rows = pq.read_table(plan_path, filesystem=plan_fs, filters=[("shard", "=", plan.name)],
+                         columns=["key", "sample", "members", "piece", "staging_tar", "previous"]).to_pylist()
     if len(rows) != plan.samples:
         raise RuntimeError(f"plan file lists {len(rows)} samples for {plan.name}, expected {plan.samples}")
     members = _Members(fs, root, staging_dir)
@@ -462,59 +465,61 @@ def write_shard(plan: ShardPlan, plan_file: str, root: str, staging_dir: str) ->
     return buffer.tell()
 
 
-def _write_shards(plans: list[ShardPlan], plan_file: Path, root: str, staging_dir: str, use_ray: bool) -> int:
-    """Write the shards no piece can become, in parallel; the bytes written."""
+def _write_shards(plans: list[ShardPlan], plan_file: str, root: str, staging_dir: str, use_ray: bool,
+                  resources: dict[str, float] | None = None) -> int:
+    """Write the shards no piece can become, in parallel (on the recipe's writer nodes); the bytes written."""
     if not plans:
         return 0
-    args = (str(plan_file), root, staging_dir)
+    args = (plan_file, root, staging_dir)
     if use_ray:
         import ray
 
-        remote = ray.remote(max_retries=3)(write_shard)
+        remote = ray.remote(max_retries=3, resources=resources or None)(write_shard)
         return sum(ray.get([remote.remote(plan, *args) for plan in plans]))
     return sum(write_shard(plan, *args) for plan in plans)
 
 
-def _write_card(out_dir: Path, recipe_name: str, plans: list[ShardPlan]) -> None:
+def _card(recipe_name: str, plans: list[ShardPlan]) -> str:
     """README.md with `configs:` front matter, so `datasets.load_dataset(out_dir, group)` loads a group."""
     groups: dict[str, int] = {}
     for plan in plans:
         group = group_of_shard(plan.name)
         groups[group] = groups.get(group, 0) + plan.samples
-    card, tmp = out_dir / CARD_NAME, out_dir / f".{CARD_NAME}.tmp"
-    tmp.write_text(dataset_card(recipe_name, groups), encoding="utf-8")
-    os.replace(tmp, card)
+    return dataset_card(recipe_name, groups)
 
 
-def _write_manifest(con: duckdb.DuckDBPyConnection, manifest_dir: Path) -> int:
-    """Every chosen row, in id order, in parts of MANIFEST_ROWS_PER_FILE; returns the bytes written."""
-    manifest_dir.mkdir(parents=True, exist_ok=True)
+def _write_manifest(con: duckdb.DuckDBPyConnection, fs, manifest_dir: str) -> int:
+    """Every chosen row, in id order, in parts of MANIFEST_ROWS_PER_FILE, each built in a scratch file and
+    published whole; returns the bytes written."""
+    storage.makedirs(fs, manifest_dir)
     columns = ", ".join(f'"{name}"' for name in MANIFEST_SCHEMA.names)
     reader = con.sql(f"SELECT {columns} FROM chosen ORDER BY id").to_arrow_reader(100_000)
-    written, part, rows_in_part, writer, tmp = [], 0, 0, None, None
+    written, sizes, part, rows_in_part, writer, tmp = [], 0, 0, 0, None, None
+
+    def publish() -> int:
+        final = storage.join(manifest_dir, f"part-{part - 1:05d}.parquet")
+        size = os.path.getsize(tmp)
+        storage.put_file(fs, tmp, final)
+        written.append(final)
+        return size
+
     for batch in reader:
         batch = pa.Table.from_batches([batch]).cast(MANIFEST_SCHEMA)
         if writer is None or rows_in_part >= MANIFEST_ROWS_PER_FILE:
             if writer is not None:
                 writer.close()
-                written.append(_publish(tmp))
-            tmp = manifest_dir / f".part-{part:05d}.parquet.tmp"
+                sizes += publish()
+            tmp = storage.scratch_file(".parquet")
             writer, rows_in_part, part = pq.ParquetWriter(tmp, MANIFEST_SCHEMA), 0, part + 1
         writer.write_table(batch)
         rows_in_part += batch.num_rows
     if writer is None:  # an empty build still gets a readable (empty) manifest
-        tmp = manifest_dir / ".part-00000.parquet.tmp"
+        tmp, part = storage.scratch_file(".parquet"), 1
         pq.write_table(MANIFEST_SCHEMA.empty_table(), tmp)
     else:
         writer.close()
-    written.append(_publish(tmp))
-    for stale in manifest_dir.glob("part-*.parquet"):
+    sizes += publish()
+    for stale in storage.glob(fs, storage.join(manifest_dir, "part-*.parquet")):
         if stale not in written:
-            stale.unlink()
-    return sum(path.stat().st_size for path in written)
-
-
-def _publish(tmp: Path) -> Path:
-    final = tmp.with_name(tmp.name.lstrip(".").removesuffix(".tmp"))
-    os.replace(tmp, final)
-    return final
+            storage.remove(fs, stale)
+    return sizes

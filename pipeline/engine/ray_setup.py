@@ -61,8 +61,15 @@ def check_fits(stages: list[Stage], cluster: dict[str, float]) -> None:
             f"need 1 more, but the Ray cluster has {cpus:g}: lower `resources.num_cpus` of the model stages")
 
 
-def map_stages(ds, stages: list[Stage], retries: int):
-    """Each stage onto the dataset in order, as tasks or as an actor pool; fails early if the pools cannot fit."""
+def placement(resources: dict[str, float] | None) -> dict:
+    """`map_batches` arguments that pin a step's tasks to nodes offering these custom resources."""
+    return {"resources": dict(resources)} if resources else {}
+
+
+def map_stages(ds, stages: list[Stage], retries: int, task_resources: dict[str, float] | None = None):
+    """Each stage onto the dataset in order, as tasks or as an actor pool; fails early if the pools cannot fit.
+
+    `task_resources` (the recipe's `execution.placement.score`) places the plain-task stages."""
     import ray
     import ray.data
 
@@ -77,7 +84,7 @@ def map_stages(ds, stages: list[Stage], retries: int):
         actors = stage.pool_size()
         if actors is None:
             ds = ds.map_batches(run_task_stage, fn_kwargs={"stage": stage}, batch_size=stage.batch_size,
-                                num_cpus=stage.num_cpus, max_retries=retries)
+                                num_cpus=stage.num_cpus, max_retries=retries, **placement(task_resources))
             continue
         num_gpus, num_cpus = stage.num_gpus, stage.num_cpus
         if num_gpus and not gpus:
