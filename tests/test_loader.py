@@ -225,3 +225,26 @@ def test_a_shard_missing_from_disk_is_one_clear_error(tmp_path):
     next((build / "shards").rglob("*.tar")).unlink()
     with pytest.raises(FileNotFoundError, match="named by the manifest"):
         build_index([build])
+
+
+def test_the_header_walk_reads_what_tarfile_reads(tmp_path):
+    import io
+    import tarfile
+
+    from pipeline.curriculum.index import _walk_tarfile, _walk_ustar, scan_tar
+
+    path = tmp_path / "mixed.tar"
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+        for name, size in (("a.json", 3), ("a.in0.png", 700), ("b.json", 0), ("x" * 120 + ".json", 5)):
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tar.addfile(info, io.BytesIO(b"z" * size))
+    assert _walk_ustar(path.read_bytes()) is None  # the 120-character name needs a GNU long-name header
+    assert [key for key, _ in scan_tar(path)] == ["a", "b", "x" * 120]
+    short = tmp_path / "short.tar"
+    with tarfile.open(short, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, size in (("d/a.json", 3), ("d/a.in0.png", 700), ("b.json", 0)):
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tar.addfile(info, io.BytesIO(b"z" * size))
+    assert _walk_ustar(short.read_bytes()) == _walk_tarfile(short)

@@ -79,20 +79,45 @@ def shard_paths(build_dirs: Sequence[Path | str]) -> list[Path]:
 
 
 def scan_tar(path: Path) -> list[tuple[str, Members]]:
-    """(key, members) per sample, in tar order: headers only, member data is skipped over."""
+    """(key, members) per sample, in tar order: headers only. Plain ustar headers (what the build and
+    webdataset write) are walked in one read of the file; anything else (long names, pax) goes through
+    `tarfile`."""
+    with open(path, "rb") as stream:
+        data = stream.read()
+    entries = _walk_ustar(data)
+    if entries is None:
+        entries = _walk_tarfile(path)
     samples: list[tuple[str, list[tuple[str, int, int]]]] = []
-    with tarfile.open(path, "r:") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            name = member.name.rsplit("/", 1)[-1]
-            key, dot, suffix = name.partition(".")
-            if not dot or key.startswith("."):
-                continue
-            if not samples or samples[-1][0] != key:
-                samples.append((key, []))
-            samples[-1][1].append((suffix, member.offset_data, member.size))
+    for name, offset, size in entries:
+        key, dot, suffix = name.rsplit("/", 1)[-1].partition(".")
+        if not dot or key.startswith("."):
+            continue
+        if not samples or samples[-1][0] != key:
+            samples.append((key, []))
+        samples[-1][1].append((suffix, offset, size))
     return [(key, tuple(members)) for key, members in samples]
+
+
+def _walk_ustar(data: bytes) -> list[tuple[str, int, int]] | None:
+    """(name, data offset, size) of each regular file; None when a header needs `tarfile` to read."""
+    entries, pos = [], 0
+    while pos + 512 <= len(data) and data[pos] != 0:
+        header = data[pos:pos + 512]
+        kind = header[156:157]
+        if kind not in (b"0", b"\0", b"5") or header[124] & 0x80:  # long names, pax, links, base-256 sizes
+            return None
+        name = header[:100].split(b"\0", 1)[0].decode("utf-8")
+        prefix = header[345:500].split(b"\0", 1)[0].decode("utf-8") if header[257:262] == b"ustar" else ""
+        size = int(header[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
+        if kind != b"5":
+            entries.append((f"{prefix}/{name}" if prefix else name, pos + 512, size))
+        pos += 512 + -(-size // 512) * 512
+    return entries
+
+
+def _walk_tarfile(path: Path) -> list[tuple[str, int, int]]:
+    with tarfile.open(path, "r:") as tar:
+        return [(member.name, member.offset_data, member.size) for member in tar if member.isfile()]
 
 
 def infer_family(doc: dict[str, Any]) -> str:
