@@ -184,7 +184,8 @@ def measure_build(corpus: Path, out: Path, images: int, sources: str = "rocov2",
     build_dir = Path(child["build_dir"])
     shard_bytes = folder_bytes(build_dir / "shards")
     final = folder_bytes(out) - folder_bytes(build_dir / ".state")
-    written = max(run["bytes_written"], child["driver_write_bytes"])
+    # the driver's own count at its end replaces the meter's last look at it (its final writes came after)
+    written = run["bytes_written"] - run["root_written"] + max(run["root_written"], child["driver_write_bytes"])
     return {**run, **child, "images": images, "num_cpus": num_cpus, "shard_bytes": shard_bytes,
             "final_bytes": final, "state_bytes": folder_bytes(build_dir / ".state"), "bytes_written": written}
 

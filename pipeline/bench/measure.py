@@ -110,4 +110,4 @@ def run_measured(command: list[str], watch: Path | None = None, env: dict | None
     except json.JSONDecodeError:
         result = {}
     return {"seconds": seconds, "peak_pss": meter.peak_pss, "bytes_written": meter.bytes_written,
-            "peak_folder": meter.peak_folder, "result": result}
+            "root_written": meter.written.get(process.pid, 0), "peak_folder": meter.peak_folder, "result": result}
