@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from manifests.shards import SHARDS_DIR, list_shards, relative_shard
 from pipeline.curriculum.schedule import FAMILIES
@@ -162,7 +163,7 @@ def _from_manifest(build_dir: Path) -> pa.Table | None:
                     "ORDER BY shard, id").to_arrow_table()
     con.close()
     on_disk = {relative_shard(build_dir, path) for path in list_shards(build_dir)}
-    named = set(pa.compute.unique(table["shard"]).to_pylist())
+    named = set(pc.unique(table["shard"]).to_pylist())
     missing = sorted(named - on_disk)
     if missing:
         raise FileNotFoundError(f"{len(missing)} shards named by the manifest of {build_dir} are missing, "
@@ -186,7 +187,6 @@ def _from_tars(build_dir: Path) -> pa.Table:
 
 
 def build_index(build_dirs: Sequence[Path | str]) -> ShardIndex:
-    import pyarrow.compute as pc
 
     shards: list[str] = []
     shard_parts, key_parts, family_parts, source_parts = [], [], [], []
