@@ -148,7 +148,8 @@ def _child(corpus: Path, out: Path, sources: str, num_cpus: int, models_dir: str
     from pipeline.config import SourceEntry, load_recipe
     from pipeline.engine.build import build
 
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    # "local": a Ray of its own, never another process's cluster found through /tmp/ray
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
         recipe = load_recipe("stage1")
         entries = {"rocov2": SourceEntry("rocov2", splits=["train"]),
