@@ -58,10 +58,22 @@ test-browser: install ## browser checks: the audit app and the report page in he
 test-slow: install ## slow checks (large decode sweeps, long kill/rerun loops)
 	$(BIN)/python -m pytest -m "slow" -q
 
-bench: install ## all benchmarks: build pipeline vs bare loop, alignment scoring, curriculum loader
-	$(BIN)/python -m pipeline.bench.build
+# Sizes of `make bench` (issue 13's where they fit ~25 min on 2 cores; the output says what was used).
+BENCH_IMAGES ?= 3000
+BENCH_MIXED_IMAGES ?= 1000
+BENCH_P2_IMAGES ?= 1000
+BENCH_P3_IMAGES ?= 300 3000
+BENCH_MANIFEST_ROWS ?= 5600000
+BENCH_INDEX_SAMPLES ?= 1000000
+BENCH_RETHRESHOLD_IMAGES ?= 1000
+
+bench: install ## issue 13's goals P1 P1b P2 P3 P4 P5 P7, one line each; then scoring and near duplicates
+	$(BIN)/python -m pipeline.bench.build --images $(BENCH_IMAGES) --mixed-images $(BENCH_MIXED_IMAGES) \
+		--p2-images $(BENCH_P2_IMAGES) --p3-images $(BENCH_P3_IMAGES)
+	$(BIN)/python -m pipeline.bench.manifest --rows $(BENCH_MANIFEST_ROWS)
+	$(BIN)/python -m pipeline.bench.loader --index-samples $(BENCH_INDEX_SAMPLES)
+	$(BIN)/python -m pipeline.bench.rethreshold --images $(BENCH_RETHRESHOLD_IMAGES)
 	$(BIN)/python -m pipeline.bench.scoring
-	$(BIN)/python -m pipeline.bench.loader
 	$(BIN)/python -m pipeline.bench.near_duplicates
 
 bench-scoring: install ## alignment scoring pairs/s per model (tiny CPU models; MedSigLIP-448-sized on a GPU)

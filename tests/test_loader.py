@@ -191,3 +191,60 @@ def test_reads_a_real_build_without_manifest_help(stage1_build):
     assert set(index.family) <= set(FAMILIES) and len(index) == stage1_build.result.kept
     batch = next(iter(_loader(index, scale=1e-4, batch_size=4)))
     assert len(batch["key"]) == 4 and set(batch["source"]) <= set(index.source)
+
+
+def _index_rows(index) -> list[tuple]:
+    """Every sample as (shard path, key, family, source, members): what the loader reads."""
+    return [(index.shards[index.shard[i]], index.key(i), str(index.family[i]), str(index.source[i]),
+             index.members(i)[1]) for i in range(len(index))]
+
+
+def test_index_from_manifest_equals_the_tar_scan(tmp_path):
+    with_manifest = write_synthetic_build(tmp_path / "a" / "syn", counts=COUNTS, per_shard=7, image_size=8)
+    tars_only = write_synthetic_build(tmp_path / "b" / "syn", counts=COUNTS, per_shard=7, image_size=8,
+                                      manifest=False)
+    from_manifest, from_tars = build_index([with_manifest]), build_index([tars_only])
+    assert len(from_manifest) == sum(COUNTS.values())
+    rows_b = [(shard.replace(str(tars_only), str(with_manifest)), *rest) for shard, *rest in _index_rows(from_tars)]
+    assert _index_rows(from_manifest) == rows_b
+
+
+def test_index_of_a_real_build_from_its_manifest_equals_the_tar_scan(stage1_build, tmp_path):
+    import shutil
+
+    copy = tmp_path / stage1_build.out_dir.name
+    shutil.copytree(stage1_build.out_dir / "shards", copy / "shards")  # the same shards, no manifest
+    from_manifest, from_tars = build_index([stage1_build.out_dir]), build_index([copy])
+    assert len(from_manifest) == stage1_build.result.kept > 0
+    rows_b = [(shard.replace(str(copy), str(stage1_build.out_dir)), *rest) for shard, *rest in _index_rows(from_tars)]
+    assert _index_rows(from_manifest) == rows_b
+
+
+def test_a_shard_missing_from_disk_is_one_clear_error(tmp_path):
+    build = write_synthetic_build(tmp_path / "syn", counts={"i2t": 4}, per_shard=2, image_size=8)
+    next((build / "shards").rglob("*.tar")).unlink()
+    with pytest.raises(FileNotFoundError, match="named by the manifest"):
+        build_index([build])
+
+
+def test_the_header_walk_reads_what_tarfile_reads(tmp_path):
+    import io
+    import tarfile
+
+    from pipeline.curriculum.index import _walk_tarfile, _walk_ustar, scan_tar
+
+    path = tmp_path / "mixed.tar"
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+        for name, size in (("a.json", 3), ("a.in0.png", 700), ("b.json", 0), ("x" * 120 + ".json", 5)):
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tar.addfile(info, io.BytesIO(b"z" * size))
+    assert _walk_ustar(path.read_bytes()) is None  # the 120-character name needs a GNU long-name header
+    assert [key for key, _ in scan_tar(path)] == ["a", "b", "x" * 120]
+    short = tmp_path / "short.tar"
+    with tarfile.open(short, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, size in (("d/a.json", 3), ("d/a.in0.png", 700), ("b.json", 0)):
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tar.addfile(info, io.BytesIO(b"z" * size))
+    assert _walk_ustar(short.read_bytes()) == _walk_tarfile(short)

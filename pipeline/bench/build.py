@@ -1,14 +1,17 @@
-"""`make bench`: the build pipeline against a bare single-process loop, and its memory at two sizes.
+"""Build goals of issue 13: P1 (images/s per core against a bare loop), P1b (bytes written, peak disk),
+P2 (1 vs 2 CPUs), P3 (peak memory at two sizes).
 
-The corpus is generated in real layouts (ROCOv2 JPEGs, 8-bit; MIMIC-CXR DICOMs, 12-bit stored in 16)
-with sides of 512-2048 px. The bare loop does only what the same output needs: decode, resize when
-past the loaders' limits, encode (PNG for DICOM, the JPEG's own bytes) and tar write, in one
-process. The pipeline does that plus listing, coarse scoring, staging, finalisation and the
-manifest, on Ray with every core. Both are reported in records/s per core, in the same run.
-Peak memory is the summed PSS (shared pages split between the processes that map them, so Ray's
-object store is not counted once per worker) of the build's driver and all its Ray workers, sampled
-every 100 ms; each pipeline run is its own process with its own local Ray, so nothing from the bare
-loop or an earlier run is counted. Both corpus sizes use the same cycle of image sizes.
+    python -m pipeline.bench.build [--images 3000] [--mixed-images 1000] [--p2-images 1000]
+                                   [--p3-images 300 3000] [--only P1,P1b,P2,P3]
+
+The corpus is generated in real layouts (ROCOv2 JPEGs, 8-bit; the mixed one adds MIMIC-CXR DICOMs,
+12-bit stored in 16) with sides of 512-2048 px. Each build is its own process (`_child`: `ray.init
+(num_cpus=N)`, then the engine's `build()`), timed from its spawn, so Python, Ray's start, listing, Ray
+Data, finalisation and the manifest all count; pipeline/bench/measure.py meters its process tree (PSS,
+write_bytes) and the output folder. The bare loop is one process: decode, cap the long side, encode
+(JPEG quality 90, or PNG for DICOM), tar write. The headline is images/s per core (a ROCOv2 image gives
+an I2T and a T2I record; records/s is printed beside). Memory is the summed PSS (shared pages split
+between the processes that map them, so Ray's object store is not counted once per worker).
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
 import sys
 import gzip
 import io
@@ -24,7 +26,6 @@ import os
 import shutil
 import tarfile
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -64,8 +65,9 @@ def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return np.clip(field + rng.normal(0, 0.03, size=field.shape).astype(np.float32), 0, 1)
 
 
-def make_corpus(root: Path, images: int, seed: int = 0) -> list[Path]:
-    """Half ROCOv2-layout JPEGs, half MIMIC-CXR-layout DICOMs, sides 512-2048 px. Returns the files."""
+def make_corpus(root: Path, images: int, seed: int = 0, mixed: bool = True) -> list[Path]:
+    """ROCOv2-layout JPEGs (`mixed`: every other one a MIMIC-CXR-layout DICOM), sides 512-2048 px.
+    Returns the files."""
     from PIL import Image as PILImage
 
     rng = np.random.default_rng(seed)
@@ -78,7 +80,7 @@ def make_corpus(root: Path, images: int, seed: int = 0) -> list[Path]:
     for index in range(images):
         height, width = sides[index % len(sides)], sides[(index // len(sides)) % len(sides)]
         field = _texture(rng, height, width)
-        if index % 2 == 0:
+        if index % 2 == 0 or not mixed:
             image_id = f"ROCOv2_2023_train_{index:06d}"
             path = roco / "train" / f"{image_id}.jpg"
             PILImage.fromarray((field * 255).astype(np.uint8)).save(path, format="JPEG", quality=90)
@@ -107,7 +109,8 @@ def make_corpus(root: Path, images: int, seed: int = 0) -> list[Path]:
 
 
 def bare_loop(files: list[Path], out: Path, max_side: int = 4095, png_level: int = 6) -> float:
-    """Decode, resize if needed, encode, tar write: one process, no framework. Returns seconds."""
+    """Decode, cap the long side, encode (JPEG at quality 90, or PNG for DICOM), tar write: one process,
+    no framework. Returns seconds."""
     from PIL import Image as PILImage
 
     from sources.io.dicom import decode_dicom
@@ -127,100 +130,158 @@ def bare_loop(files: list[Path], out: Path, max_side: int = 4095, png_level: int
                 with PILImage.open(io.BytesIO(data)) as img:
                     img.load()
                     if max(img.size) > max_side:
-                        img = img.resize((max_side, max_side))
-                payload, name = data, f"{index:08d}.jpg"
+                        img.thumbnail((max_side, max_side))
+                    buffer = io.BytesIO()
+                    img.save(buffer, format="JPEG", quality=90)
+                payload, name = buffer.getvalue(), f"{index:08d}.jpg"
             info = tarfile.TarInfo(name)
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
     return time.perf_counter() - started
 
 
-class PeakMemory:
-    """Peak summed PSS of this process and its descendants (the Ray workers), sampled in a thread."""
-
-    def __init__(self, interval: float = 0.1):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for process in [me, *me.children(recursive=True)]:
-                try:
-                    total += process.memory_full_info().pss
-                except psutil.Error:
-                    continue
-            self.peak = max(self.peak, total)
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
-def pipeline_run(root: Path, out: Path) -> tuple[float, int]:
-    from pipeline.engine.build import build
-    from pipeline.config import SourceEntry, load_recipe
-
-    recipe = load_recipe("stage1")
-    recipe.sources = [SourceEntry("rocov2", splits=["train"]), SourceEntry("mimic_cxr", splits=["unsplit"])]
-    started = time.perf_counter()
-    report = build(recipe, out, root, progress=False)
-    return time.perf_counter() - started, report.result.kept + report.result.rejected
-
-
-def _measure_pipeline(corpus: Path, out: Path) -> dict:
-    """In this process: start Ray, then time the build and watch the memory of the process tree."""
+def _child(corpus: Path, out: Path, sources: str, num_cpus: int, models_dir: str | None = None) -> dict:
+    """The measured build, in its own process: Ray started here with `num_cpus`, then `build()`.
+    With `models_dir`, alignment on (its models on CPU, captions of at most 16 new tokens)."""
     import ray
 
-    ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    from pipeline.config import SourceEntry, load_recipe
+    from pipeline.engine.build import build
+
+    # "local": a Ray of its own, never another process's cluster found through /tmp/ray
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
-        with PeakMemory() as memory:
-            seconds, records = pipeline_run(corpus, out)
+        recipe = load_recipe("stage1")
+        entries = {"rocov2": SourceEntry("rocov2", splits=["train"]),
+                   "mimic_cxr": SourceEntry("mimic_cxr", splits=["unsplit"])}
+        recipe.sources = [entries[name] for name in sources.split(",")]
+        if models_dir:
+            recipe.alignment.enabled, recipe.alignment.models_dir = True, models_dir
+            for section in (recipe.alignment.captioner, recipe.alignment.embedder, recipe.alignment.siglip,
+                            recipe.alignment.biomedclip):
+                section.resources.num_gpus = 0.0
+            recipe.alignment.captioner.max_new_tokens = 16
+        report = build(recipe, out, corpus, progress=False)
     finally:
         ray.shutdown()
-    return {"seconds": seconds, "records": records, "peak_bytes": memory.peak}
+    stats = json.loads((out / recipe.name / "stats.json").read_text())
+    own = psutil.Process().io_counters().write_bytes  # this process's last writes, after the meter's last look
+    return {"records": report.result.kept + report.result.rejected, "kept": report.result.kept,
+            "build_dir": str(out / recipe.name), "driver_write_bytes": own,
+            "stats_bytes_written": stats.get("bytes_written"), "stats_shard_bytes": stats.get("shard_bytes")}
+
+
+def measure_build(corpus: Path, out: Path, images: int, sources: str = "rocov2", num_cpus: int | None = None,
+                  models_dir: Path | None = None) -> dict:
+    """One whole build, timed from spawning its process (Ray's start included), with its tree metered."""
+    from pipeline.bench.measure import folder_bytes, run_measured
+
+    num_cpus = num_cpus or os.cpu_count() or 1
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    run = run_measured([sys.executable, "-m", "pipeline.bench.build", "--child", str(corpus), str(out), sources,
+                        str(num_cpus), *([str(models_dir)] if models_dir else [])], watch=out)
+    child = run.pop("result")
+    build_dir = Path(child["build_dir"])
+    shard_bytes = folder_bytes(build_dir / "shards")
+    final = folder_bytes(out) - folder_bytes(build_dir / ".state")
+    # the driver's own count at its end replaces the meter's last look at it (its final writes came after)
+    written = run["bytes_written"] - run["root_written"] + max(run["root_written"], child["driver_write_bytes"])
+    return {**run, **child, "images": images, "num_cpus": num_cpus, "shard_bytes": shard_bytes,
+            "final_bytes": final, "state_bytes": folder_bytes(build_dir / ".state"), "bytes_written": written}
+
+
+def _line(goal: str, measured: str, target: str, met: bool, counted: str) -> str:
+    return f"{goal:4s} {measured}  goal {target}  {'MET' if met else 'NOT MET'}  [{counted}]"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--images", type=int, default=300, help="the larger corpus; the smaller is a tenth")
-    parser.add_argument("--workdir", default=None, help="scratch folder (default: a temporary one)")
-    parser.add_argument("--pipeline-only", nargs=2, metavar=("CORPUS", "OUT"), help=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(prog="python -m pipeline.bench.build", description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=3000, help="P1/P1b/P2 corpus of ROCOv2 JPEGs (issue: 3000)")
+    parser.add_argument("--mixed-images", type=int, default=1000, help="P1's second line: JPEG/DICOM corpus")
+    parser.add_argument("--p2-images", type=int, default=1000, help="P2: images built on 1 and on 2 CPUs")
+    parser.add_argument("--p3-images", type=int, nargs=2, default=(300, 3000), metavar=("SMALL", "LARGE"),
+                        help="P3: the two corpus sizes (issue: 1000 10000)")
+    parser.add_argument("--only", default="P1,P1b,P2,P3", help="comma-separated goals to measure")
+    parser.add_argument("--workdir", default=None, help="scratch folder (default: a temporary one, removed)")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)  # CORPUS OUT SOURCES CPUS [MODELS_DIR]
     args = parser.parse_args(argv)
-    if args.pipeline_only:
-        print(json.dumps(_measure_pipeline(Path(args.pipeline_only[0]), Path(args.pipeline_only[1]))))  # noqa: T201
+    if args.child:
+        corpus, out, sources, cpus, *models = args.child
+        print(json.dumps(_child(Path(corpus), Path(out), sources, int(cpus), *models)))  # noqa: T201
         return 0
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="unimed-bench-"))
+    goals = set(args.only.split(","))
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="unimed-bench-build-"))
     cores = os.cpu_count() or 1
-    results = {}
-    for size in (max(12, args.images // 10), args.images):
-        corpus = workdir / f"corpus-{size}"
-        files = make_corpus(corpus, size)
-        bare_seconds = bare_loop(files, workdir / f"bare-{size}.tar")
-        run = subprocess.run([sys.executable, "-m", "pipeline.bench.build", "--pipeline-only", str(corpus),
-                              str(workdir / f"out-{size}")], capture_output=True, text=True, check=True)
-        results[size] = {"bare_seconds": bare_seconds, **json.loads(run.stdout.strip().splitlines()[-1])}
-        shutil.rmtree(corpus)
-    small, large = sorted(results)
-    big = results[large]
-    bare_rate, pipe_rate = large / big["bare_seconds"], big["records"] / big["seconds"]
-    growth = results[large]["peak_bytes"] / results[small]["peak_bytes"] - 1
-    lines = [
-        f"corpus: {large} images (512-2048 px; half 8-bit JPEG, half 12-bit DICOM), {cores} cores",
-        f"bare loop   {bare_rate:8.2f} records/s on 1 core   = {bare_rate:8.2f} records/s/core",
-        f"pipeline    {pipe_rate:8.2f} records/s on {cores} cores  = {pipe_rate / cores:8.2f} records/s/core"
-        " (Ray started beforehand; listing, scoring, staging, finalising, manifest included)",
-        f"ratio pipeline/bare per core: {pipe_rate / cores / bare_rate:.2f}  (target >= 0.80)",
-        f"peak PSS (driver + Ray workers): {results[small]['peak_bytes'] / 2**20:.0f} MiB at {small} images, "
-        f"{results[large]['peak_bytes'] / 2**20:.0f} MiB at {large} images: growth {100 * growth:+.1f}%"
-        "  (target < +20%)",
-    ]
+    corpora: dict[tuple[int, bool], list[Path]] = {}
+
+    def corpus(images: int, mixed: bool = False) -> Path:
+        folder = workdir / f"corpus-{'mixed' if mixed else 'rocov2'}-{images}"
+        if (images, mixed) not in corpora:
+            corpora[(images, mixed)] = make_corpus(folder, images, mixed=mixed)
+        return folder
+
+    runs: dict[tuple, dict] = {}
+
+    def build_of(images: int, mixed: bool = False, cpus: int = cores) -> dict:
+        if (images, mixed, cpus) not in runs:
+            runs[(images, mixed, cpus)] = measure_build(corpus(images, mixed), workdir / "out", images,
+                                                        "rocov2,mimic_cxr" if mixed else "rocov2", cpus)
+        return runs[(images, mixed, cpus)]
+
+    lines = [f"machine: {cores} cores (shared: other work may run beside the bench)"]
+    try:
+        if "P1" in goals or "P1b" in goals:
+            for mixed, images in ((False, args.images), (True, args.mixed_images)):
+                if mixed and "P1" not in goals:
+                    continue
+                run = build_of(images, mixed)
+                bare = images / bare_loop(corpora[(images, mixed)], workdir / "bare.tar")
+                rate = images / run["seconds"]
+                ratio = rate / cores / bare
+                label = "mixed JPEG/DICOM" if mixed else "ROCOv2 JPEG"
+                if "P1" in goals:
+                    lines.append(_line("P1", f"{ratio:.2f} of the bare loop per core ({rate / cores:.1f} vs "
+                                       f"{bare:.1f} images/s/core; build {rate:.1f} images/s = "
+                                       f"{run['records'] / run['seconds']:.1f} records/s on {cores} cores)",
+                                       ">= 0.80", ratio >= 0.8,
+                                       f"{images} {label} images 512-2048 px; clock from spawning the build's "
+                                       "process (Ray start, listing, Ray Data, finalise, manifest); bare loop: 1 "
+                                       "process decode -> cap side -> encode -> tar"))
+            if "P1b" in goals:
+                run = build_of(args.images)
+                written = run["bytes_written"] / run["shard_bytes"]
+                disk = run["peak_folder"] / run["final_bytes"]
+                engine = (f"; stats.json says bytes_written {run['stats_bytes_written']}, shard_bytes "
+                          f"{run['stats_shard_bytes']}" if run["stats_bytes_written"] is not None else
+                          "; stats.json has no bytes_written")
+                lines.append(_line("P1b", f"bytes written {written:.2f}x the shard bytes ({run['bytes_written'] / 1e6:.0f}"
+                                   f" MB vs {run['shard_bytes'] / 1e6:.0f} MB)", "<= 1.10", written <= 1.1,
+                                   "/proc/<pid>/io write_bytes summed over the build's process tree (driver, raylet,"
+                                   f" Ray workers; last value of each), {args.images} images{engine}"))
+                lines.append(_line("P1b", f"peak disk {disk:.2f}x the final outputs ({run['peak_folder'] / 1e6:.0f} "
+                                   f"MB vs {run['final_bytes'] / 1e6:.0f} MB)", "<= 1.30", disk <= 1.3,
+                                   "output folder sampled every 0.1 s; final = the folder without .state/; "
+                                   f".state/ left after the build: {run['state_bytes'] / 1e6:.0f} MB"))
+        if "P2" in goals and cores >= 2:
+            one, two = build_of(args.p2_images, cpus=1), build_of(args.p2_images, cpus=2)
+            speedup = one["seconds"] / two["seconds"]
+            lines.append(_line("P2", f"{speedup:.2f}x faster on 2 CPUs than on 1 ({two['seconds']:.1f} s vs "
+                               f"{one['seconds']:.1f} s)", ">= 1.70", speedup >= 1.7,
+                               f"{args.p2_images} ROCOv2 images, ray.init(num_cpus=N) in the build's process, "
+                               "wall time from spawn"))
+        elif "P2" in goals:
+            lines.append("P2   not measured: this machine has 1 core")
+        if "P3" in goals:
+            small, large = (build_of(n) for n in args.p3_images)
+            growth = large["peak_pss"] / small["peak_pss"] - 1
+            lines.append(_line("P3", f"peak memory {100 * growth:+.1f}% ({small['peak_pss'] / 2**20:.0f} MiB at "
+                               f"{args.p3_images[0]} images, {large['peak_pss'] / 2**20:.0f} MiB at "
+                               f"{args.p3_images[1]})", "< +20%", growth < 0.2,
+                               "summed PSS of the build's driver and all its Ray processes, sampled every 0.1 s"))
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
     print("\n".join(lines))  # noqa: T201 - the benchmark's report is its output
     return 0
 

@@ -1,5 +1,10 @@
-"""The sample index: each shard's tar headers scanned once, every sample a `SampleRef` (shard, key,
-member offsets); task family and source from the build's manifest, else from the sample's own JSON.
+"""The sample index, columnar: per sample a shard number, a key, a task family and a source, in numpy and
+Arrow arrays (no Python object per sample). Built from the build's manifest (kept rows carry `shard`,
+`key`, `task_family`, `source`) in one DuckDB query, in the order finalisation writes them (shard path,
+then id); a build without a manifest falls back to scanning tar headers and reading each sample's JSON.
+
+Where a sample's members sit inside its shard is looked up on first read of that shard (one header
+scan of that shard only, kept per process), so start-up never reads a tar.
 """
 
 
@@ -8,63 +13,113 @@ from __future__ import annotations
 import json
 import logging
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from manifests import storage
-from manifests.shards import relative_shard, shard_locations
+from manifests.shards import SHARDS_DIR, relative_shard, shard_locations
 from pipeline.curriculum.schedule import FAMILIES
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class SampleRef:
-    shard: int  # index into ShardIndex.shards
-    key: str
-    members: tuple[tuple[str, int, int], ...]  # (suffix, data offset, size), in tar order
+Members = tuple[tuple[str, int, int], ...]  # (suffix, data offset, size), in tar order
 
 
 @dataclass
 class ShardIndex:
+    """Sample i sits in `shards[shard[i]]` under `keys[i]`; `family[i]`/`source[i]` label it."""
+
     shards: list[str]
-    samples: list[SampleRef]
-    family: list[str]
-    source: list[str]
+    shard: np.ndarray  # int32 per sample
+    keys: pa.Array  # string per sample
+    family_code: np.ndarray  # int8 per sample, into FAMILIES
+    source_code: np.ndarray  # int32 per sample, into source_names
+    source_names: list[str]
+    _members: dict[int, dict[str, Members]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.shard)
+
+    @property
+    def family(self) -> np.ndarray:
+        return np.asarray(FAMILIES)[self.family_code]
+
+    @property
+    def source(self) -> np.ndarray:
+        return np.asarray(self.source_names)[self.source_code]
+
+    def key(self, position: int) -> str:
+        return self.keys[position].as_py()
+
+    def members(self, position: int) -> tuple[int, Members]:
+        """(shard number, members) of a sample; the shard's headers are scanned on its first use."""
+        shard = int(self.shard[position])
+        table = self._members.get(shard)
+        if table is None:
+            table = self._members[shard] = dict(scan_tar(self.shards[shard]))
+        key = self.key(position)
+        try:
+            return shard, table[key]
+        except KeyError:
+            raise KeyError(f"sample {key} is in the manifest but not in {self.shards[shard]}") from None
 
 
 def shard_paths(build_dirs: Sequence[Path | str]) -> list[str]:
-    """Every shard of each build, `shards/<group>/*.tar` (manifests/shards.py), in a fixed order: local
-    paths, or URLs for a build on object storage."""
-    paths: list[str] = []
+    """Every shard of each build, `shards/<group>/*.tar` (manifests/shards.py), in a fixed order."""
+    paths: list[Path] = []
     for build_dir in build_dirs:
         found = shard_locations(build_dir)
         if not found:
-            raise FileNotFoundError(f"no shards under {storage.join(str(build_dir), 'shards')}; run `unimed build` first")
+            raise FileNotFoundError(f"no shards under {storage.join(str(build_dir), SHARDS_DIR)}; run `unimed build` first")
         paths.extend(found)
     return paths
 
 
-def scan_tar(path: Path | str) -> list[tuple[str, tuple[tuple[str, int, int], ...]]]:
-    """(key, members) per sample, in tar order: headers only, member data is skipped over."""
+def scan_tar(path: Path | str) -> list[tuple[str, Members]]:
+    """(key, members) per sample, in tar order: headers only. Plain ustar headers (what the build and
+    webdataset write) are walked in one read of the file; anything else (long names, pax) goes through
+    `tarfile`."""
+    with storage.open_input(path) as stream:  # a local file, or one GET of a shard on object storage
+        data = stream.read()
+    entries = _walk_ustar(data)
+    if entries is None:
+        entries = _walk_tarfile(path)
     samples: list[tuple[str, list[tuple[str, int, int]]]] = []
-    with storage.open_input(path) as stream, tarfile.open(fileobj=stream, mode="r:") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            name = member.name.rsplit("/", 1)[-1]
-            key, dot, suffix = name.partition(".")
-            if not dot or key.startswith("."):
-                continue
-            if not samples or samples[-1][0] != key:
-                samples.append((key, []))
-            samples[-1][1].append((suffix, member.offset_data, member.size))
+    for name, offset, size in entries:
+        key, dot, suffix = name.rsplit("/", 1)[-1].partition(".")
+        if not dot or key.startswith("."):
+            continue
+        if not samples or samples[-1][0] != key:
+            samples.append((key, []))
+        samples[-1][1].append((suffix, offset, size))
     return [(key, tuple(members)) for key, members in samples]
+
+
+def _walk_ustar(data: bytes) -> list[tuple[str, int, int]] | None:
+    """(name, data offset, size) of each regular file; None when a header needs `tarfile` to read."""
+    entries, pos = [], 0
+    while pos + 512 <= len(data) and data[pos] != 0:
+        header = data[pos:pos + 512]
+        kind = header[156:157]
+        if kind not in (b"0", b"\0", b"5") or header[124] & 0x80:  # long names, pax, links, base-256 sizes
+            return None
+        name = header[:100].split(b"\0", 1)[0].decode("utf-8")
+        prefix = header[345:500].split(b"\0", 1)[0].decode("utf-8") if header[257:262] == b"ustar" else ""
+        size = int(header[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
+        if kind != b"5":
+            entries.append((f"{prefix}/{name}" if prefix else name, pos + 512, size))
+        pos += 512 + -(-size // 512) * 512
+    return entries
+
+
+def _walk_tarfile(path: Path) -> list[tuple[str, int, int]]:
+    with storage.open_input(path) as stream, tarfile.open(fileobj=stream, mode="r:") as tar:
+        return [(member.name, member.offset_data, member.size) for member in tar if member.isfile()]
 
 
 def infer_family(doc: dict[str, Any]) -> str:
@@ -80,7 +135,7 @@ def infer_family(doc: dict[str, Any]) -> str:
 class ManifestLabels:
     """(task_family, source) of each kept key, per shard, from a build's manifest (empty without one)."""
 
-    def __init__(self, build_dir: Path | str):
+    def __init__(self, build_dir: Path):
         from manifests.query import ManifestNotFound, open_build
 
         try:
@@ -96,30 +151,77 @@ class ManifestLabels:
         return {key: (family, source) for key, family, source in rows}
 
 
+def _from_manifest(build_dir: Path) -> pa.Table | None:
+    """(shard, key, task_family, source) of every kept row with a shard, in write order; None without a
+    manifest."""
+    from manifests.query import ManifestNotFound, open_build
+
+    try:
+        con = open_build(build_dir)
+    except ManifestNotFound:
+        return None
+    table = con.sql("SELECT shard, key, task_family, source FROM kept WHERE shard IS NOT NULL "
+                    "ORDER BY shard, id").to_arrow_table()
+    con.close()
+    on_disk = {relative_shard(build_dir, path) for path in shard_locations(build_dir)}
+    named = set(pc.unique(table["shard"]).to_pylist())
+    missing = sorted(named - on_disk)
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} shards named by the manifest of {build_dir} are missing, "
+                                f"e.g. {storage.join(str(build_dir), SHARDS_DIR, missing[0])}; rebuild or restore them")
+    return table
+
+
+def _from_tars(build_dir: Path) -> pa.Table:
+    """The fallback without a manifest: every tar's headers, labels from each sample's own JSON."""
+    shards, keys, families, sources = [], [], [], []
+    for path in shard_paths([build_dir]):
+        with storage.open_input(path) as stream:
+            for key, members in scan_tar(path):
+                doc = json.loads(read_member(stream, members, "json"))
+                shards.append(relative_shard(build_dir, path))
+                keys.append(key)
+                families.append(infer_family(doc))
+                sources.append(str(doc.get("dataset") or "unknown"))
+    return pa.table({"shard": pa.array(shards, pa.string()), "key": pa.array(keys, pa.string()),
+                     "task_family": pa.array(families, pa.string()), "source": pa.array(sources, pa.string())})
+
+
 def build_index(build_dirs: Sequence[Path | str]) -> ShardIndex:
-    index = ShardIndex([], [], [], [])
-    for build_dir in build_dirs:
-        manifest = ManifestLabels(build_dir)
-        for path in shard_paths([build_dir]):
-            labels = manifest.for_shard(relative_shard(build_dir, path))
-            shard_id = len(index.shards)
-            index.shards.append(str(path))
-            with storage.open_input(path) as stream:
-                for key, members in scan_tar(path):
-                    label = labels.get(key)
-                    if label is None:  # no manifest row: read the sample's own JSON
-                        doc = json.loads(read_member(stream, members, "json"))
-                        label = (infer_family(doc), str(doc.get("dataset") or "unknown"))
-                    if label[0] not in FAMILIES:
-                        log.warning("sample %s in %s has task family %r; skipped", key, path, label[0])
-                        continue
-                    index.samples.append(SampleRef(shard_id, key, members))
-                    index.family.append(label[0])
-                    index.source.append(label[1])
-    return index
+
+    shards: list[str] = []
+    shard_parts, key_parts, family_parts, source_parts = [], [], [], []
+    for build_dir in build_dirs:  # local folders or URLs
+        table = _from_manifest(build_dir)
+        if table is None:
+            table = _from_tars(build_dir)
+        if table.num_rows == 0 and not shard_locations(build_dir):
+            raise FileNotFoundError(f"no shards under {storage.join(str(build_dir), SHARDS_DIR)}; run `unimed build` first")
+        family = pc.index_in(table["task_family"], value_set=pa.array(FAMILIES)).to_numpy(zero_copy_only=False)
+        unknown = np.isnan(family) if family.dtype.kind == "f" else np.zeros(len(family), bool)
+        if unknown.any():
+            log.warning("%d samples of %s have a task family outside %s; skipped", int(unknown.sum()), build_dir,
+                        FAMILIES)
+            table = table.filter(pa.array(~unknown))
+            family = family[~unknown]
+        encoded = table["shard"].combine_chunks().dictionary_encode()
+        names = encoded.dictionary.to_pylist()
+        shard_parts.append(encoded.indices.to_numpy().astype(np.int32) + len(shards))
+        fs, root = storage.filesystem(build_dir)
+        shards.extend(storage.location(fs, storage.join(root, SHARDS_DIR, name)) for name in names)
+        key_parts.append(table["key"].combine_chunks())
+        family_parts.append(family.astype(np.int8))
+        source_parts.append(pc.fill_null(table["source"].combine_chunks(), "unknown"))
+    source = pa.chunked_array(source_parts, pa.string()).combine_chunks().dictionary_encode()
+    return ShardIndex(shards=shards,
+                      shard=np.concatenate(shard_parts) if shard_parts else np.zeros(0, np.int32),
+                      keys=pa.chunked_array(key_parts, pa.string()).combine_chunks(),
+                      family_code=np.concatenate(family_parts) if family_parts else np.zeros(0, np.int8),
+                      source_code=source.indices.to_numpy().astype(np.int32),
+                      source_names=[str(name) for name in source.dictionary.to_pylist()])
 
 
-def read_member(stream, members: tuple[tuple[str, int, int], ...], suffix: str) -> bytes:
+def read_member(stream, members: Members, suffix: str) -> bytes:
     for name, offset, size in members:
         if name == suffix:
             stream.seek(offset)

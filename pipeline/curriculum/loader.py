@@ -2,9 +2,9 @@
 
 How it works, and why it is exact:
 
-- **Index.** Each shard's tar headers are scanned once (no format conversion): every sample becomes a
-  `SampleRef` (shard, key, member offsets). Its task family and source come from the build's manifest
-  (`task_family`, `source` of `status = 'kept'` rows), else from the sample's own JSON.
+- **Index.** Columnar (pipeline/curriculum/index.py): per sample a shard number, key, task family and
+  source, from the build's manifest (`status = 'kept'` rows) in one query, else from the tars' headers and
+  each sample's own JSON. A shard's member offsets are read from its headers when it is first read.
 - **Streams.** One stream per task family (or, with `source_weights`, one per (family, source)). Draw
   number n of a stream reads sample `perm_e[n % len]`, where e = n // len is the stream's epoch and
   perm_e a permutation seeded by (seed, stream, e). A stream that runs out is therefore resampled in a
@@ -70,17 +70,25 @@ class CurriculumDataset:
         self.start_state: dict[str, Any] | None = None
 
     def _streams(self):
-        grouped: dict[tuple[str, str | None], list[int]] = {}
-        for i, (family, source) in enumerate(zip(self.index.family, self.index.source)):
+        family_code, source_code = self.index.family_code, self.index.source_code
+        keys: list[tuple[str, str | None]] = []
+        for code, family in enumerate(FAMILIES):
+            present = np.unique(source_code[family_code == code])
+            if not len(present):
+                continue
             per_source = self.config.source_weights.get(family)
-            if per_source is not None and source not in per_source:
-                continue  # a source the weights leave out is not drawn
-            grouped.setdefault((family, source if per_source is not None else None), []).append(i)
+            if per_source is None:
+                keys.append((family, None))
+            else:  # a source the weights leave out is not drawn
+                keys += sorted((family, self.index.source_names[s]) for s in present
+                               if self.index.source_names[s] in per_source)
         names, samples, family_of, weight = [], [], [], []
-        for (family, source), members in sorted(grouped.items(), key=lambda kv: (FAMILIES.index(kv[0][0]),
-                                                                                 kv[0][1] or "")):
+        for family, source in keys:
+            mask = family_code == FAMILIES.index(family)
+            if source is not None:
+                mask &= source_code == self.index.source_names.index(source)
             names.append(family if source is None else f"{family}/{source}")
-            samples.append(members)
+            samples.append(np.flatnonzero(mask))
             family_of.append(family)
             weight.append(float(self.config.source_weights[family][source]) if source is not None else 1.0)
         if not names:
@@ -97,7 +105,7 @@ class CurriculumDataset:
         """The index position of draw number `draw` of a stream: its epoch's seeded permutation."""
         members = self.stream_samples[stream]
         epoch, position = divmod(draw, len(members))
-        return members[self._permutation(stream, epoch)[position]]
+        return int(members[self._permutation(stream, epoch)[position]])
 
     def _permutation(self, stream: int, epoch: int) -> np.ndarray:
         cache = self.__dict__.setdefault("_perm_cache", {})
@@ -107,16 +115,16 @@ class CurriculumDataset:
         return cache[stream][1]
 
     def read(self, position: int, fds: dict[int, int]) -> tuple[dict[str, Any], dict[str, bytes]]:
-        ref = self.index.samples[position]
-        shard = self.index.shards[ref.shard]
-        if storage.is_url(shard):  # a build on object storage: one ranged GET per member
-            fs, path = storage.filesystem(shard)
-            members = {suffix: storage.read_range(fs, path, offset, size) for suffix, offset, size in ref.members}
+        shard, refs = self.index.members(position)
+        location = self.index.shards[shard]
+        if storage.is_url(location):  # a build on object storage: one ranged GET per member
+            fs, path = storage.filesystem(location)
+            members = {suffix: storage.read_range(fs, path, offset, size) for suffix, offset, size in refs}
             return json.loads(members.pop("json")), members
-        fd = fds.get(ref.shard)
+        fd = fds.get(shard)
         if fd is None:
-            fd = fds[ref.shard] = os.open(shard, os.O_RDONLY)
-        members = {suffix: os.pread(fd, size, offset) for suffix, offset, size in ref.members}
+            fd = fds[shard] = os.open(location, os.O_RDONLY)
+        members = {suffix: os.pread(fd, size, offset) for suffix, offset, size in refs}
         return json.loads(members.pop("json")), members
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -140,8 +148,9 @@ class CurriculumDataset:
                     position = self.sample_at(stream, draw)
                     doc, members = self.read(position, fds)
                     sample = self.decoder(doc, members)
-                    sample.update(family=self._stream_family[stream], key=self.index.samples[position].key,
-                                  source=self.index.source[position], stream=self.stream_names[stream], draw=draw)
+                    source = self.index.source_names[self.index.source_code[position]]
+                    sample.update(family=self._stream_family[stream], key=self.index.key(position),
+                                  source=source, stream=self.stream_names[stream], draw=draw)
                     samples.append(sample)
                 batch = self.collate_fn(samples)
                 batch["step"] = step

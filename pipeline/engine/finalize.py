@@ -230,7 +230,7 @@ def finalize(out_dir: str | Path, staging_dir: str | Path, units_file: str | Pat
         storage.remove(staging_fs, leftover)
     storage.write_text(fs, storage.join(root, CARD_NAME), _card(recipe.name, plans))
 
-    result.bytes_manifest = _write_manifest(con, fs, storage.join(root, "manifest"))
+    result.bytes_manifest = write_manifest(con, fs, storage.join(root, "manifest"))
     result.shard_bytes = sum(fs.size(storage.join(shards_dir, plan.name)) for plan in plans)
     result.shards = [plan.name for plan in plans]
     result.shards_written = len(todo)
@@ -488,7 +488,7 @@ def _card(recipe_name: str, plans: list[ShardPlan]) -> str:
     return dataset_card(recipe_name, groups)
 
 
-def _write_manifest(con: duckdb.DuckDBPyConnection, fs, manifest_dir: str) -> int:
+def write_manifest(con: duckdb.DuckDBPyConnection, fs, manifest_dir: str) -> int:
     """Every chosen row, in id order, in parts of MANIFEST_ROWS_PER_FILE, each built in a scratch file and
     published whole; returns the bytes written."""
     storage.makedirs(fs, manifest_dir)
