@@ -221,8 +221,8 @@ def _query_export_and_loader(remote_build: str, local_build: Path, tmp_path: Pat
     from pipeline.curriculum.loader import make_loader
 
     remote_index, local_index = build_index([remote_build]), build_index([local_build])
-    assert [s.key for s in remote_index.samples] == [s.key for s in local_index.samples]
-    assert remote_index.family == local_index.family and len(remote_index) > 0
+    assert remote_index.keys.to_pylist() == local_index.keys.to_pylist()
+    assert list(remote_index.family) == list(local_index.family) and len(remote_index) > 0
     batches = [next(iter(make_loader([build], scale=1e-4, batch_size=4, rank=0, world_size=1)))
                for build in (remote_build, local_build)]
     assert batches[0]["key"] == batches[1]["key"] and len(batches[0]["key"]) == 4

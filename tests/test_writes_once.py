@@ -122,3 +122,14 @@ def test_rethreshold_rewrites_only_the_shards_whose_samples_change(
     assert kept_ids(out) == ids_before
     assert {n: s[2] for n, s in shard_state(out).items()} == {n: s[2] for n, s in before.items()}
     assert not list((out / ".state").rglob("*.tar"))
+
+    # the report's gallery of pairs just under the cut: their pixels are in no shard, so read again, writing nothing
+    from manifests.query import open_build
+    from pipeline.report.shards import staged_members
+
+    below = [row[0] for row in open_build(out).execute(
+        "SELECT id FROM rejected WHERE reason = 'alignment_below_cut' ORDER BY id LIMIT 3").fetchall()]
+    images = staged_members(out, below)
+    assert below and set(images) == set(below)
+    assert all(data.startswith((b"\x89PNG", b"\xff\xd8\xff")) for members in images.values() for data in members.values())
+    assert not list((out / ".state").rglob("*.tar"))

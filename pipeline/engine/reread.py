@@ -35,18 +35,18 @@ class SourceLocation:
     splits: tuple[str, ...] | None
 
 
-def reread_pieces(rows: list[dict], sources: dict[str, SourceLocation], staging_dir: str,
-                  png_compress_level: int) -> dict[str, tuple[str, str]]:
-    """Write one piece per work unit holding `rows` (id, unit_id, source, key, sample, members) read again;
-    return {id: (piece, members JSON)} for finalisation to copy from."""
+def read_samples(rows: list[dict], sources: dict[str, SourceLocation],
+                 png_compress_level: int) -> dict[tuple[str, str], list[tuple[str, str, bytes, list]]]:
+    """`rows` (id, unit_id, source, key, sample, members) read again from their sources, grouped by
+    (source, unit): {(source, unit_id): [(id, key, sample JSON bytes, [(suffix, bytes), ...]), ...]} in id order.
+    Raises MissingPixels when a source is gone, changed, or does not give the sample."""
     from pipeline.engine.units import _adapter
 
-    fs, staging = storage.filesystem(staging_dir)
     by_unit: dict[tuple[str, str], dict[str, dict]] = {}
     for row in rows:
         by_unit.setdefault((row["source"], row["unit_id"]), {})[row["id"]] = row
-    found: dict[str, tuple[str, str]] = {}
     listed: dict[str, dict] = {}
+    found: dict[tuple[str, str], list] = {}
     for (source, unit_id), wanted in sorted(by_unit.items()):
         location = sources.get(source)
         if location is None:
@@ -72,7 +72,17 @@ def reread_pieces(rows: list[dict], sources: dict[str, SourceLocation], staging_
         absent = sorted(set(wanted) - {sample[0] for sample in samples})
         if absent:
             raise MissingPixels(_message(absent[0], "its source does not give it (made by a stage, or removed)"))
-        samples.sort()
+        found[(source, unit_id)] = sorted(samples)
+    return found
+
+
+def reread_pieces(rows: list[dict], sources: dict[str, SourceLocation], staging_dir: str,
+                  png_compress_level: int) -> dict[str, tuple[str, str]]:
+    """Write one piece per work unit holding `rows` (id, unit_id, source, key, sample, members) read again;
+    return {id: (piece, members JSON)} for finalisation to copy from."""
+    fs, staging = storage.filesystem(staging_dir)
+    found: dict[str, tuple[str, str]] = {}
+    for (_, unit_id), samples in read_samples(rows, sources, png_compress_level).items():
         piece = f"r-{unit_tag(unit_id)}.tar"
         buffer = io.BytesIO()
         offsets = write_samples(buffer, [(key, sample, images) for _, key, sample, images in samples])

@@ -255,8 +255,8 @@ def _galleries(con, page: Page, build_dir: Path, per_gallery: int) -> None:
     below = _rows(con, "SELECT id, source, modality, task_family, sample, align_final, detail FROM rejected "
                        "WHERE reason = ? ORDER BY align_final DESC, id LIMIT ?", [CUT_REASON, per_gallery])
     page.add('<section id="gallery-rejected"><h2>Rejected just under the alignment cut</h2>'
-             '<p>The highest-scoring pairs the cut rejected. Images come from the build\'s staging area while it '
-             'still exists.</p><div class="cards">')
+             '<p>The highest-scoring pairs the cut rejected. A build keeps no pixels of rejected samples: '
+             'their images are read again from the sources.</p><div class="cards">')
     if not below:
         page.add("<p>None: nothing was rejected by the alignment cut.</p>")
     staged = staged_members(build_dir, [r["id"] for r in below])

@@ -59,21 +59,27 @@ def refinalize(build_dir: Path, recipe, resolved_sources: dict, models: dict) ->
     if not staging_dir.is_dir():
         raise RecipeError(f"{staging_dir} is missing: the staging area of this build was removed, so it can "
                           "only be rebuilt (scores stay cached under .state/align_cache)")
-    entries = {entry.name: entry for entry in recipe.sources}
-    sources = [ResolvedSource(name, Path(info["root"]) if info.get("root") else None,
-                              list(entries[name].splits) if name in entries else [],
-                              dict(entries[name].options) if name in entries else {}, info.get("skipped") or "")
-               for name, info in resolved_sources.items()]
+    sources = recorded_sources(recipe, resolved_sources)
     report = BuildReport(build_dir, sources)
     try:
         report.result = finalize(build_dir, staging_dir, build_dir / ".state" / "units.parquet", recipe,
-                                 use_ray=False, sources=source_locations([s for s in sources if s.name in entries]))
+                                 use_ray=False, sources=source_locations(
+                                     [s for s in sources if s.name in {e.name for e in recipe.sources}]))
     except MissingPixels as err:
         raise RecipeError(str(err)) from None
     report.alignment_models = models
     _write_stats(build_dir, report)
     _write_resolved_config(build_dir, recipe, report)
     return report
+
+
+def recorded_sources(recipe, resolved_sources: dict) -> list[ResolvedSource]:
+    """Where the build read each source (config.resolved.yaml), with the recipe's splits and options."""
+    entries = {entry.name: entry for entry in recipe.sources}
+    return [ResolvedSource(name, Path(info["root"]) if info.get("root") else None,
+                           list(entries[name].splits) if name in entries else [],
+                           dict(entries[name].options) if name in entries else {}, info.get("skipped") or "")
+            for name, info in resolved_sources.items()]
 
 
 def previous_models(build_dir: Path) -> dict:
