@@ -1,5 +1,5 @@
-"""The shard layout of a build: one member layout per shard group, one folder per group, and the
-dataset card that lets Hugging Face `datasets` open each group.
+"""The shard layout of a build: one member layout per shard group, one folder per group, the
+dataset card that lets Hugging Face `datasets` open each group, and `ShardReader` for a sample's members.
 
     shards/<group>/<recipe>-<group>-<unit>-PPPPP-NNN.tar   every sample in it has the same members
     README.md                                      dataset card: one `datasets` config per group
@@ -26,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import tarfile
+import threading
 from pathlib import Path
 
 from manifests import storage
@@ -105,3 +107,32 @@ def dataset_card(recipe: str, groups: Mapping[str, int]) -> str:
     lines += ["# or, without this card:", 'load_dataset("webdataset", data_files={"train": '
               '"<this folder>/shards/<group>/*.tar"}, split="train")', "```", ""]
     return "\n".join(lines)
+
+
+MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "npy": "application/octet-stream"}
+
+
+class ShardReader:
+    """Reads `<key>.<suffix>` members from BUILD/shards/ (the manifest's `shard` column is relative to it); one member index per shard, built on first use."""
+
+    def __init__(self, build_dir: Path):
+        self.build_dir = Path(build_dir)
+        self._index: dict[str, dict[str, tuple[int, int]]] = {}
+        self._lock = threading.Lock()
+
+    def _members(self, shard: str) -> dict[str, tuple[int, int]]:
+        with self._lock:
+            if shard not in self._index:
+                path = self.build_dir / "shards" / shard
+                with tarfile.open(path) as tar:
+                    self._index[shard] = {m.name: (m.offset_data, m.size) for m in tar.getmembers() if m.isfile()}
+            return self._index[shard]
+
+    def read(self, shard: str, key: str, suffix: str) -> bytes:
+        try:
+            offset, size = self._members(shard)[f"{key}.{suffix}"]
+        except (KeyError, FileNotFoundError, tarfile.TarError) as err:
+            raise FileNotFoundError(f"{key}.{suffix} is not in shard {shard} of {self.build_dir}") from err
+        with open(self.build_dir / "shards" / shard, "rb") as handle:
+            handle.seek(offset)
+            return handle.read(size)

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from pipeline.audit import DIMENSIONS, AuditError
 from pipeline.audit.sample import read_sample
 from pipeline.audit.store import AnswerStore, check_rater
-from pipeline.report.shards import MEDIA_TYPES, ShardReader
+from manifests.shards import MEDIA_TYPES, ShardReader
 
 log = logging.getLogger(__name__)
 PAGE = Path(__file__).with_name("page.html")

@@ -18,12 +18,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from filters.alignment.cut import CUT_REASON, UNSCORED_REASON  # noqa: E402
 from manifests.query import open_build  # noqa: E402
-from pipeline.report.shards import ShardReader, staged_members  # noqa: E402
+from manifests.shards import ShardReader  # noqa: E402
+from pipeline.report.shards import staged_members  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -7,39 +7,9 @@ build's staging tars where they still exist, else the images read again from the
 from __future__ import annotations
 
 import json
-import tarfile
-import threading
 from pathlib import Path
 
 import duckdb
-
-MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "npy": "application/octet-stream"}
-
-
-class ShardReader:
-    """Reads `<key>.<suffix>` members from BUILD/shards/ (the manifest's `shard` column is relative to it); one member index per shard, built on first use."""
-
-    def __init__(self, build_dir: Path):
-        self.build_dir = Path(build_dir)
-        self._index: dict[str, dict[str, tuple[int, int]]] = {}
-        self._lock = threading.Lock()
-
-    def _members(self, shard: str) -> dict[str, tuple[int, int]]:
-        with self._lock:
-            if shard not in self._index:
-                path = self.build_dir / "shards" / shard
-                with tarfile.open(path) as tar:
-                    self._index[shard] = {m.name: (m.offset_data, m.size) for m in tar.getmembers() if m.isfile()}
-            return self._index[shard]
-
-    def read(self, shard: str, key: str, suffix: str) -> bytes:
-        try:
-            offset, size = self._members(shard)[f"{key}.{suffix}"]
-        except (KeyError, FileNotFoundError, tarfile.TarError) as err:
-            raise FileNotFoundError(f"{key}.{suffix} is not in shard {shard} of {self.build_dir}") from err
-        with open(self.build_dir / "shards" / shard, "rb") as handle:
-            handle.seek(offset)
-            return handle.read(size)
 
 
 def staged_members(build_dir: Path, ids: list[str]) -> dict[str, dict[str, bytes]]:

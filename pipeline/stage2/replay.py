@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from manifests.images import decode_bytes
 from manifests.records import Record, Rejection
-from pipeline.report.shards import ShardReader
+from manifests.shards import ShardReader
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 
 NAME = "hq_replay"
