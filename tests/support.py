@@ -48,3 +48,24 @@ def make_flaky_root(root: Path) -> Path:
     path = Path(root) / "Flaky"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def run_released_loaders(export_dir: Path, scratch: Path) -> dict:
+    """UniMedVL's released loader classes over an export, through ../shared/tools/unimedvl-loaders (the
+    upstream code gathered outside the repo, UNIMEDVL_UPSTREAM); asserts PASS, returns the JSON report."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    harness = Path(os.environ.get("UNIMEDVL_HARNESS", repo.parent / "shared" / "tools" / "unimedvl-loaders"
+                                  / "run_loaders.py"))
+    # paths in dataset_info.yaml are relative to the export, as the harness's DATASET_INFO merge uses them
+    done = subprocess.run([sys.executable, str(harness), ".", "--quiet", "--json", str(scratch / "r.json")],
+                          cwd=export_dir, capture_output=True, text=True, timeout=3600)
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    assert done.returncode == 0 and summary.endswith("-> PASS"), done.stdout[-3000:] + done.stderr[-2000:]
+    report = json.loads((scratch / "r.json").read_text())
+    assert report["mismatches"] == [] and report["config_errors"] == []
+    return report

@@ -11,8 +11,6 @@ import os
 import re
 import runpy
 import shutil
-import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import yaml
 from pipeline.bench.loader import synthetic_sample, write_synthetic_build
 from pipeline.curriculum.export import export_unimedvl
 from pipeline.curriculum.schedule import CURRICULUM_STAGES
+from tests.support import run_released_loaders
 
 SFT, TEXT, EDIT = "SftJSONLIterableDataset_Ver1", "SftJSONLIterableDataset_TextOnly", \
     "MedicalImageEditingIterableDataset_ver1"
@@ -300,12 +299,4 @@ def test_cli_export_and_check(tmp_path, capsys):
 @pytest.mark.skipif(not os.environ.get("UNIMEDVL_UPSTREAM"), reason="UNIMEDVL_UPSTREAM not set (upstream loader "
                     "code is gathered outside the repo; see ../shared/tools/unimedvl-loaders/README.md)")
 def test_released_loaders_read_every_row(exported, tmp_path):
-    harness = Path(os.environ.get("UNIMEDVL_HARNESS", REPO.parent / "shared" / "tools" / "unimedvl-loaders"
-                                  / "run_loaders.py"))
-    # paths in dataset_info.yaml are relative to the export, as the harness's DATASET_INFO merge uses them
-    done = subprocess.run([sys.executable, str(harness), ".", "--quiet", "--json", str(tmp_path / "r.json")],
-                          cwd=exported.out, capture_output=True, text=True, timeout=3600)
-    summary = done.stdout.strip().splitlines()[-1]
-    assert done.returncode == 0 and summary.endswith("-> PASS"), done.stdout[-3000:] + done.stderr[-2000:]
-    report = json.loads((tmp_path / "r.json").read_text())
-    assert report["mismatches"] == [] and report["config_errors"] == []
+    run_released_loaders(exported.out, tmp_path)

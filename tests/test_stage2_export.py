@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -25,6 +23,7 @@ from pipeline.config import SourceEntry, load_recipe
 from pipeline.curriculum.export import BAGEL_T2I, SFT_I2T, T2I_JSONL, TEXT_ONLY, export_unimedvl
 from tests.cag_server import FakeChatServer
 from tests.conftest import sample_recipe
+from tests.support import run_released_loaders
 from tests.test_stage2_build import STAGE1_SOURCES, script, write_scores
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,13 +134,6 @@ def test_every_stage2_row_goes_to_the_loader_of_its_shape(stage2):
                     "code is gathered outside the repo; see ../shared/tools/unimedvl-loaders/README.md)")
 def test_released_loaders_read_every_stage2_row(stage2, tmp_path):
     _, report = stage2
-    harness = Path(os.environ.get("UNIMEDVL_HARNESS", REPO.parent / "shared" / "tools" / "unimedvl-loaders"
-                                  / "run_loaders.py"))
-    done = subprocess.run([sys.executable, str(harness), ".", "--quiet", "--json", str(tmp_path / "r.json")],
-                          cwd=report.out, capture_output=True, text=True, timeout=3600)
-    summary = done.stdout.strip().splitlines()[-1]
-    assert done.returncode == 0 and summary.endswith("-> PASS"), done.stdout[-3000:] + done.stderr[-2000:]
-    result = json.loads((tmp_path / "r.json").read_text())
-    assert result["mismatches"] == [] and result["config_errors"] == []
+    result = run_released_loaders(report.out, tmp_path)
     loaders = json.dumps(result)
     assert T2I_JSONL in loaders and BAGEL_T2I in loaders
