@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import io
 import itertools
+import posixpath
 import json
 import tempfile
 import time
@@ -198,7 +199,7 @@ def bench_throughput(build: Path, samples: int, batch_size: int, image_size: int
     # as the mixture does, instead of only the first group's
     by_group: dict[str, list[str]] = {}
     for path in shard_paths([build]):
-        by_group.setdefault(path.parent.name, []).append(str(path))
+        by_group.setdefault(posixpath.basename(posixpath.dirname(path)), []).append(path)  # a path or a URL
     shards = [path for round_ in itertools.zip_longest(*by_group.values()) for path in round_ if path]
 
     def plain() -> tuple[int, int]:
