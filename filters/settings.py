@@ -230,16 +230,22 @@ def parse_near_duplicates(values: Any) -> NearDuplicateSettings:
     return settings
 
 
-def build_section(cls, values: Any, where: str):
+def section_values(cls, values: Any, where: str) -> dict | None:
+    """Recipe section `where` checked against the fields of `cls`: a copy of its keys, None when absent."""
     if values is None:
-        return cls()
+        return None
     if not isinstance(values, dict):
         raise RecipeError(f"{where} must be a mapping, got {type(values).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise RecipeError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-    return cls(**values)
+    return dict(values)
+
+
+def build_section(cls, values: Any, where: str):
+    checked = section_values(cls, values, where)
+    return cls() if checked is None else cls(**checked)
 
 
 def parse_alignment(values: Any) -> AlignmentSettings:

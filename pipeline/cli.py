@@ -87,17 +87,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
                        _parse_source_paths(args.source_path), only, args.ray_address, progress=not args.quiet,
                        hq_build=Path(args.hq_build) if args.hq_build else None, refresh=args.refresh,
                        access=args.access)
-    except RecipeError as err:
-        console.print(f"[red]recipe error:[/red] {err}")
-        return 1
-    except AccessRefused as err:
-        console.print(f"[red]{err}[/red]")
-        return 1
-    except KeyError as err:
-        console.print(f"[red]{err.args[0]}[/red]")
-        return 1
-    except ModelNotAvailable as err:
-        console.print(f"[red]model missing:[/red] {err}")
+    except (RecipeError, AccessRefused, KeyError, ModelNotAvailable) as err:  # one line, what to do
+        prefix = {RecipeError: "recipe error: ", ModelNotAvailable: "model missing: "}.get(type(err), "")
+        console.print(f"[red]{prefix}{err.args[0] if isinstance(err, KeyError) else err}[/red]")
         return 1
     _print_summary(report)
     return report.exit_code

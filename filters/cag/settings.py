@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from filters.settings import ModelResources, RecipeError
+from filters.settings import ModelResources, RecipeError, section_values
 
 STEPS = ("describe", "fuse", "plan")
 
@@ -52,15 +52,9 @@ class CagSettings:
 
 
 def parse_cag(values: Any) -> CagSettings:
+    values = section_values(CagSettings, values, "cag")
     if values is None:
         return CagSettings()
-    if not isinstance(values, dict):
-        raise RecipeError(f"cag must be a mapping, got {type(values).__name__}")
-    values = dict(values)
-    known = {f.name for f in dataclasses.fields(CagSettings)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise RecipeError(f"cag: unknown key(s) {unknown}; known: {sorted(known)}")
     defaults = CagSettings()
     if isinstance(values.get("resources"), dict):
         values["resources"] = ModelResources(**{**dataclasses.asdict(defaults.resources), **values["resources"]})

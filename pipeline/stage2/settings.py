@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from filters.settings import RecipeError
+from filters.settings import RecipeError, build_section
 from manifests.records import TASK_FAMILIES
 
 SCOPES = ("modality", "source", "global")
@@ -50,14 +50,6 @@ class HqSettings:
 
 
 def parse_hq(values: Any) -> HqSettings:
-    if values is None:
-        return HqSettings()
-    if not isinstance(values, dict):
-        raise RecipeError(f"hq must be a mapping, got {type(values).__name__}")
-    known = {f.name for f in dataclasses.fields(HqSettings)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise RecipeError(f"hq: unknown key(s) {unknown}; known: {sorted(known)}")
-    settings = HqSettings(**values)
+    settings = build_section(HqSettings, values, "hq")
     settings.validate()
     return settings
