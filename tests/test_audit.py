@@ -160,6 +160,10 @@ def test_sign_in_sets_an_httponly_samesite_strict_cookie(build):
         assert {"HttpOnly", "SameSite=Strict", "Path=/"} <= {part.strip() for part in cookie.split(";")}
         assert "Secure" not in cookie
         assert _json(call(port, "GET", "/api/meta", cookie=token))[1]["rater"] == "alice"
+        others = {"Cookie": f'theme="dark, wide"; x={{"a": 1}}; unimed_audit={token}; y=1'}  # other apps' cookies
+        assert call(port, "GET", "/api/meta", headers=others)[0] == 200
+        status, _, _ = call(port, "POST", "/api/answer", token=token, body={"pad": "x" * 20_000})
+        assert status == 413
         behind_tls = call(port, "POST", "/api/session", token=token, body={}, headers={"X-Forwarded-Proto": "https"})
         assert "; Secure" in behind_tls[1]["Set-Cookie"]
         assert "Max-Age=0" in call(port, "POST", "/api/signout", cookie=token, body={})[1]["Set-Cookie"]

@@ -32,7 +32,6 @@ import socket
 import threading
 import time
 from http import HTTPStatus
-from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -46,6 +45,7 @@ from pipeline.audit.store import AnswerStore
 log = logging.getLogger(__name__)
 PAGE = Path(__file__).with_name("page.html")
 MAX_BODY = 10_000
+DRAINED_BODY = 1 << 20
 COOKIE_SECONDS = 30 * 24 * 3600
 ITEM_INDEX = re.compile(r"[0-9]{1,9}")
 SECURITY_HEADERS = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
@@ -95,6 +95,9 @@ class AuditServer(ThreadingHTTPServer):
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), Handler)
+
+    def handle_error(self, request, client_address) -> None:
+        log.exception("audit server: request from %s failed", client_address[0])
 
     def item_view(self, index: int, rater: str) -> dict:
         row = self.items[index]
@@ -165,12 +168,13 @@ class Handler(BaseHTTPRequestHandler):
         if header is not None:
             scheme, _, value = header.partition(" ")
             return value.strip() if scheme.lower() == "bearer" else None
-        cookies = SimpleCookie()
-        try:
-            cookies.load(self.headers.get("Cookie") or "")
-        except CookieError:
-            return None
-        return cookies[COOKIE].value if COOKIE in cookies else None
+        # by hand, not SimpleCookie: one odd cookie of another app on this host must not hide ours
+        for header in self.headers.get_all("Cookie") or []:
+            for pair in header.split(";"):
+                name, _, value = pair.strip().partition("=")
+                if name == COOKIE:
+                    return value
+        return None
 
     def _signed_in(self) -> str:
         rater = self.server.invitations.rater_for(self._token())
@@ -194,7 +198,12 @@ class Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            raise Refused(HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length")
         if not 0 <= length <= MAX_BODY:
+            if 0 < length <= DRAINED_BODY:  # read it all, so the client is not reset before it hears why
+                self.rfile.read(length)
             self.close_connection = True
             raise Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"a body of 0 to {MAX_BODY} bytes, please")
         return self.rfile.read(length)
@@ -243,8 +252,11 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(err.status, {"error": str(err)}, headers)
         except AuditError as err:
             return self._json(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": str(err)})
-        except FileNotFoundError as err:
-            return self._json(HTTPStatus.NOT_FOUND, {"error": str(err)})
+        except (BrokenPipeError, ConnectionResetError):  # the client left; nobody to answer
+            self.close_connection = True
+        except FileNotFoundError as err:  # an image missing from its shard: the detail is for the operator
+            log.error("%s %s: %s", method, url.path, err)
+            return self._json(HTTPStatus.NOT_FOUND, {"error": "this image is missing from the build's shards"})
         except OSError as err:  # a full or failing disk: nothing acknowledged, the rater is told
             log.error("%s %s failed: %s", method, url.path, err)
             return self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"not saved, the server cannot write: {err}"})
