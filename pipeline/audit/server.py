@@ -34,7 +34,7 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from manifests.shards import MEDIA_TYPES, ShardReader
 from pipeline.audit import DIMENSIONS, AuditError
@@ -102,7 +102,7 @@ class AuditServer(ThreadingHTTPServer):
     def item_view(self, index: int, rater: str) -> dict:
         row = self.items[index]
         sample = json.loads(row["sample"])
-        images = [{"role": role, "path": member, "url": f"/img/{index}/{member}"}
+        images = [{"role": role, "path": member, "url": f"/img/{index}/{quote(member, safe='')}"}
                   for role, member in self.images[index]]
         mine = self.store.latest(rater)
         return {"item": index, "total": len(self.items), "id": row["id"], "source": row["source"],
