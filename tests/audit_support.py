@@ -1,11 +1,20 @@
 """A small finished build written in code, in the real output layout (manifest Parquet with the manifest
-schema, one WebDataset shard, stats.json, config.resolved.yaml), for the report and audit tests."""
+schema, one WebDataset shard, stats.json, config.resolved.yaml), for the report and audit tests; an HTTP call
+and a self-stopping `unimed audit serve` subprocess on loopback; Fleiss' kappa and Krippendorff's alpha by hand."""
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
+import os
+import socket
+import subprocess
+import sys
 import tarfile
+import time
+from fractions import Fraction
+from itertools import permutations
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +89,87 @@ def write_build(root: Path) -> Path:
     (build / "stats.json").write_text(json.dumps(stats))
     (build / "config.resolved.yaml").write_text("name: stage1\nversion: 1\n")
     return build
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(port: int, method: str, path: str, token: str | None = None, cookie: str | None = None,
+         body=None, headers: dict | None = None, timeout: float = 10) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """One request to 127.0.0.1:port with the path sent exactly as given (no normalising of `..`)."""
+    sent = {}
+    if token is not None:
+        sent["Authorization"] = f"Bearer {token}"
+    if cookie is not None:
+        sent["Cookie"] = f"unimed_audit={cookie}"
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        sent["Content-Type"] = "application/json"
+    sent.update(headers or {})
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(method, path, body=data, headers=sent)
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+def serve_process(build: Path, port: int, max_idle: float = 120) -> subprocess.Popen:
+    """`unimed audit serve BUILD --port P --max-idle S` as a subprocess (it stops itself when idle), once its
+    page answers; AssertionError with its stderr if it exits, or after 60 s."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "audit", "serve", str(build), "--port", str(port),
+                             "--max-idle", str(max_idle)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if call(port, "GET", "/", timeout=1)[0] == 200:
+                return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(proc.stderr.read().decode()) from None
+            time.sleep(0.2)
+    proc.kill()
+    proc.wait(timeout=30)
+    raise AssertionError("audit serve did not come up in 60 s")
+
+
+def fleiss_by_hand(ratings: list[list[int]], categories: list[int]) -> Fraction:
+    """Textbook Fleiss' kappa, items x raters with no gaps: mean per-item agreement against chance agreement from
+    the pooled category proportions."""
+    m, items = len(ratings[0]), len(ratings)
+    counts = [[row.count(c) for c in categories] for row in ratings]
+    p_bar = sum(Fraction(sum(x * x for x in row) - m, m * (m - 1)) for row in counts) / items
+    p_e = sum(Fraction(sum(row[j] for row in counts), items * m) ** 2 for j in range(len(categories)))
+    return (p_bar - p_e) / (1 - p_e)
+
+
+def alpha_by_hand(ratings: list[list[int]], level: str) -> Fraction:
+    """Krippendorff's alpha, items x raters with no gaps: the coincidence matrix (each ordered pair of values
+    within an item weighs 1/(m-1)) and the nominal or ordinal (rank-based) distance."""
+    coincidences: dict[tuple[int, int], Fraction] = {}
+    for row in ratings:
+        for a, b in permutations(row, 2):
+            coincidences[a, b] = coincidences.get((a, b), 0) + Fraction(1, len(row) - 1)
+    n_c: dict[int, Fraction] = {}
+    for (a, _), weight in coincidences.items():
+        n_c[a] = n_c.get(a, 0) + weight
+    n = sum(n_c.values())
+
+    def delta(c: int, k: int) -> Fraction:
+        if level == "nominal":
+            return Fraction(int(c != k))
+        low, high = min(c, k), max(c, k)
+        return (sum(n_c.get(g, 0) for g in range(low, high + 1)) - (n_c[c] + n_c[k]) / 2) ** 2
+
+    observed = sum(w * delta(c, k) for (c, k), w in coincidences.items())
+    expected = sum(n_c[c] * n_c[k] * delta(c, k) for c in n_c for k in n_c)
+    return 1 - (n - 1) * observed / expected

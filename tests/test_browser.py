@@ -1,5 +1,6 @@
-"""In a real browser (headless Chromium through selenium): two raters score by keyboard while the server is
-killed and restarted; the report page renders its plots. Marked `browser` (make test-browser); skipped when
+"""In a real browser (headless Chromium through selenium): two invited raters sign in through their links and
+score by keyboard while the server is killed and restarted, then one is revoked; the report page renders its
+plots. Marked `browser` (make test-browser); skipped when
 chromium, chromedriver or selenium are absent (apt-get install chromium chromium-driver).
 
 Set UNIMED_BROWSER_TIMING=FILE to have the rating test write its per-item keyboard times there (not asserted).
@@ -10,30 +11,27 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from pipeline.audit import DIMENSIONS
 from pipeline.audit.agreement import write_report
+from pipeline.audit.invitations import revoke
 from pipeline.audit.sample import write_sample
 from pipeline.audit.store import AnswerStore
+from pipeline.cli import main
 from pipeline.report.html import write_report as write_html_report
-from tests.audit_support import write_build
+from tests.audit_support import alpha_by_hand, fleiss_by_hand, free_port, serve_process, write_build
 
 pytestmark = pytest.mark.browser
-REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture()
-def driver():
+def driver(tmp_path):
     webdriver = pytest.importorskip("selenium.webdriver")
     if not (CHROMIUM and CHROMEDRIVER):
         pytest.skip("chromium and chromedriver not installed (apt-get install chromium chromium-driver)")
@@ -41,35 +39,16 @@ def driver():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1280,1000"):
+    profile = tmp_path / "chromium-profile"  # a new, empty profile: no cookie from an earlier run
+    profile.mkdir()
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1280,1000", f"--user-data-dir={profile}"):
         options.add_argument(flag)
     browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     browser.set_page_load_timeout(60)
     yield browser
     browser.quit()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(build: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "audit", "serve", str(build), "--port", str(port),
-                             "--max-idle", "120"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    for _ in range(300):  # at most 60 s
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/meta", timeout=1).read()
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise AssertionError(proc.stderr.read().decode()) from None
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("audit serve did not come up in 60 s")
 
 
 def _wait(driver, condition: str, what: str, limit: float = 30.0) -> None:
@@ -85,14 +64,16 @@ def _settled(driver) -> None:
     _wait(driver, "(document.body.dataset.pending || '0') === '0'", "the keys to be handled")
 
 
-def _login(driver, base: str, name: str) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
+def _open(driver, address: str, name: str) -> None:
+    """Opens an invitation link (or the page, signed in by the cookie) and waits for `name`'s first item."""
+    driver.get(address)
+    _wait(driver, f"document.body.dataset.rater === {json.dumps(name)} && document.body.dataset.item !== undefined",
+          f"{name}'s first item")
 
-    driver.get(base + "/")
-    field = driver.find_element(By.ID, "name")
-    field.send_keys(name, Keys.ENTER)
-    _wait(driver, "document.body.dataset.item !== undefined", f"{name}'s first item")
+
+def _invitation(build: Path, rater: str, port: int, capsys) -> str:
+    assert main(["audit", "invite", str(build), "--rater", rater, "--port", str(port)]) == 0
+    return capsys.readouterr().out.strip().splitlines()[-1]  # the link is printed last
 
 
 def _keys(driver, keys: str) -> None:
@@ -121,41 +102,28 @@ ALICE = ["1435243", "1544455", "0212101", "1333333", "1554545", "1223212"]
 BOB = ["1434243", "0544355", "0212111", "1343333", "1555545", "1323222"]
 
 
-def _fleiss_by_hand(pairs: list[tuple[int, int]], categories: int) -> float:
-    """Textbook Fleiss' kappa for two raters: mean per-item agreement against chance from pooled proportions."""
-    n = 2
-    counts = [[sum(v == c for v in pair) for c in range(categories)] for pair in pairs]
-    p_items = [(sum(x * x for x in row) - n) / (n * (n - 1)) for row in counts]
-    p_bar = sum(p_items) / len(pairs)
-    p_cat = [sum(row[c] for row in counts) / (n * len(pairs)) for c in range(categories)]
-    p_e = sum(p * p for p in p_cat)
-    return (p_bar - p_e) / (1 - p_e)
+def test_two_invited_raters_by_keyboard_across_a_server_kill(driver, tmp_path, capsys):
+    from selenium.webdriver.common.by import By
 
-
-def _alpha_ordinal_by_hand(pairs: list[tuple[int, int]]) -> float:
-    """Krippendorff's ordinal alpha for two raters, no gaps: coincidences and the rank-based distance."""
-    values = [v for pair in pairs for v in pair]
-    total = len(values)
-    n = {c: values.count(c) for c in set(values)}
-
-    def delta(c: int, k: int) -> float:
-        low, high = min(c, k), max(c, k)
-        return (sum(n.get(g, 0) for g in range(low, high + 1)) - (n.get(c, 0) + n.get(k, 0)) / 2) ** 2
-
-    observed = sum(2 * delta(a, b) for a, b in pairs) / total  # each item adds the pairs (a, b) and (b, a)
-    expected = sum(n[c] * n[k] * delta(c, k) for c in n for k in n) / (total * (total - 1))
-    return 1 - observed / expected
-
-
-def test_two_raters_by_keyboard_across_a_server_kill(driver, tmp_path):
     build = write_build(tmp_path)
     write_sample(build, n=len(ALICE), seed=0)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = _serve(build, port)
+    alice_link, bob_link = (_invitation(build, rater, port, capsys) for rater in ("alice", "bob"))
+    assert alice_link.startswith(base + "/#token=")
+    server = serve_process(build, port)
     timings = []
     try:
-        _login(driver, base, "alice")
+        driver.get(base + "/")  # no link opened yet: the sign-in page, no item, the API closed
+        _wait(driver, "!document.getElementById('login').classList.contains('hidden')", "the sign-in page")
+        assert driver.execute_script("return document.body.dataset.item;") is None
+        assert driver.execute_script("return fetch('/api/meta').then((r) => r.status);") == 401
+        driver.get("about:blank")
+        _open(driver, alice_link, "alice")  # a fresh load of the link (bob's below: opened over the page)
+        assert driver.current_url == base + "/"  # the token left the address bar
+        assert driver.execute_script("return document.cookie;") == ""  # HttpOnly: out of the page's reach
+        cookie = driver.get_cookie("unimed_audit")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
         assert _item(driver) == 0
         _keys(driver, "7")  # outside every scale: refused, nothing saved, still on Modality Match
         assert "outside the scale" in _message(driver)
@@ -168,8 +136,8 @@ def test_two_raters_by_keyboard_across_a_server_kill(driver, tmp_path):
             timings.append(time.perf_counter() - started)
         server.kill()  # SIGKILL right after the last acknowledged answer
         server.wait(timeout=30)
-        server = _serve(build, port)
-        _login(driver, base, "alice")
+        server = serve_process(build, port)
+        _open(driver, base + "/", "alice")  # the cookie signs her in again, no link needed
         assert _item(driver) == 3  # resumes at the first unfinished item
         _keys(driver, "p")  # go back: the answers given before the kill are there
         assert _item(driver) == 2
@@ -180,11 +148,15 @@ def test_two_raters_by_keyboard_across_a_server_kill(driver, tmp_path):
             _keys(driver, ALICE[index])
             timings.append(time.perf_counter() - started)
         assert "all items done" in _message(driver)
-        _login(driver, base, "bob")
+        _open(driver, bob_link, "bob")  # the same browser, bob's link: now bob
         assert _item(driver) == 0
         assert set(_shown_scores(driver).values()) == {"·"}  # bob sees none of alice's answers
         for index in range(len(BOB)):
             _keys(driver, BOB[index])
+        revoke(build, "bob")  # the running server sees it on bob's next request
+        _keys(driver, "p")
+        _wait(driver, "!document.getElementById('login').classList.contains('hidden')", "bob to be signed out")
+        assert driver.find_element(By.ID, "work").get_attribute("class") == "hidden"
     finally:
         server.kill()
         server.wait(timeout=30)
@@ -194,10 +166,11 @@ def test_two_raters_by_keyboard_across_a_server_kill(driver, tmp_path):
     summary = write_report(build)
     agree = {row["dimension"]: row for row in summary["agreement"]}
     for j, d in enumerate(DIMENSIONS):
-        pairs = [(int(ALICE[i][j]), int(BOB[i][j])) for i in range(len(ALICE))]
-        assert agree[d.name]["fleiss_kappa"] == pytest.approx(_fleiss_by_hand(pairs, d.high + 1)), d.name
-        if d.high > 1:
-            assert agree[d.name]["krippendorff_alpha"] == pytest.approx(_alpha_ordinal_by_hand(pairs)), d.name
+        pairs = [[int(ALICE[i][j]), int(BOB[i][j])] for i in range(len(ALICE))]
+        kappa = fleiss_by_hand(pairs, list(range(d.low, d.high + 1)))
+        assert agree[d.name]["fleiss_kappa"] == pytest.approx(float(kappa)), d.name
+        alpha = alpha_by_hand(pairs, "nominal" if d.high == 1 else "ordinal")
+        assert agree[d.name]["krippendorff_alpha"] == pytest.approx(float(alpha)), d.name
     if os.environ.get("UNIMED_BROWSER_TIMING"):
         Path(os.environ["UNIMED_BROWSER_TIMING"]).write_text(json.dumps(
             {"what": "seconds from the first of 7 digit keys to the next item shown (browser, HTTP, fsync); "

@@ -2,8 +2,9 @@
 where raters score it on the seven dimensions, and the agreement report.
 
 sample.py      `unimed audit sample`: stratified by modality, every task family represented, seeded
-store.py       the answers: append-only JSONL, fsync per answer, last answer per (rater, item, dimension) wins
-server.py      `unimed audit serve`: stdlib http.server, one item at a time, keyboard scoring
+invitations.py `unimed audit invite`: a secret link per rater, only its hash stored; --revoke
+store.py       the answers: an append-only JSONL log per rater, fsync per answer, last answer per (item, dimension) wins
+server.py      `unimed audit serve`: stdlib http.server, invited raters only, one item at a time, keyboard scoring
 agreement.py   `unimed audit report`: mean and normalised Q, Fleiss' kappa (statsmodels), Krippendorff's alpha
 labelstudio.py Label Studio task and annotation JSON, both ways
 """

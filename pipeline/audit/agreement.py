@@ -99,7 +99,7 @@ def write_report(build_dir: Path) -> dict:
     build_dir = Path(build_dir)
     scores = scores_frame(build_dir)
     if scores.empty:
-        raise AuditError(f"no answers yet in {audit_dir(build_dir) / 'answers.jsonl'}; "
+        raise AuditError(f"no answers yet in {audit_dir(build_dir) / 'answers'}; "
                          f"rate with `unimed audit serve {build_dir}` first")
     q = quality(scores)
     agree = agreement(scores)

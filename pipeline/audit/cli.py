@@ -1,4 +1,4 @@
-"""`unimed audit sample|serve|report|ls-export|ls-import`: registered into the main parser by pipeline/cli.py."""
+"""`unimed audit sample|invite|serve|report|ls-export|ls-import`: registered into the main parser by pipeline/cli.py."""
 
 from __future__ import annotations
 
@@ -37,13 +37,22 @@ def _run(args: argparse.Namespace) -> int:
         console.print("by modality: " + ", ".join(f"{k} {v}" for k, v in sorted(by.items())))
         console.print("task families: " + ", ".join(families))
         return 0
+    if args.action == "invite":
+        return _invite(build, args)
     if args.action == "serve":
-        from pipeline.audit.server import serve
+        from pipeline.audit.server import is_loopback, serve
 
         server = serve(build, args.host, args.port, max_idle=args.max_idle)
         host, port = server.server_address[:2]
-        console.print(f"audit of {build}: open http://{host}:{port}/  ({len(server.items)} items; answers in "
-                      f"{server.store.path}; Ctrl-C stops)")
+        raters = server.invitations.names()
+        console.print(f"audit of {build} on {host}:{port}: {len(server.items)} items; answers in {server.store.root}; "
+                      f"Ctrl-C stops")
+        console.print(f"raters sign in with their link from `unimed audit invite`; invited: {', '.join(raters)}"
+                      if raters else f"nobody is invited yet: `unimed audit invite {build} --rater NAME` "
+                                     "(works while the server runs)")
+        if not is_loopback(args.host):
+            console.print("[yellow]plain HTTP: put a TLS proxy in front or have raters use an SSH tunnel "
+                          "(README, expert audit)[/yellow]")
         try:
             server.serve_until_idle()
         except KeyboardInterrupt:
@@ -78,6 +87,26 @@ def _run(args: argparse.Namespace) -> int:
     raise AssertionError(args.action)
 
 
+def _invite(build: Path, args: argparse.Namespace) -> int:
+    from pipeline.audit.invitations import invite, invited, link, raters_path, revoke
+
+    if args.list:
+        for name in invited(build):
+            print(name)
+        return 0
+    if args.revoke is not None:
+        left = revoke(build, args.revoke)
+        console.print(f"revoked {args.revoke}: their link no longer signs in (a running server sees it on the next "
+                      f"request; their answers stay). Invited: {', '.join(left) or 'nobody'}")
+        return 0
+    token = invite(build, args.rater)
+    address = link(token, args.host, args.port, args.url)
+    console.print(f"invited {args.rater.strip()}; {raters_path(build)} keeps only a hash of the token (inviting "
+                  f"again replaces the link). Send this link privately; it signs in as {args.rater.strip()}:")
+    print(address)
+    return 0
+
+
 def register(commands) -> None:
     audit = commands.add_parser("audit", help="expert audit (spec 3.3): sample, rate in the browser, agreement")
     actions = audit.add_subparsers(dest="action", required=True)
@@ -85,9 +114,20 @@ def register(commands) -> None:
     sample.add_argument("--n", type=int, default=200, help="items (default 200)")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--force", action="store_true", help="redraw even though answers exist")
-    serve = actions.add_parser("serve", help="the rating web app (loopback by default)")
+    invite = actions.add_parser("invite", help="a rater's secret sign-in link (made again: a new link, the old one "
+                                               "stops working); only a hash is stored")
+    who = invite.add_mutually_exclusive_group(required=True)
+    who.add_argument("--rater", metavar="NAME", help="invite NAME (or give NAME a new link); the link is printed last")
+    who.add_argument("--revoke", metavar="NAME", help="remove NAME's token: their link stops working")
+    who.add_argument("--list", action="store_true", help="print the invited raters' names")
+    invite.add_argument("--host", default="127.0.0.1", help="the address raters reach the server at (for the link)")
+    invite.add_argument("--port", type=int, default=8765, help="the port `audit serve` listens on (default 8765)")
+    invite.add_argument("--url", help="the public address instead of --host/--port, behind a TLS reverse proxy "
+                                      "(e.g. https://audit.example.org/)")
+    serve = actions.add_parser("serve", help="the rating web app for invited raters (loopback by default)")
     serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1, this machine only)")
+    serve.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1, this machine only; "
+                                                           "another address needs an invited rater)")
     serve.add_argument("--max-idle", type=float, default=0,
                        help="stop after this many seconds without a request (default 0: never)")
     actions.add_parser("report", help="mean and Q per dimension and modality, Fleiss' kappa, Krippendorff's alpha; "
@@ -98,6 +138,6 @@ def register(commands) -> None:
                            help="prefix of each task's image URL, followed by SHARD/KEY.MEMBER")
     ls_import = actions.add_parser("ls-import", help="append the scores of a Label Studio JSON export")
     ls_import.add_argument("file")
-    for sub in (sample, serve, actions.choices["report"], ls_export, ls_import):
+    for sub in (sample, invite, serve, actions.choices["report"], ls_export, ls_import):
         sub.add_argument("build_dir", help="a build directory such as build/stage1")
     audit.set_defaults(run=_cmd_audit)

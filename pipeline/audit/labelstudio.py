@@ -3,8 +3,8 @@
 `export_tasks` writes the audit sample as Label Studio tasks (one per item, the image referenced by a URL
 prefix you choose, the turns as text) with each rater's answers as annotations, plus the labeling config
 (one Number tag per dimension, min/max set to its scale). `import_annotations` reads Label Studio's JSON
-export back and appends every valid score to answers.jsonl; out-of-scale or unknown fields are counted and
-skipped. Agreement is then computed here (Label Studio's agreement statistics are an Enterprise feature).
+export back and appends every valid score to the raters' answer logs; out-of-scale or unknown fields are
+counted and skipped. Agreement is then computed here (Label Studio's agreement statistics are an Enterprise feature).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def _rater_of(annotation: dict) -> str:
 
 
 def import_annotations(build_dir: Path, path: Path) -> dict:
-    """Append the scores of a Label Studio JSON export to answers.jsonl; returns {'saved': n, 'skipped': n}."""
+    """Append the scores of a Label Studio JSON export to the raters' answer logs; returns {'saved': n, 'skipped': n}."""
     try:
         tasks = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as err:

@@ -84,7 +84,7 @@ def write_sample(build_dir: Path, n: int = 200, seed: int = 0, force: bool = Fal
     path = sample_path(build_dir)
     if path.exists() and not force and AnswerStore(build_dir).count():
         raise AuditError(f"{path} already has answers recorded against it; pass --force to draw a new sample "
-                         "(the old answers stay in answers.jsonl but refer to the old items)")
+                         "(the old answers stay in audit/answers/ but refer to the old items)")
     if n < 1:
         raise AuditError(f"--n must be at least 1, got {n}")
     con = open_build(build_dir)
