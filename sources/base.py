@@ -36,6 +36,7 @@ TASK_TYPES: dict[str, tuple[str, str, str | None]] = {
     "classification_caption": ("i2t", "image_understanding", "classification_caption"),
     "image_captioning": ("i2t", "image_understanding", "image_captioning"),
     "medical_vqa": ("i2t", "image_understanding", "medical_vqa"),
+    "multi_image_understanding": ("i2t", "image_understanding", "multi_image_understanding"),
     "report_generation": ("i2t", "image_understanding", "report_generation"),
     "text_to_image": ("t2i", "image_generation", "text_to_image"),
     "medical_qa": ("text", "text_understanding", "medical_qa"),
