@@ -26,6 +26,8 @@ snapshot; the same tree)::
       Alignment/comprehension/train_data.json     JSON list; captions (image_captioning)
       Alignment/pre_aligned_weights/...          weights and trainer_state.json: not read
       <other *.json lists>                       instruct files (medical_vqa); names not seen [U]
+      <*.parquet>                                read too, if present [U]: the HF header says "Formats: parquet"
+                                                 and the viewer shows 554K rows, but no Parquet file was seen
       <any folder or file named *generation*>    generation tasks: not read (UniMed counts VL-Health as I2T)
 
 Evidence: the HF commit page of `Alignment/comprehension/train_data.json` (commit 818a6ed "Upload 9 files") and the
@@ -49,7 +51,8 @@ folders of the option `image_roots` (absolute, or relative to the dataset root),
 `PubMedVision/` and `LLaVA-Pretrain/` folders; a missing image is `missing_file` saying where it was looked for and
 that VL-Health ships none; an absolute image path (the card tells users to rewrite them so) is
 `absolute_image_path`; a row with a `modality` field (PubMedVision's) gets PubMedVision's modality rule, else
-"other"; a file that is not one JSON list is one `malformed_json` row.
+"other"; a file that is not one JSON list is one `malformed_json` row. A Parquet file's rows are read the same
+way (ids `.../<file>/r<row>`), with `image` a path or an embedded `datasets` Image cell ({bytes, path}) [I].
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from pathlib import Path, PurePosixPath
 
 from manifests.records import Record, Rejection, turns_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.hub import decode_image_cell, image_cell_bytes, iter_parquet_rows
 from sources.io.image import ImageDecodeError, decode_file
 from sources.io.jsonfile import load_json_list
 from sources.llava_med import conversation
@@ -77,11 +81,16 @@ LLAVA_558K_ID = re.compile(r"^\d{9}$")
 LLAVA_558K_IMAGE = re.compile(r"(^|/)\d{5}/\d{9}\.(jpg|jpeg|png)$", re.IGNORECASE)
 
 
+def _label(relative: str) -> str:
+    """A file's part of the record ids: its path without the suffix, slashes as dashes."""
+    return relative.rsplit(".", 1)[0].replace("/", "-")
+
+
 def origin(row: dict, general_id: re.Pattern | None = None) -> str:
     """The dataset a row comes from, as far as its id or image path shows; "unknown" otherwise."""
     row_id, image = str(row.get("id") or ""), row.get("image")
     image = image[0] if isinstance(image, list) and image else image
-    image = str(image or "")
+    image = str((image.get("path") if isinstance(image, dict) else image) or "")
     if general_id is not None:
         return "llava_558k" if general_id.search(row_id) else _named_origin(row_id, image)
     if LLAVA_558K_ID.match(row_id) or LLAVA_558K_IMAGE.search(image):
@@ -120,7 +129,7 @@ class VlHealth(Source):
 
     def _files(self) -> list[str]:
         files = []
-        for path in sorted(self.root.rglob("*.json")):
+        for path in sorted([*self.root.rglob("*.json"), *self.root.rglob("*.parquet")]):
             relative = self.relative(path)
             if any(part.startswith(".") or SKIPPED_PARTS.search(part) for part in relative.split("/")):
                 continue
@@ -139,7 +148,11 @@ class VlHealth(Source):
             return []
         units = []
         for relative in files:
-            label = relative.removesuffix(".json").replace("/", "-")
+            label = _label(relative)
+            if relative.endswith(".parquet"):
+                units.extend(WorkUnit(u.source, f"{u.id}/{label}", u.split, u.items)
+                             for u in self.parquet_units("unsplit", [relative]))
+                continue
             try:
                 rows = load_json_list(self.root / relative, "conversations")
             except (ValueError, UnicodeDecodeError) as err:
@@ -174,19 +187,22 @@ class VlHealth(Source):
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
         first = unit.items[0]
         if "error" in first:
-            label = first["file"].removesuffix(".json").replace("/", "-")
-            yield self.reject(f"vl_health/unsplit/{label}", "unsplit", "malformed_json", first["error"],
-                              task_family="i2t", provenance=[first["file"]])
+            yield self.reject(f"vl_health/unsplit/{_label(first['file'])}", "unsplit", "malformed_json",
+                              first["error"], task_family="i2t", provenance=[first["file"]])
+            return
+        folders, general_id = self._image_folders(), self._general_id()
+        if "row_groups" in first:  # Parquet: one row per row, keyed by its row number (ids may repeat)
+            for row, values in iter_parquet_rows(self.root / first["file"], first["row_groups"], first["first_row"]):
+                entry = {"file": first["file"], "index": row, "key": f"r{row:07d}"}
+                yield self._record(values, entry, folders, general_id)
             return
         rows = load_json_list(self.root / first["file"], "conversations")
-        folders, general_id = self._image_folders(), self._general_id()
         for entry in unit.items:
             yield self._record(rows[entry["index"]], entry, folders, general_id)
 
     def _record(self, row, entry: dict, folders: list[Path], general_id: re.Pattern | None) -> Record | Rejection:
         annotation, split = entry["file"], "unsplit"
-        label = annotation.removesuffix(".json").replace("/", "-")
-        record_id = f"vl_health/unsplit/{label}/{entry['key']}"
+        record_id = f"vl_health/unsplit/{_label(annotation)}/{entry['key']}"
         sub_task = "image_captioning" if annotation.lower().startswith("alignment/") else "medical_vqa"
         facts = {"task_family": "i2t", "sub_task_type": sub_task, "provenance": [annotation]}
         if not isinstance(row, dict):
@@ -197,9 +213,15 @@ class VlHealth(Source):
             return self.reject(record_id, split, "general_domain", f"LLaVA-558k row (id {row.get('id')!r}): "
                                "general-domain LAION/CC/SBU photo-caption pair, not medical", **facts)
         value = row.get("image")
-        paths = [value] if isinstance(value, str) else value
-        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p.strip() for p in paths):
+        paths = [value] if isinstance(value, (str, dict)) else value
+        if not isinstance(paths, list) or not paths or not all(
+                (isinstance(p, str) and p.strip()) or image_cell_bytes(p) is not None for p in paths):
             return self.reject(record_id, split, "malformed_row", "a row needs an image path", **facts)
+        if all(isinstance(p, dict) for p in paths):  # images embedded in a Parquet file (`datasets` Image cells)
+            return self._embedded(row, paths, record_id, annotation, sub_task, found, found_origin, facts)
+        if not all(isinstance(p, str) for p in paths):
+            return self.reject(record_id, split, "malformed_row", "a row mixes image paths and embedded images",
+                               **facts)
         paths = [p.strip().removeprefix("./") for p in paths]
         if any(p.startswith("/") for p in paths):
             return self.reject(record_id, split, "absolute_image_path", "keep the release's relative image paths "
@@ -228,6 +250,24 @@ class VlHealth(Source):
             main_task_type="image_understanding", sub_task_type=sub_task, message=message, input_images=images,
             provenance=[annotation, *located], source_text=turns_text(message),
             meta={"vl_health_id": row.get("id"), "origin": found_origin, "image_paths": paths,
+                  "modality": row.get("modality"), "turns": len(message)},
+        )
+
+    def _embedded(self, row: dict, cells: list[dict], record_id: str, annotation: str, sub_task: str, found: str,
+                  found_origin: str, facts: dict) -> Record | Rejection:
+        message = conversation(row.get("conversations"), images=len(cells))
+        if isinstance(message, str):
+            return self.reject(record_id, "unsplit", "conversation_malformed", message, **facts)
+        names = [str(cell.get("path") or f"{record_id}#{index}") for index, cell in enumerate(cells)]
+        try:
+            images = [decode_image_cell(cell, source_path=name) for cell, name in zip(cells, names)]
+        except ImageDecodeError as err:
+            return self.reject(record_id, "unsplit", err.reason, err.detail, **facts)
+        return Record(
+            id=record_id, source=self.name, split="unsplit", modality=found, task_family="i2t",
+            main_task_type="image_understanding", sub_task_type=sub_task, message=message, input_images=images,
+            provenance=[annotation], source_text=turns_text(message),
+            meta={"vl_health_id": row.get("id"), "origin": found_origin, "image_paths": names,
                   "modality": row.get("modality"), "turns": len(message)},
         )
 

@@ -123,3 +123,37 @@ def test_split_selection_and_layout_error(root, tmp_path):
 
 def test_sample_tree_is_deterministic(tmp_path):
     check_sample_tree(sample, tmp_path)
+
+
+def test_parquet_rows_with_embedded_images(root):
+    """The HF header says "Formats: parquet" (no Parquet file seen): rows in the LLaVA shape with `datasets` Image
+    cells are read too, keyed by row number."""
+    import io
+
+    import pyarrow as pa
+    from PIL import Image as PILImage
+
+    from sources.samples.hub import IMAGE_TYPE, image_cell, parquet_bytes
+
+    buffer = io.BytesIO()
+    PILImage.fromarray(phantom(rng_for("vl-parquet"), 200, 200)).save(buffer, format="PNG")
+    turns = pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())]))
+    schema = pa.schema([("id", pa.string()), ("image", IMAGE_TYPE), ("conversations", turns)])
+    rows = [{"id": "pubmedvision_x", "image": image_cell(buffer.getvalue(), "x.png"),
+             "conversations": [{"from": "human", "value": "<image>\nWhat is shown?"},
+                               {"from": "gpt", "value": "An axial CT slice of the chest."}]},
+            {"id": "pubmedvision_y", "image": None,
+             "conversations": [{"from": "human", "value": "<image>\nAnd here?"}, {"from": "gpt", "value": "Nothing."}]},
+            {"id": "004539375", "image": image_cell(buffer.getvalue(), "00453/004539375.jpg"),
+             "conversations": [{"from": "human", "value": "<image>\nSummarise."}, {"from": "gpt", "value": "a dog"}]}]
+    (root / "Instruct" / "comprehension" / "train-00000-of-00001.parquet").write_bytes(parquet_bytes(rows, schema))
+    items = collect(VlHealth(root))
+    prefix = f"{NAME}/unsplit/Instruct-comprehension-train-00000-of-00001"
+    record = items[f"{prefix}/r0000000"]
+    assert isinstance(record, Record) and record.input_images[0].width == 200
+    assert record.message == [{"from": "human", "value": "<image>\nWhat is shown?"},
+                              {"from": "gpt", "value": "An axial CT slice of the chest."}]
+    assert (record.provenance, record.meta["image_paths"]) == (["Instruct/comprehension/train-00000-of-00001.parquet"],
+                                                               ["x.png"])
+    assert items[f"{prefix}/r0000001"].reason == "malformed_row"
+    assert items[f"{prefix}/r0000002"].reason == "general_domain"
