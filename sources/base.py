@@ -161,6 +161,19 @@ class Source:
         files, folders = self._walk_listing()
         return [*files, *folders, *item_paths(unit.items)]
 
+    def folder_inputs(self, folder: Path) -> list[str]:
+        """A folder an option names (images kept outside the dataset folder) and its direct subfolders, as unit
+        inputs: a file added to or removed from them changes a folder's mtime, so the units that read them re-run.
+        Paths outside the root stay absolute here (they are only stat-ed, never written to an output)."""
+        folders = [Path(folder)]
+        try:
+            folders += sorted(Path(entry.path) for entry in os.scandir(folder)
+                              if entry.is_dir() and not entry.name.startswith("."))
+        except OSError:
+            pass
+        root = str(self.root)
+        return [os.path.relpath(f, root) if str(f).startswith(root + os.sep) else str(f) for f in folders]
+
     def annotation_files(self) -> list[str]:
         """Files near the root named like annotations (JSON, CSV, text, pickle, Parquet, XML, YAML)."""
         return list(self._walk_listing()[0])

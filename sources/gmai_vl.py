@@ -175,6 +175,11 @@ class GmaiVl(Source):
                                         "first_line": first_line, "lines": count},)))
         return units
 
+    def unit_inputs(self, unit: WorkUnit) -> list[str]:
+        """The default inputs plus the folder of the NonOpenSource images the user obtained, if named."""
+        folder = self._folder_option("non_opensource_images")
+        return [*super().unit_inputs(unit), *(self.folder_inputs(folder) if folder is not None else [])]
+
     def _zips(self) -> list[Path]:
         zips = self.root / PARTS["opensource"] / "zips"
         return sorted(zips.glob("*.zip"), key=lambda p: (len(p.name), p.name)) if zips.is_dir() else []

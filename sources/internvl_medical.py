@@ -113,6 +113,11 @@ class InternvlMedical(Source):
                          ({"file": ANNOTATION, "offset": offset, "first_line": first, "lines": count},))
                 for index, (offset, first, count) in enumerate(line_ranges(path, size))]
 
+    def unit_inputs(self, unit: WorkUnit) -> list[str]:
+        """The default inputs plus an images_root outside the dataset folder."""
+        outside = [f for f in self._image_folders() or [] if self._inside(f) is None]
+        return [*super().unit_inputs(unit), *(path for folder in outside for path in self.folder_inputs(folder))]
+
     def _image_folders(self) -> list[Path] | None:
         """Where images are looked up, in order; None while only the split archive is there."""
         value = self.options.get("images_root")

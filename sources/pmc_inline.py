@@ -160,6 +160,10 @@ class PmcInline(Source):
                                             label=path.stem))
         return units
 
+    def unit_inputs(self, unit: WorkUnit) -> list[str]:
+        """The default inputs plus the figure folder (a figure added later turns a missing_file window into a record)."""
+        return [*super().unit_inputs(unit), *self.folder_inputs(self._figures_root())]
+
     def _figures_root(self) -> Path:
         value = self.options.get("figures_root")
         if not value:

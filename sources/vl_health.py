@@ -169,6 +169,11 @@ class VlHealth(Source):
             units.extend(self.chunked_units("unsplit", items, label=label))
         return units
 
+    def unit_inputs(self, unit: WorkUnit) -> list[str]:
+        """The default inputs plus the image folders outside the dataset folder (their files decide the records)."""
+        outside = [f for f in self._image_folders() if self._inside(f) is None]
+        return [*super().unit_inputs(unit), *(path for folder in outside for path in self.folder_inputs(folder))]
+
     def _image_folders(self) -> list[Path]:
         roots = self.options.get("image_roots") or []
         if isinstance(roots, str):

@@ -117,3 +117,17 @@ def test_layout_error_and_split_selection(root, tmp_path):
 
 def test_sample_tree_is_deterministic(tmp_path):
     check_sample_tree(sample, tmp_path)
+
+
+def test_figures_added_later_change_the_units_inputs(root, tmp_path):
+    """A window rejected missing_file must be read again once its figure is there, also in a folder outside."""
+    from pipeline.engine.inputs import StatCache, unit_fingerprint
+
+    moved = tmp_path / "baidu"
+    shutil.move(root / "figures", moved)
+    adapter = PmcInline(root, options={"figures_root": str(moved)})
+    (unit,) = [u for u in adapter.work_units() if any(m.endswith("PMC1000001.json") for _, m in u.items)]
+    before = unit_fingerprint(adapter, unit, StatCache(root))
+    shutil.copy(moved / "PMC1000001_jcm-01-g001.jpg", moved / "PMC1000001_jcm-01-g003.jpg")
+    assert unit_fingerprint(adapter, unit, StatCache(root)) != before
+    assert isinstance(collect(adapter)[f"{P}/PMC1000001-w001"], Record)

@@ -157,3 +157,14 @@ def test_parquet_rows_with_embedded_images(root):
                                                                ["x.png"])
     assert items[f"{prefix}/r0000001"].reason == "malformed_row"
     assert items[f"{prefix}/r0000002"].reason == "general_domain"
+
+
+def test_images_added_to_an_outside_image_root_change_the_units_inputs(root, tmp_path):
+    from pipeline.engine.inputs import StatCache, unit_fingerprint
+
+    (tmp_path / "rad" / "images").mkdir(parents=True)
+    adapter = VlHealth(root, options={"image_roots": [str(tmp_path / "rad")]})
+    units = adapter.work_units()
+    before = [unit_fingerprint(adapter, unit, StatCache(root)) for unit in units]
+    write_jpeg(tmp_path / "rad" / "images" / "late.jpg", phantom(rng_for("vl-late"), 200, 200))
+    assert all(a != b for a, b in zip(before, [unit_fingerprint(adapter, u, StatCache(root)) for u in units]))
