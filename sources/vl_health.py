@@ -46,7 +46,7 @@ Records: one I2T record per row, id `vl_health/unsplit/<file>/<row id>` (`<file>
 medical_vqa; `meta.origin` names the originating dataset where the id or image path shows it.
 Quirks handled here: LLaVA-558k rows (general-domain LAION/CC/SBU photos) are `general_domain` rejections, found by
 an id or image path naming LLaVA-558k, a bare 9-digit id or a `NNNNN/NNNNNNNNN.jpg` image (the option
-`general_id_pattern`, a regular expression over the id, replaces that rule); images are looked up under the
+`general_id_pattern`, a regular expression over the id, replaces the two digit rules); images are looked up under the
 folders of the option `image_roots` (absolute, or relative to the dataset root), then the root, then sibling
 `PubMedVision/` and `LLaVA-Pretrain/` folders; a missing image is `missing_file` saying where it was looked for and
 that VL-Health ships none; an absolute image path (the card tells users to rewrite them so) is
