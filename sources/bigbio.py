@@ -12,7 +12,10 @@ Card
   datasets is not stated. PubMedQA is the one BigBio QA set of that size with a written reasoning per answer
   (bigbio/utils/schemas: no BigBio QA schema carries a rationale; PubMedQA's LONG_ANSWER is the conclusion that
   "presumably answers the research question"), and its training parts fit the count: PQA-A train 200,000 +
-  PQA-U 61,249 + PQA-L non-test 500 = 261,749 (MedQA, 12.7K English, is far smaller) [I].
+  PQA-U 61,249 + PQA-L non-test 500 = 261,749 (MedQA, 12.7K English, is far smaller) [I]. Whether the paper used
+  the conclusion as the chain of thought or generated one is not stated [U]; a derived CoT set over the same
+  training splits (HPAI-BSC/pubmedqa-cot, Mixtral-8x7B, Apache-2.0) would be a separate adapter (its own licence and
+  provenance) and is not read here.
 - Overlaps: the same items as the `pubmedqa` adapter (the original repository) with another answer shape; a recipe
   reading both gets each PMID twice (exact dedup sees different texts; the near-duplicate stage's text rule
   catches them in the text family). PQA-L's test set is a UniMedVL benchmark: the recipes read train only.
