@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -45,7 +46,6 @@ def test_stage1_recipe_names_every_t15_dataset_and_stage2_takes_bigbio_cot():
 
 
 def test_cards_carry_the_paper_count_and_unimed_sources_shows_it():
-    assert len(SOURCES) >= 52
     for name, count in T15_COUNTS.items():
         card = SOURCES[name].card
         assert f"paper T15: {count}" in card.counts and card.hub_repos
@@ -54,7 +54,8 @@ def test_cards_carry_the_paper_count_and_unimed_sources_shows_it():
     shown = subprocess.run([sys.executable, "-m", "pipeline.cli", "sources"], capture_output=True, text=True,
                            env=env, cwd=REPO, timeout=120)
     assert shown.returncode == 0, shown.stderr
-    assert f"{len(SOURCES)} registered sources" in shown.stdout
+    listed = re.search(r"(\d+) registered sources", shown.stdout)  # the CLI's own registry (no test sources)
+    assert listed and int(listed.group(1)) == len({name for name in SOURCES if name != "flaky"}) >= 52
     for name, count in T15_COUNTS.items():
         assert any(name in line and f"paper T15: {count}" in line for line in shown.stdout.splitlines()), name
 
