@@ -30,11 +30,12 @@ def _cmd_sources(args: argparse.Namespace) -> int:
         print(json.dumps([{f: getattr(card, f) for f in fields} for card in cards], indent=2))
         return 0
     table = Table(title=f"{len(cards)} registered sources")
-    for column in ("name", "modalities", "tasks", "licence", "access", "folder under --sources-root", "Hub repos"):
+    for column in ("name", "modalities", "tasks", "licence", "access", "counts", "folder under --sources-root",
+                   "Hub repos"):
         table.add_column(column)
     for card in cards:
         table.add_row(card.name, ", ".join(card.modalities), ", ".join(card.tasks), card.licence, card.access,
-                      " | ".join(card.root_names), " | ".join(card.hub_repos))
+                      card.counts, " | ".join(card.root_names), " | ".join(card.hub_repos))
     Console().print(table)
     return 0
 

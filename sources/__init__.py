@@ -5,6 +5,7 @@ from __future__ import annotations
 from sources.base import Source
 from sources.aptos2019 import Aptos2019
 from sources.bci import Bci
+from sources.bigbio import Bigbio
 from sources.brats import Brats
 from sources.busi import Busi
 from sources.chexpert import Chexpert
@@ -13,9 +14,11 @@ from sources.cvc_clinicdb import CvcClinicDb
 from sources.drive import Drive
 from sources.eyepacs import Eyepacs
 from sources.fastmri import Fastmri
+from sources.gmai_vl import GmaiVl
 from sources.glas import Glas
 from sources.ham10000 import Ham10000
 from sources.icg_cxr import IcgCxr
+from sources.internvl_medical import InternvlMedical
 from sources.isic import Isic
 from sources.iu_xray import IuXray
 from sources.ixi import Ixi
@@ -37,6 +40,7 @@ from sources.mimic_cxr_jpg import MimicCxrJpg
 from sources.oct2017 import Oct2017
 from sources.omnimedvqa import OmniMedVqa
 from sources.pathvqa import PathVqa
+from sources.pmc_inline import PmcInline
 from sources.pmc_oa import PmcOa
 from sources.pmc_vqa import PmcVqa
 from sources.pubmedqa import Pubmedqa
@@ -49,6 +53,7 @@ from sources.rocov2 import Rocov2
 from sources.samed2d import Samed2d
 from sources.slake import Slake
 from sources.synthrad2023 import Synthrad2023
+from sources.vl_health import VlHealth
 from sources.vqa_rad import VqaRad
 
 SOURCES: dict[str, type[Source]] = {
@@ -99,6 +104,12 @@ SOURCES: dict[str, type[Source]] = {
     "medreason": Medreason,
     "meddialog": Meddialog,
     "medthink": Medthink,
+    # The T15 sources released as LLaVA-style Hub repos (issue 31)
+    "vl_health": VlHealth,
+    "gmai_vl": GmaiVl,
+    "bigbio": Bigbio,
+    "internvl_medical": InternvlMedical,
+    "pmc_inline": PmcInline,
 }
 
 

@@ -36,6 +36,7 @@ TASK_TYPES: dict[str, tuple[str, str, str | None]] = {
     "classification_caption": ("i2t", "image_understanding", "classification_caption"),
     "image_captioning": ("i2t", "image_understanding", "image_captioning"),
     "medical_vqa": ("i2t", "image_understanding", "medical_vqa"),
+    "multi_image_understanding": ("i2t", "image_understanding", "multi_image_understanding"),
     "report_generation": ("i2t", "image_understanding", "report_generation"),
     "text_to_image": ("t2i", "image_generation", "text_to_image"),
     "medical_qa": ("text", "text_understanding", "medical_qa"),
@@ -159,6 +160,19 @@ class Source:
         """
         files, folders = self._walk_listing()
         return [*files, *folders, *item_paths(unit.items)]
+
+    def folder_inputs(self, folder: Path) -> list[str]:
+        """A folder an option names (images kept outside the dataset folder) and its direct subfolders, as unit
+        inputs: a file added to or removed from them changes a folder's mtime, so the units that read them re-run.
+        Paths outside the root stay absolute here (they are only stat-ed, never written to an output)."""
+        folders = [Path(folder)]
+        try:
+            folders += sorted(Path(entry.path) for entry in os.scandir(folder)
+                              if entry.is_dir() and not entry.name.startswith("."))
+        except OSError:
+            pass
+        root = str(self.root)
+        return [os.path.relpath(f, root) if str(f).startswith(root + os.sep) else str(f) for f in folders]
 
     def annotation_files(self) -> list[str]:
         """Files near the root named like annotations (JSON, CSV, text, pickle, Parquet, XML, YAML)."""

@@ -30,7 +30,13 @@ from tests.test_contract import check_contract, read_all
 HUB = sorted(HUB_SAMPLE_WRITERS)
 CONTENT_KEYED = {"vqa_rad", "pathvqa"}  # no original id survives on the Hub: matched by meta.content_key
 # The Hub lacks PubMedQA's test PMID list: given from the original clone, the splits (and so the ids) agree
-HUB_OPTIONS = {"pubmedqa": lambda original: {"test_ids_file": str(original / "pubmedqa/data/test_ground_truth.json")}}
+HUB_OPTIONS = {"pubmedqa": lambda original: {"test_ids_file": str(original / "pubmedqa/data/test_ground_truth.json")},
+               # Hub repos without their images (VL-Health, PMC-Inline) or with them only packed in a split
+               # archive (InternVL): the images the user fetched elsewhere, from the original sample
+               "vl_health": lambda original: {"image_roots": [str(original / "PubMedVision")]},
+               "pmc_inline": lambda original: {"figures_root": str(original / "PMC-Inline/figures")},
+               "internvl_medical": lambda original: {
+                   "images_root": str(original / "InternVL-Domain-Adaptation-Data/images/medical_images")}}
 # The Hub holds one variant of MedQA: compare with that variant of the original
 ORIGINAL_OPTIONS = {"medqa": {"variant": "4_options"}}
 # The Hub keeps fewer facts that the modality is read from (rocov2: the manual CUIs only, rocov2.md)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sources.samples import aptos2019, bci, brats, busi, chexpert, chexpert_plus, cvc_clinicdb, drive, eyepacs, fastmri, glas, ham10000, icg_cxr, isic, iu_xray, ixi, kits, kvasir, kvasir_seg, llava_med, medical_diff_vqa, medical_o1_reasoning_sft, meddialog, medicat, medmcqa, medreason, medthink, medpix2, medqa, mimic_cxr, mimic_cxr_jpg, oct2017, omnimedvqa, pathvqa, pmc_oa, pmc_vqa, pubmedqa, pubmedvision, qata_cov19, quilt_1m, refuge, roco, rocov2, samed2d, slake, synthrad2023, vqa_rad
+from sources.samples import bigbio, gmai_vl, internvl_medical, pmc_inline, vl_health
 
 SAMPLE_WRITERS: dict[str, Callable[[Path], Path]] = {
     "slake": slake.write,
@@ -60,6 +61,11 @@ SAMPLE_WRITERS: dict[str, Callable[[Path], Path]] = {
     "medthink": medthink.write,
     "medreason": medreason.write,
     "meddialog": meddialog.write,
+    "vl_health": vl_health.write,
+    "gmai_vl": gmai_vl.write,
+    "bigbio": bigbio.write,
+    "internvl_medical": internvl_medical.write,
+    "pmc_inline": pmc_inline.write,
 }
 
 
