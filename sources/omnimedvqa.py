@@ -37,6 +37,11 @@ Hub copy (docs/sources/hub/omnimedvqa.md): `foreverbeliever/OmniMedVQA` is the o
 snapshot or `--local-dir` copy without an unpacked `QA_information/` is read from the zip in place: the QA
 JSONs are the members ending in `QA_information/Open-access/<name>.json`, each `image_path` is the member
 ending in that path. Same ids, texts and image bytes as the unzipped folder; provenance names the zip.
+
+Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/grouping.py): the questions
+of one image (per QA file) as multi-turn samples `omnimedvqa/unsplit/image/<image_path>/<n>`. OmniMedVQA is
+an evaluation benchmark: when a recipe lists it as one, it reads it per question (near_duplicates.benchmarks
+entries carry their own options).
 """
 
 from __future__ import annotations
@@ -78,6 +83,11 @@ def modality(item: dict) -> str:
     return found
 
 
+def _image_name(item) -> str:
+    """The image an item asks about, for listing its questions together ("" for a malformed item)."""
+    return str(item.get("image_path") or "").strip().removeprefix("./") if isinstance(item, dict) else ""
+
+
 def question_with_options(question: str, options: dict[str, str]) -> str:
     lines = [question, "Options:"] + [f"{label}. {text}" for label, text in options.items()]
     return "\n".join(lines)
@@ -98,6 +108,7 @@ class OmniMedVqa(Source):
         counts="88,996 QA / 82,059 images / 42 datasets (open access)",
         hub_repos=("foreverbeliever/OmniMedVQA",),
     )
+    questions_on_shared_images = True
 
     def _zipped_qa(self) -> dict[str, str]:
         """QA file (as unzipped, `QA_information/Open-access/X.json`) -> zip member, when only the zip is there."""
@@ -138,8 +149,8 @@ class OmniMedVqa(Source):
                 units.append(WorkUnit(self.name, f"omnimedvqa/unsplit/{relative}", "unsplit",
                                       ({"file": relative, "error": str(err)},)))
                 continue
-            units.extend(self.chunked_units("unsplit", [{"file": relative, "index": i} for i in range(len(items))],
-                                            label=path.stem))
+            units.extend(self.image_units("unsplit", [{"file": relative, "index": i} for i in range(len(items))],
+                                          lambda entry: _image_name(items[entry["index"]]), label=path.stem))
         return units
 
     def _zip_units(self, zipped: dict[str, str]) -> list[WorkUnit]:
@@ -151,8 +162,9 @@ class OmniMedVqa(Source):
                 units.append(WorkUnit(self.name, f"omnimedvqa/unsplit/{relative}", "unsplit",
                                       ({"file": relative, "error": str(err)},)))
                 continue
-            units.extend(self.chunked_units("unsplit", [{"file": relative, "index": i, "member": member}
-                                                        for i in range(len(items))], label=Path(relative).stem))
+            units.extend(self.image_units("unsplit", [{"file": relative, "index": i, "member": member}
+                                                      for i in range(len(items))],
+                                          lambda entry: _image_name(items[entry["index"]]), label=Path(relative).stem))
         return units
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
@@ -160,8 +172,8 @@ class OmniMedVqa(Source):
         if "member" in first:
             items, packed = zip_json_list(self.root / ZIP, first["member"], "QA items"), ZipImages([self.root / ZIP])
             try:
-                for entry in unit.items:
-                    yield self._record(items[entry["index"]], entry, packed)
+                yield from self.grouped_records(unit, (self._record(items[entry["index"]], entry, packed)
+                                                       for entry in unit.items))
             finally:
                 packed.close()
             return
@@ -171,8 +183,7 @@ class OmniMedVqa(Source):
             return
         path = self.root / first["file"]
         items = load_json_list(path, "QA items")
-        for entry in unit.items:
-            yield self._record(items[entry["index"]], entry)
+        yield from self.grouped_records(unit, (self._record(items[entry["index"]], entry) for entry in unit.items))
 
     def _record(self, item, entry: dict, packed: ZipImages | None = None) -> Record | Rejection:
         qa_file, split = entry["file"], "unsplit"
