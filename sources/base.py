@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,11 +21,11 @@ from typing import Any, ClassVar
 from manifests.records import Record, Rejection
 from sources.io.errors import SourceError  # re-exported: adapters import it from sources.base
 from sources.io.hub import ROWS_PER_UNIT, find_snapshot, row_group_ranges
-from sources.shapes.grouping import (GROUP_OPTION, GROUPED_SPLITS, QuestionGrouping, cut_by_image, group_by_image,
-                                     parse_grouping, uses_grouping, without_placeholders)
 
 
 ACCESS_CLASSES = ("open", "registration", "credentialed")
+# Options only the adapters of questions on shared images honour (sources/shapes/vqa.py `VqaSource`).
+VQA_OPTIONS = ("group_questions", "max_turns", "max_chars")
 # What a dataset's annotation files are called, for the default listing of a unit's inputs.
 ANNOTATION_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".txt", ".pkl", ".pickle", ".parquet", ".xlsx", ".xls",
                        ".xml", ".yaml", ".yml")
@@ -126,9 +126,7 @@ class Source:
     #: Version of the adapter's own wording (captions, prompts, responses): bump it when a phrasing changes;
     #: the processing digest carries it (above 1), so a build re-stages instead of mixing old and new texts.
     templates_version: ClassVar[int] = 1
-    #: Items are questions on shared images: the option `group_questions: per_image` applies
-    #: (sources/shapes/grouping.py). Such an adapter lists units with `image_units` and passes its results
-    #: through `grouped_records`.
+    #: Items are questions on shared images (set by sources/shapes/vqa.py `VqaSource`): `VQA_OPTIONS` apply.
     questions_on_shared_images: ClassVar[bool] = False
 
     def __init__(self, root: Path, options: dict[str, Any] | None = None, splits: Sequence[str] | None = None):
@@ -153,11 +151,11 @@ class Source:
 
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> None:
-        """Refuse options this adapter cannot honour, when the recipe is read (ValueError, one line)."""
-        if uses_grouping(options) and not cls.questions_on_shared_images:
-            raise ValueError(f"{cls.card.name} has no questions on shared images: option {GROUP_OPTION} applies "
+        """Refuse, when the recipe is read, options this adapter cannot honour (ValueError, one line)."""
+        named = [name for name in VQA_OPTIONS if name in options]
+        if named:
+            raise ValueError(f"{cls.card.name} has no questions on shared images: option {', '.join(named)} applies "
                              f"to the VQA sources ({', '.join(grouping_sources())})")
-        parse_grouping(options)
 
     def wants_split(self, split: str) -> bool:
         return self.splits is None or split in self.splits
@@ -225,50 +223,6 @@ class Source:
             WorkUnit(self.name, f"{prefix}/{start // size:05d}", split, tuple(items[start : start + size]))
             for start in range(0, len(items), size)
         ]
-
-    def question_grouping(self, split: str) -> QuestionGrouping | None:
-        """How the questions of `split` are grouped: None for one sample per question (the default, and always
-        for the evaluation splits)."""
-        if not self.questions_on_shared_images or split not in GROUPED_SPLITS:
-            return None
-        try:
-            return parse_grouping(self.options)
-        except ValueError as err:
-            raise SourceError(f"{self.name}: {err}") from err
-
-    def image_units(self, split: str, items: Sequence[Any], image_of: Callable[[Any], str],
-                    label: str = "") -> list[WorkUnit]:
-        """`chunked_units`, except that under `group_questions: per_image` every question of an image lands in
-        one unit: items sorted by `image_of(item)` (a string naming the image), then cut between images."""
-        if self.question_grouping(split) is None:
-            return self.chunked_units(split, items, label)
-        size = int(self.options.get("items_per_unit", self.items_per_unit))
-        prefix = f"{self.name}/{split}" + (f"/{label}" if label else "")
-        return [WorkUnit(self.name, f"{prefix}/{index:05d}", split, tuple(chunk))
-                for index, chunk in enumerate(cut_by_image(items, image_of, size))]
-
-    def grouped_records(self, unit: WorkUnit, results: Iterable[Record | Rejection]) -> Iterator[Record | Rejection]:
-        """An adapter's one-question results, merged per image under `group_questions: per_image`."""
-        grouping = self.question_grouping(unit.split)
-        if grouping is None:
-            yield from results
-            return
-        yield from group_by_image(results, self.question_group, grouping, self.follow_up_question)
-
-    def question_group(self, record: Record) -> str | None:
-        """The id stem of the group a question joins: `<source>/<split>/image/<image key>`; None: on its own."""
-        key = self.image_key(record)
-        return f"{self.name}/{record.split}/image/{key}" if key else None
-
-    def image_key(self, record: Record) -> str | None:
-        """What names a question's image(s) in the dataset: by default the input images' paths, joined by "+"."""
-        paths = [image.source_path for image in record.input_images]
-        return "+".join(paths) if paths and all(paths) else None
-
-    @staticmethod
-    def follow_up_question(text: str) -> str:
-        """A later question's human turn in a group: the image is placed in the first turn already."""
-        return without_placeholders(text)
 
     def parquet_units(self, split: str, files: Sequence[str]) -> list[WorkUnit]:
         """One unit per row-group range of each Parquet file (a Hub shard is never read whole by one unit);

@@ -36,7 +36,7 @@ number in the CSV, stable for a release). Quirks handled here: split "val" is va
 a blank ref_id is `missing_reference`; an empty question or answer is `qa_empty`; without MIMIC-CXR-JPG every
 row is `missing_images_root`; ids and answers are kept as written (lower case upstream).
 
-Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/grouping.py): the train
+Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/vqa.py): the train
 questions of one image, or of one (reference, main) pair, as multi-turn samples
 `medical_diff_vqa/train/image/<dicom_id>[+<dicom_id>]/<n>`; the pair's preface is said once, in the first
 turn. Validate and test stay one sample per question.
@@ -49,10 +49,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
-from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.base import DatasetCard, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
-from sources.shapes.grouping import without_placeholders
 from sources.mimic_cxr_jpg import METADATA_FILES, jpg_path, read_metadata, sibling_root
+from sources.shapes.vqa import VqaSource, without_placeholders
 
 QUESTIONS_FILE = "mimic_pair_questions.csv"
 SPLITS = {"train": "train", "val": "validate", "validate": "validate", "test": "test"}
@@ -81,7 +81,7 @@ def frontal_images(images_root: Path) -> tuple[dict[str, str], set[str]]:
     return chosen, studies
 
 
-class MedicalDiffVqa(Source):
+class MedicalDiffVqa(VqaSource):
     card = DatasetCard(
         name="medical_diff_vqa",
         title="Medical-Diff-VQA (difference-aware chest X-ray VQA on MIMIC-CXR)",
@@ -98,7 +98,6 @@ class MedicalDiffVqa(Source):
         counts="~700K QA pairs over ~164K study pairs",
     )
     items_per_unit = 512
-    questions_on_shared_images = True
 
     def images_root(self) -> Path | None:
         option = self.options.get("images_root")

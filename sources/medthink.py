@@ -42,7 +42,7 @@ joined by qid. The MedThink rows themselves are then duplicates: with this adapt
 each row that has a rationale is rejected `rationale_attached`, the detail naming the item it went to, so
 every rationale ends in one place (a training recipe lists either `medthink` or the attach options).
 
-Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/grouping.py): the train
+Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/vqa.py): the train
 rows of one image, closed and open together, as multi-turn DCOT samples
 `medthink/train/image/R-SLAKE/images/<img_name>/<n>` (R-RAD: `R-RAD/images/<image>`); test stays per row.
 """
@@ -53,10 +53,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
-from sources.base import DatasetCard, Source, WorkUnit
+from sources.base import DatasetCard, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.cot import render_cot
 from sources.shapes.rationales import ANSWER_TYPES, SETS, load_rationale_file, medthink_base
+from sources.shapes.vqa import VqaSource
 from sources.slake import slake_modality
 
 
@@ -65,7 +66,7 @@ def _image_name(name: str, row) -> str:
     return str((row.get("img_name") if name == "slake" else row.get("image")) or "") if isinstance(row, dict) else ""
 
 
-class Medthink(Source):
+class Medthink(VqaSource):
     card = DatasetCard(
         name="medthink",
         title="MedThink rationales for VQA-RAD and SLAKE (R-RAD, R-SLAKE)",
@@ -79,7 +80,6 @@ class Medthink(Source):
         root_names=("Medthink", "Medthink_Dataset"),
         counts="R-RAD test 272 closed / 179 open; R-SLAKE closed test 416; train about 3,064 (RAD) / 4,900 (SLAKE)",
     )
-    questions_on_shared_images = True
 
     def _base(self) -> Path:
         return medthink_base(self.root)

@@ -38,7 +38,7 @@ snapshot or `--local-dir` copy without an unpacked `QA_information/` is read fro
 JSONs are the members ending in `QA_information/Open-access/<name>.json`, each `image_path` is the member
 ending in that path. Same ids, texts and image bytes as the unzipped folder; provenance names the zip.
 
-Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/grouping.py): the questions
+Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/vqa.py): the questions
 of one image (per QA file) as multi-turn samples `omnimedvqa/unsplit/image/<image_path>/<n>`. OmniMedVQA is
 an evaluation benchmark: when a recipe lists it as one, it reads it per question (near_duplicates.benchmarks
 entries carry their own options).
@@ -52,10 +52,11 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
-from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.base import DatasetCard, SourceError, WorkUnit
 from sources.io.hub import ZipImages, zip_json_list, zip_names
 from sources.io.image import ImageDecodeError, decode_file
 from sources.io.jsonfile import load_json_list
+from sources.shapes.vqa import VqaSource
 
 QA_DIR = "QA_information"
 ZIP = "OmniMedVQA.zip"
@@ -93,7 +94,7 @@ def question_with_options(question: str, options: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-class OmniMedVqa(Source):
+class OmniMedVqa(VqaSource):
     card = DatasetCard(
         name="omnimedvqa",
         title="OmniMedVQA (open-access part)",
@@ -108,7 +109,6 @@ class OmniMedVqa(Source):
         counts="88,996 QA / 82,059 images / 42 datasets (open access)",
         hub_repos=("foreverbeliever/OmniMedVQA",),
     )
-    questions_on_shared_images = True
 
     def _zipped_qa(self) -> dict[str, str]:
         """QA file (as unzipped, `QA_information/Open-access/X.json`) -> zip member, when only the zip is there."""

@@ -36,7 +36,7 @@ lists, dicts, strings and numbers load (a pickle needing anything else is `malfo
 executed); `image` has no extension (`images/<split>/<image>.jpg`); split `val` is "validate"; answers
 are `str()`-ed; rows carry no id, so the record id is the row's position in its pickle.
 
-Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/grouping.py): the train
+Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/vqa.py): the train
 questions of one image as multi-turn samples `pathvqa/train/image/<image>/<n>`; validate and test stay one
 sample per question. The Hub copy names no image: there the option is reported and ignored.
 """
@@ -50,9 +50,10 @@ from collections.abc import Iterator
 from functools import lru_cache
 
 from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
-from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.base import DatasetCard, SourceError, WorkUnit
 from sources.io.hub import content_key, decode_image_cell, image_cell_bytes, iter_parquet_rows, split_files
 from sources.io.image import ImageDecodeError, decode_file
+from sources.shapes.vqa import VqaSource
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def _image_name(row) -> str:
     return row["image"].strip() if isinstance(row, dict) and isinstance(row.get("image"), str) else ""
 
 
-class PathVqa(Source):
+class PathVqa(VqaSource):
     card = DatasetCard(
         name="pathvqa",
         title="PathVQA",
@@ -96,7 +97,6 @@ class PathVqa(Source):
         hub_repos=("flaviagiammarino/path-vqa",),
     )
     items_per_unit = 512
-    questions_on_shared_images = True
 
     def work_units(self) -> list[WorkUnit]:
         hub = {} if (self.root / "qas").is_dir() else split_files(self.root, "data/{split}-*.parquet", HUB_SPLITS)

@@ -35,7 +35,7 @@ the cache keeps `images.zip` / `images_2.zip` packed: when the images folder is 
 from the zip member with its basename (the zips' inner folders are not documented); the JPEG bytes are the
 same members an unzip would give, passed through unchanged.
 
-Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/grouping.py): the train
+Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/vqa.py): the train
 questions of one figure (per CSV) as multi-turn samples `pmc_vqa/train/image/<csv stem>/<Figure_path>/<n>`
 (the same ids in the unzipped folder and the packed zip); test stays one sample per question.
 """
@@ -47,9 +47,10 @@ import re
 from collections.abc import Iterator
 
 from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
-from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.base import DatasetCard, SourceError, WorkUnit
 from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
+from sources.shapes.vqa import VqaSource
 
 CSV_FILES = {  # file -> (canonical split, images folder)
     "train.csv": ("train", "images"), "test.csv": ("test", "images"),
@@ -79,7 +80,7 @@ def choice_text(value: str) -> str:
     return " ".join(CHOICE_PREFIX.sub("", value or "").split())
 
 
-class PmcVqa(Source):
+class PmcVqa(VqaSource):
     card = DatasetCard(
         name="pmc_vqa",
         title="PMC-VQA",
@@ -94,7 +95,6 @@ class PmcVqa(Source):
         counts="~227k QA (v1) + ~185k QA (v2) over ~149k figures",
         hub_repos=("xmcmic/PMC-VQA", "RadGenome/PMC-VQA"),
     )
-    questions_on_shared_images = True
 
     def work_units(self) -> list[WorkUnit]:
         present = [name for name in CSV_FILES if (self.root / name).is_file()]

@@ -32,7 +32,7 @@ Option `rationales: Medthink` (stage 2's DCOT; the MedThink clone, relative to t
 absolute): an item with an R-SLAKE rationale of its split (joined by qid) is rendered `<think>rationale</think>`
 + its answer, sub-task `medical_vqa_cot`, `meta.rationale_from` naming the MedThink row (sources/medthink.py).
 
-Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/grouping.py): the train
+Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/vqa.py): the train
 questions of one image as multi-turn samples `slake/train/image/<img_name>/<n>`, English and Chinese
 apart; validate and test stay one sample per question.
 """
@@ -45,11 +45,12 @@ from functools import lru_cache
 from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
-from sources.base import DatasetCard, Source, WorkUnit
+from sources.base import DatasetCard, WorkUnit
 from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.cot import with_rationale
 from sources.shapes.rationales import attached_rationales
+from sources.shapes.vqa import VqaSource
 
 SPLIT_FILES = {
     "train": ("train.json",),
@@ -86,7 +87,7 @@ def slake_modality(row: dict) -> str:
     return "other"
 
 
-class Slake(Source):
+class Slake(VqaSource):
     card = DatasetCard(
         name="slake",
         title="SLAKE 1.0",
@@ -101,7 +102,6 @@ class Slake(Source):
         hub_repos=("BoKelvin/SLAKE",),
     )
     items_per_unit = 512
-    questions_on_shared_images = True
 
     def _split_file(self, split: str) -> Path | None:
         for name in SPLIT_FILES[split]:

@@ -47,7 +47,7 @@ absolute): an item with an R-RAD rationale of its split (joined by qid) is rende
 + its answer, sub-task `medical_vqa_cot`, `meta.rationale_from` naming the MedThink row (sources/medthink.py).
 The Hub copy has no qid to join by: there the option is reported and ignored.
 
-Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/grouping.py): the train
+Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/vqa.py): the train
 questions of one image as multi-turn samples `vqa_rad/train/image/<image_name>/<n>`; test
 stays one sample per question. The Hub copy names no image: there the option is reported and ignored.
 """
@@ -60,11 +60,12 @@ from collections.abc import Iterator
 from functools import lru_cache
 
 from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
-from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.base import DatasetCard, SourceError, WorkUnit
 from sources.io.hub import content_key, decode_image_cell, image_cell_bytes, iter_parquet_rows, split_files
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.cot import with_rationale
 from sources.shapes.rationales import attached_rationales
+from sources.shapes.vqa import VqaSource
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def split_of(row: dict) -> str:
     return "test" if str(row.get("phrase_type", "")).strip().lower().startswith("test") else "train"
 
 
-class VqaRad(Source):
+class VqaRad(VqaSource):
     card = DatasetCard(
         name="vqa_rad",
         title="VQA-RAD",
@@ -114,7 +115,6 @@ class VqaRad(Source):
         redistribute_text=True,
         redistribute_images=True,
     )
-    questions_on_shared_images = True
 
     def _hub_files(self) -> dict[str, list[str]]:
         if (self.root / JSON_FILE).is_file():

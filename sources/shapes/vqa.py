@@ -1,4 +1,5 @@
-"""The VQA option `group_questions: per_image`: all questions about one image as one multi-turn sample.
+"""VQA sources, whose items are questions on shared images (`VqaSource`), and their option
+`group_questions: per_image`: all questions about one image as one multi-turn sample.
 
 A VQA dataset asks many questions of one image (SLAKE ~22 per image, PMC-VQA ~1.5 per figure); one sample
 per question stores the image once per question. With the option, the questions of one image become one
@@ -10,8 +11,8 @@ The image placeholders stay in the first human turn only (the released SFT loade
 the placeholders of one human turn); a later question loses its placeholders (and whatever the adapter's
 `follow_up_question` strips, e.g. Medical-Diff-VQA's "the first image is ..." preface).
 
-Options (recipe `sources[].options`; checked by `parse_grouping` when the recipe is read and again when the
-adapter lists its units):
+Options (recipe `sources[].options`; checked by `VqaSource.check_options` when the recipe is read and again
+when the adapter lists its units; any other adapter refuses them):
 - `group_questions`: `per_image`, or `per_question` (the default: the paper counts one sample per question);
 - `max_turns` (default 8): questions per sample at most; an image with more questions gives several samples,
   each storing the image;
@@ -23,21 +24,24 @@ adapter lists its units):
 Rules:
 - Only the training splits (`GROUPED_SPLITS`: train, unsplit) are grouped; validate and test stay one sample
   per question, as evaluation counts them and as benchmark decontamination reads them.
-- Ids: `<source>/<split>/image/<image key>/<n>`, the image key from the adapter (`Source.question_group`),
+- Ids: `<source>/<split>/image/<image key>/<n>`, the image key from the adapter (`VqaSource.image_key`),
   n = 0, 1, ... in the order the groups of that image open. Questions keep the dataset's order (the adapter
-  lists an image's questions in file order, all of them in one work unit: `Source.image_units`); a group is
+  lists an image's questions in file order, all of them in one work unit: `VqaSource.image_units`); a group is
   cut at `max_turns` questions or `max_chars`, in that order, so the same input and options give the same
   ids and turns on every run.
 - Questions join a group only with questions of the same task types, modality, image count and
   `meta.language` (SLAKE's English and Chinese questions of one image are two groups; so are a SLAKE
   image's questions with and without an attached rationale).
+- An adapter lists its units with `image_units` and passes its one-question results through `grouped_records`;
+  its quirks are `image_key` (what names the image) and `follow_up_question` (a later question's human turn).
 - A question the adapter rejects (empty answer, unreadable image, ...) is still its own rejected row with
   its reason; the group holds the kept ones. `meta.questions` lists the ids of a group's questions, so every
   input question is in exactly one place: a turn of one sample or one rejected row.
 - `meta`: the keys every question of the group shares stay at the top; `meta.questions` holds, per
   question, its id and its own values of the other keys; `meta.grouped_by` = "image".
 - The group keeps its image, so exact dedup (pixels + text) and benchmark decontamination (pixel hash,
-  pHash) still see it; the text rules see the whole conversation.
+  pHash) still see it; the text rules see the whole conversation (so a question under the 10-character
+  minimum passes inside a group, where on its own it would be `text_too_short`).
 """
 
 from __future__ import annotations
@@ -45,11 +49,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
+from sources.base import VQA_OPTIONS, Source, SourceError, WorkUnit
 
-GROUP_OPTION, MAX_TURNS_OPTION, MAX_CHARS_OPTION = "group_questions", "max_turns", "max_chars"
+GROUP_OPTION, MAX_TURNS_OPTION, MAX_CHARS_OPTION = VQA_OPTIONS
 PER_IMAGE, PER_QUESTION = "per_image", "per_question"
 DEFAULT_MAX_TURNS, DEFAULT_MAX_CHARS = 8, 1024
 GROUPED_SPLITS = ("train", "unsplit")
@@ -76,10 +81,6 @@ def parse_grouping(options: dict[str, Any]) -> QuestionGrouping | None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"option {name} must be a positive whole number, not {value!r}")
     return QuestionGrouping(**caps)
-
-
-def uses_grouping(options: dict[str, Any]) -> bool:
-    return any(name in options for name in (GROUP_OPTION, MAX_TURNS_OPTION, MAX_CHARS_OPTION))
 
 
 def cut_by_image(items: Sequence[Any], image_of: Callable[[Any], str], size: int) -> list[list[Any]]:
@@ -180,3 +181,57 @@ def group_by_image(results: Iterable[Record | Rejection], group_of: Callable[[Re
         open_groups[signature][1].append(item)
     for signature in list(open_groups):
         yield emit(signature)
+
+
+class VqaSource(Source):
+    """An adapter whose items are questions on shared images: `group_questions: per_image` applies."""
+
+    questions_on_shared_images: ClassVar[bool] = True
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        parse_grouping(options)
+
+    def question_grouping(self, split: str) -> QuestionGrouping | None:
+        """How the questions of `split` are grouped: None for one sample per question (the default, and always
+        for the evaluation splits)."""
+        if split not in GROUPED_SPLITS:
+            return None
+        try:
+            return parse_grouping(self.options)
+        except ValueError as err:
+            raise SourceError(f"{self.name}: {err}") from err
+
+    def image_units(self, split: str, items: Sequence[Any], image_of: Callable[[Any], str],
+                    label: str = "") -> list[WorkUnit]:
+        """`chunked_units`, except that under `group_questions: per_image` every question of an image lands in
+        one unit: items sorted by `image_of(item)` (a string naming the image), then cut between images."""
+        if self.question_grouping(split) is None:
+            return self.chunked_units(split, items, label)
+        size = int(self.options.get("items_per_unit", self.items_per_unit))
+        prefix = f"{self.name}/{split}" + (f"/{label}" if label else "")
+        return [WorkUnit(self.name, f"{prefix}/{index:05d}", split, tuple(chunk))
+                for index, chunk in enumerate(cut_by_image(items, image_of, size))]
+
+    def grouped_records(self, unit: WorkUnit, results: Iterable[Record | Rejection]) -> Iterator[Record | Rejection]:
+        """An adapter's one-question results, merged per image under `group_questions: per_image`."""
+        grouping = self.question_grouping(unit.split)
+        if grouping is None:
+            yield from results
+            return
+        yield from group_by_image(results, self.question_group, grouping, self.follow_up_question)
+
+    def question_group(self, record: Record) -> str | None:
+        """The id stem of the group a question joins: `<source>/<split>/image/<image key>`; None: on its own."""
+        key = self.image_key(record)
+        return f"{self.name}/{record.split}/image/{key}" if key else None
+
+    def image_key(self, record: Record) -> str | None:
+        """What names a question's image(s) in the dataset: by default the input images' paths, joined by "+"."""
+        paths = [image.source_path for image in record.input_images]
+        return "+".join(paths) if paths and all(paths) else None
+
+    @staticmethod
+    def follow_up_question(text: str) -> str:
+        """A later question's human turn in a group: the image is placed in the first turn already."""
+        return without_placeholders(text)
