@@ -199,6 +199,21 @@ def test_default_and_per_question_give_todays_output(tree):
     assert not any(isinstance(i, Record) and "grouped_by" in i.meta for i in per_question)
 
 
+def test_attached_rationales_and_plain_answers_are_separate_samples(tmp_path):
+    from sources.samples import medthink, slake as slake_sample, vqa_rad as vqa_rad_sample
+
+    vqa_rad_sample.write(tmp_path)
+    slake_sample.write(tmp_path)
+    medthink.write_attached(tmp_path)
+    for name, folder in (("vqa_rad", "VQA_RAD"), ("slake", "Slake1.0")):
+        with_rationales = {"rationales": "Medthink"}
+        plain = read(name, tmp_path / folder, with_rationales)
+        grouped = read(name, tmp_path / folder, {**with_rationales, **PER_IMAGE})
+        check_groups(name, tmp_path / folder, plain, grouped, max_turns=8)  # one sub-task per group
+        assert any(isinstance(i, Record) and i.sub_task_type == "medical_vqa_cot" and "/image/" in i.id
+                   for i in grouped), name
+
+
 def test_max_chars_keeps_a_group_within_the_text_rule():
     records = [_record(f"q{i}", "x" * 300) for i in range(5)]  # ~310 characters of dataset text each
     out = list(group_by_image(records, lambda r: "s/train/image/a", QuestionGrouping(max_turns=8, max_chars=1024)))

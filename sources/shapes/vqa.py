@@ -41,7 +41,8 @@ Rules:
   question, its id and its own values of the other keys; `meta.grouped_by` = "image".
 - The group keeps its image, so exact dedup (pixels + text) and benchmark decontamination (pixel hash,
   pHash) still see it; the text rules see the whole conversation (so a question under the 10-character
-  minimum passes inside a group, where on its own it would be `text_too_short`).
+  minimum passes inside a group, where on its own it would be `text_too_short`; two identical questions of
+  one image, one of them `exact_duplicate` per question, are two turns of one group: dedup judges samples).
 """
 
 from __future__ import annotations
