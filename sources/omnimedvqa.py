@@ -39,9 +39,9 @@ JSONs are the members ending in `QA_information/Open-access/<name>.json`, each `
 ending in that path. Same ids, texts and image bytes as the unzipped folder; provenance names the zip.
 
 Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/vqa.py): the questions
-of one image (per QA file) as multi-turn samples `omnimedvqa/unsplit/image/<image_path>/<n>`. OmniMedVQA is
-an evaluation benchmark: when a recipe lists it as one, it reads it per question (near_duplicates.benchmarks
-entries carry their own options).
+of one image (per QA file) as multi-turn samples `omnimedvqa/unsplit/image/<image_path>/<n>`. Its only split is
+`unsplit`, so as a benchmark (a `near_duplicates.benchmarks` entry, with options of its own) leave the option
+out: decontamination then compares its questions one by one.
 """
 
 from __future__ import annotations

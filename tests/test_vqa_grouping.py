@@ -292,7 +292,10 @@ def test_cli_build_stores_each_image_once_per_group_and_exports_conversations(ra
     from pipeline.curriculum.export import SFT_I2T, export_unimedvl
 
     sources = tmp_path / "sources"
-    write_slake_shaped(sources, questions=30, per_image=10)  # 3 images, 5 English + 5 Chinese questions each
+    slake, _ = write_slake_shaped(sources, questions=30, per_image=10)  # 3 images, 5 English + 5 Chinese each
+    rows = json.loads((slake / "train.json").read_text(encoding="utf-8"))
+    rows.append({**rows[0], "qid": 999, "img_name": "xmlab99/source.jpg"})  # an image that is not there
+    (slake / "train.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     _, figures = write_pmc_vqa_shaped(sources, questions=24)
     data = recipe("vqa", "slake", PER_IMAGE)
     data["sources"].append({"name": "pmc_vqa", "splits": ["train"], "options": {**PER_IMAGE, "max_turns": 2}})
@@ -314,7 +317,8 @@ def test_cli_build_stores_each_image_once_per_group_and_exports_conversations(ra
     turns = Counter(source for source, status, meta in rows if status == "kept"
                     for _ in json.loads(meta)["questions"])
     rejected = Counter(source for source, status, _ in rows if status != "kept")
-    assert turns["slake"] + rejected["slake"] == 30 and turns["pmc_vqa"] + rejected["pmc_vqa"] == 24
+    assert turns["slake"] + rejected["slake"] == 31 and turns["pmc_vqa"] + rejected["pmc_vqa"] == 24
+    assert con.execute("SELECT id, reason FROM rejected").fetchall() == [("slake/train/999", "missing_file")]
     pmc_rows = [json.loads(meta)["questions"] for source, status, meta in rows if source == "pmc_vqa"]
     assert figures <= samples["pmc_vqa"] == images["pmc_vqa"] < 24 and max(map(len, pmc_rows)) == 2
 
