@@ -131,6 +131,12 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
         if isinstance(entry, str):
             entry = {"name": entry}
         sources.append(build_section(SourceEntry, entry, f"sources[{index}]"))
+        options_class = SOURCES.get(sources[-1].name)
+        if options_class is not None and isinstance(sources[-1].options, dict):
+            try:
+                options_class.check_options(sources[-1].options)
+            except ValueError as err:
+                raise RecipeError(f"sources[{index}] ({sources[-1].name}): {err}") from err
         hub = sources[-1].hub
         if hub is not None and (not isinstance(hub, str) or hub.count("/") != 1 or "" in hub.split("/")):
             raise RecipeError(f"sources[{index}].hub must be a Hub dataset repo id owner/name, got {hub!r}")

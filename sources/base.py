@@ -24,6 +24,8 @@ from sources.io.hub import ROWS_PER_UNIT, find_snapshot, row_group_ranges
 
 
 ACCESS_CLASSES = ("open", "registration", "credentialed")
+# Options only the adapters of questions on shared images honour (sources/shapes/vqa.py `VqaSource`).
+VQA_OPTIONS = ("group_questions", "max_turns", "max_chars")
 # What a dataset's annotation files are called, for the default listing of a unit's inputs.
 ANNOTATION_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".txt", ".pkl", ".pickle", ".parquet", ".xlsx", ".xls",
                        ".xml", ".yaml", ".yml")
@@ -92,6 +94,13 @@ class WorkUnit:
     items: tuple[Any, ...] = field(default_factory=tuple)
 
 
+def grouping_sources() -> list[str]:
+    """Registry names of the adapters with questions on shared images (for messages)."""
+    from sources import SOURCES
+
+    return sorted(name for name, cls in SOURCES.items() if cls.questions_on_shared_images)
+
+
 def item_paths(items: Any) -> list[str]:
     """Strings inside a unit's items that look like relative file paths (a slash or a file suffix)."""
     found: list[str] = []
@@ -118,6 +127,8 @@ class Source:
     #: Version of the adapter's own wording (captions, prompts, responses): bump it when a phrasing changes;
     #: the processing digest carries it (above 1), so a build re-stages instead of mixing old and new texts.
     templates_version: ClassVar[int] = 1
+    #: Items are questions on shared images (set by sources/shapes/vqa.py `VqaSource`): `VQA_OPTIONS` apply.
+    questions_on_shared_images: ClassVar[bool] = False
 
     def __init__(self, root: Path, options: dict[str, Any] | None = None, splits: Sequence[str] | None = None):
         self.root = Path(root)
@@ -138,6 +149,14 @@ class Source:
             if candidate.is_dir():
                 return candidate
         return find_snapshot(Path(sources_root), cls.card.hub_repos) if cls.card.hub_repos else None
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """Refuse, when the recipe is read, options this adapter cannot honour (ValueError, one line)."""
+        named = [name for name in VQA_OPTIONS if name in options]
+        if named:
+            raise ValueError(f"{cls.card.name} has no questions on shared images: option {', '.join(named)} applies "
+                             f"to the VQA sources ({', '.join(grouping_sources())})")
 
     def wants_split(self, split: str) -> bool:
         return self.splits is None or split in self.splits

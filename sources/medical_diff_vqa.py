@@ -35,6 +35,11 @@ type, view) is asked of the main image alone. Ids: `medical_diff_vqa/<split>/<st
 number in the CSV, stable for a release). Quirks handled here: split "val" is validate; a difference row with
 a blank ref_id is `missing_reference`; an empty question or answer is `qa_empty`; without MIMIC-CXR-JPG every
 row is `missing_images_root`; ids and answers are kept as written (lower case upstream).
+
+Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/vqa.py): the train
+questions of one image, or of one (reference, main) pair, as multi-turn samples
+`medical_diff_vqa/train/image/<dicom_id>[+<dicom_id>]/<n>`; the pair's preface is said once, in the first
+turn. Validate and test stay one sample per question.
 """
 
 from __future__ import annotations
@@ -44,9 +49,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
-from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.base import DatasetCard, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 from sources.mimic_cxr_jpg import METADATA_FILES, jpg_path, read_metadata, sibling_root
+from sources.shapes.vqa import VqaSource, without_placeholders
 
 QUESTIONS_FILE = "mimic_pair_questions.csv"
 SPLITS = {"train": "train", "val": "validate", "validate": "validate", "test": "test"}
@@ -57,6 +63,11 @@ PAIR_PREFACE = ("The first image is the reference image (the earlier study), "
                 "the second the main image (the current one).")
 NO_IMAGES = ("MIMIC-CXR-JPG not found: set the option images_root to its version folder, or put it beside this "
              "dataset as mimic-cxr-jpg/<version>/")
+
+
+def _studies(item: dict) -> str:
+    """The studies (so the images) a question asks about, for listing its questions together."""
+    return "+".join(study_id for _, study_id, _, _ in item["images"])
 
 
 def frontal_images(images_root: Path) -> tuple[dict[str, str], set[str]]:
@@ -70,7 +81,7 @@ def frontal_images(images_root: Path) -> tuple[dict[str, str], set[str]]:
     return chosen, studies
 
 
-class MedicalDiffVqa(Source):
+class MedicalDiffVqa(VqaSource):
     card = DatasetCard(
         name="medical_diff_vqa",
         title="Medical-Diff-VQA (difference-aware chest X-ray VQA on MIMIC-CXR)",
@@ -121,13 +132,19 @@ class MedicalDiffVqa(Source):
         units = []
         for split in ORDER:
             if split in by_split and self.wants_split(split):
-                units.extend(self.chunked_units(split, by_split[split]))
+                units.extend(self.image_units(split, by_split[split], _studies))
         return units
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
         images_root = self.images_root()
-        for item in unit.items:
-            yield self._record(item, unit.split, images_root)
+        yield from self.grouped_records(unit, (self._record(item, unit.split, images_root) for item in unit.items))
+
+    def image_key(self, record: Record) -> str | None:
+        return "+".join(record.meta["dicom_ids"])  # reference first, then main: one image per study
+
+    @staticmethod
+    def follow_up_question(text: str) -> str:
+        return without_placeholders(text).removeprefix(PAIR_PREFACE).strip()  # said once, in the first turn
 
     def _record(self, item: dict, split: str, images_root: Path | None) -> Record | Rejection:
         record_id = f"{self.name}/{split}/{item['study_id']}_{item['row']}"

@@ -41,6 +41,10 @@ Attached to the VQA items instead (option `rationales` of `vqa_rad` / `slake`): 
 joined by qid. The MedThink rows themselves are then duplicates: with this adapter's option `attached: true`
 each row that has a rationale is rejected `rationale_attached`, the detail naming the item it went to, so
 every rationale ends in one place (a training recipe lists either `medthink` or the attach options).
+
+Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/vqa.py): the train
+rows of one image, closed and open together, as multi-turn DCOT samples
+`medthink/train/image/R-SLAKE/images/<img_name>/<n>` (R-RAD: `R-RAD/images/<image>`); test stays per row.
 """
 
 from __future__ import annotations
@@ -49,14 +53,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
-from sources.base import DatasetCard, Source, WorkUnit
+from sources.base import DatasetCard, WorkUnit
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.cot import render_cot
 from sources.shapes.rationales import ANSWER_TYPES, SETS, load_rationale_file, medthink_base
+from sources.shapes.vqa import VqaSource
 from sources.slake import slake_modality
 
 
-class Medthink(Source):
+def _image_name(name: str, row) -> str:
+    """The image a row asks about, for listing its questions together ("" when it names none)."""
+    return str((row.get("img_name") if name == "slake" else row.get("image")) or "") if isinstance(row, dict) else ""
+
+
+class Medthink(VqaSource):
     card = DatasetCard(
         name="medthink",
         title="MedThink rationales for VQA-RAD and SLAKE (R-RAD, R-SLAKE)",
@@ -77,23 +87,30 @@ class Medthink(Source):
     def work_units(self) -> list[WorkUnit]:
         base, units = self._base(), []
         for name, (folder, stems, _) in SETS.items():
+            by_image: dict[str, dict[tuple[str, str], str]] = {}  # grouped split -> (file, key) -> image
             for answer_dir in sorted(ANSWER_TYPES):
                 for stem, split in stems.items():
                     path = base / folder / answer_dir / f"{stem}.json"
                     if not path.is_file() or not self.wants_split(split):
                         continue
-                    keys = [key for key, _ in load_rationale_file(path)]
+                    rows = load_rationale_file(path)
                     relative = path.relative_to(base).as_posix()
-                    units.extend(self.chunked_units(split, [(relative, key) for key in keys],
-                                                    label=f"{name}-{ANSWER_TYPES[answer_dir]}"))
+                    if self.question_grouping(split) is None:
+                        units.extend(self.chunked_units(split, [(relative, key) for key, _ in rows],
+                                                        label=f"{name}-{ANSWER_TYPES[answer_dir]}"))
+                    else:  # closed and open questions of one image in one unit
+                        by_image.setdefault(split, {}).update(
+                            {(relative, key): _image_name(name, row) for key, row in rows})
+            for split, images in by_image.items():
+                units.extend(self.image_units(split, list(images), images.__getitem__, label=name))
         return units
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
-        base = self._base()
-        for relative, key in unit.items:
-            path = base / relative
-            rows = dict(load_rationale_file(path))
-            yield self._record(base, relative, key, rows[key], unit.split)
+        base, files = self._base(), {}
+        for relative, _ in unit.items:
+            files.setdefault(relative, dict(load_rationale_file(base / relative)))
+        yield from self.grouped_records(unit, (self._record(base, relative, key, files[relative][key], unit.split)
+                                               for relative, key in unit.items))
 
     def _record(self, base: Path, relative: str, key: str, row: dict, split: str) -> Record | Rejection:
         folder, answer_dir = Path(relative).parts[:2]

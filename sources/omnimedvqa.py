@@ -37,6 +37,11 @@ Hub copy (docs/sources/hub/omnimedvqa.md): `foreverbeliever/OmniMedVQA` is the o
 snapshot or `--local-dir` copy without an unpacked `QA_information/` is read from the zip in place: the QA
 JSONs are the members ending in `QA_information/Open-access/<name>.json`, each `image_path` is the member
 ending in that path. Same ids, texts and image bytes as the unzipped folder; provenance names the zip.
+
+Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/vqa.py): the questions
+of one image (per QA file) as multi-turn samples `omnimedvqa/unsplit/image/<image_path>/<n>`. Its only split is
+`unsplit`, so as a benchmark (a `near_duplicates.benchmarks` entry, with options of its own) leave the option
+out: decontamination then compares its questions one by one.
 """
 
 from __future__ import annotations
@@ -47,10 +52,11 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
-from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.base import DatasetCard, SourceError, WorkUnit
 from sources.io.hub import ZipImages, zip_json_list, zip_names
 from sources.io.image import ImageDecodeError, decode_file
 from sources.io.jsonfile import load_json_list
+from sources.shapes.vqa import VqaSource
 
 QA_DIR = "QA_information"
 ZIP = "OmniMedVQA.zip"
@@ -78,12 +84,17 @@ def modality(item: dict) -> str:
     return found
 
 
+def _image_name(item) -> str:
+    """The image an item asks about, for listing its questions together ("" for a malformed item)."""
+    return str(item.get("image_path") or "").strip().removeprefix("./") if isinstance(item, dict) else ""
+
+
 def question_with_options(question: str, options: dict[str, str]) -> str:
     lines = [question, "Options:"] + [f"{label}. {text}" for label, text in options.items()]
     return "\n".join(lines)
 
 
-class OmniMedVqa(Source):
+class OmniMedVqa(VqaSource):
     card = DatasetCard(
         name="omnimedvqa",
         title="OmniMedVQA (open-access part)",
@@ -138,8 +149,8 @@ class OmniMedVqa(Source):
                 units.append(WorkUnit(self.name, f"omnimedvqa/unsplit/{relative}", "unsplit",
                                       ({"file": relative, "error": str(err)},)))
                 continue
-            units.extend(self.chunked_units("unsplit", [{"file": relative, "index": i} for i in range(len(items))],
-                                            label=path.stem))
+            units.extend(self.image_units("unsplit", [{"file": relative, "index": i} for i in range(len(items))],
+                                          lambda entry: _image_name(items[entry["index"]]), label=path.stem))
         return units
 
     def _zip_units(self, zipped: dict[str, str]) -> list[WorkUnit]:
@@ -151,8 +162,9 @@ class OmniMedVqa(Source):
                 units.append(WorkUnit(self.name, f"omnimedvqa/unsplit/{relative}", "unsplit",
                                       ({"file": relative, "error": str(err)},)))
                 continue
-            units.extend(self.chunked_units("unsplit", [{"file": relative, "index": i, "member": member}
-                                                        for i in range(len(items))], label=Path(relative).stem))
+            units.extend(self.image_units("unsplit", [{"file": relative, "index": i, "member": member}
+                                                      for i in range(len(items))],
+                                          lambda entry: _image_name(items[entry["index"]]), label=Path(relative).stem))
         return units
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
@@ -160,8 +172,8 @@ class OmniMedVqa(Source):
         if "member" in first:
             items, packed = zip_json_list(self.root / ZIP, first["member"], "QA items"), ZipImages([self.root / ZIP])
             try:
-                for entry in unit.items:
-                    yield self._record(items[entry["index"]], entry, packed)
+                yield from self.grouped_records(unit, (self._record(items[entry["index"]], entry, packed)
+                                                       for entry in unit.items))
             finally:
                 packed.close()
             return
@@ -171,8 +183,7 @@ class OmniMedVqa(Source):
             return
         path = self.root / first["file"]
         items = load_json_list(path, "QA items")
-        for entry in unit.items:
-            yield self._record(items[entry["index"]], entry)
+        yield from self.grouped_records(unit, (self._record(items[entry["index"]], entry) for entry in unit.items))
 
     def _record(self, item, entry: dict, packed: ZipImages | None = None) -> Record | Rejection:
         qa_file, split = entry["file"], "unsplit"

@@ -35,19 +35,27 @@ Quirks handled here: the pickles are read with an unpickler that refuses every g
 lists, dicts, strings and numbers load (a pickle needing anything else is `malformed_pickle`, never
 executed); `image` has no extension (`images/<split>/<image>.jpg`); split `val` is "validate"; answers
 are `str()`-ed; rows carry no id, so the record id is the row's position in its pickle.
+
+Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/vqa.py): the train
+questions of one image as multi-turn samples `pathvqa/train/image/<image>/<n>`; validate and test stay one
+sample per question. The Hub copy names no image: there the option is reported and ignored.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import pickle
 from collections.abc import Iterator
 from functools import lru_cache
 
 from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
-from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.base import DatasetCard, SourceError, WorkUnit
 from sources.io.hub import content_key, decode_image_cell, image_cell_bytes, iter_parquet_rows, split_files
 from sources.io.image import ImageDecodeError, decode_file
+from sources.shapes.vqa import VqaSource
+
+log = logging.getLogger(__name__)
 
 SPLITS = {"train": "train", "val": "validate", "test": "test"}  # folder -> canonical split
 HUB_SPLITS = {"train": "train", "validation": "validate", "test": "test"}  # Hub split -> canonical split
@@ -69,7 +77,12 @@ def _load_rows(path: str, mtime_ns: int) -> list:
     return rows
 
 
-class PathVqa(Source):
+def _image_name(row) -> str:
+    """The image a row asks about, for listing its questions together ("" for a malformed row)."""
+    return row["image"].strip() if isinstance(row, dict) and isinstance(row.get("image"), str) else ""
+
+
+class PathVqa(VqaSource):
     card = DatasetCard(
         name="pathvqa",
         title="PathVQA",
@@ -87,6 +100,8 @@ class PathVqa(Source):
 
     def work_units(self) -> list[WorkUnit]:
         hub = {} if (self.root / "qas").is_dir() else split_files(self.root, "data/{split}-*.parquet", HUB_SPLITS)
+        if hub and self.question_grouping("train"):
+            log.warning("pathvqa: option group_questions ignored: the Hub copy has no image name to group by")
         if hub:
             return [unit for split, files in hub.items() if self.wants_split(split)
                     for unit in self.parquet_units(split, files)]
@@ -106,8 +121,9 @@ class PathVqa(Source):
                 units.append(WorkUnit(self.name, f"pathvqa/{split}/{relative}", split,
                                       ({"file": relative, "error": str(err)},)))
                 continue
-            units.extend(self.chunked_units(split, [{"file": relative, "folder": folder, "row": i}
-                                                    for i in range(len(rows))]))
+            units.extend(self.image_units(split, [{"file": relative, "folder": folder, "row": i}
+                                                  for i in range(len(rows))],
+                                          lambda item: _image_name(rows[item["row"]])))
         return units
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
@@ -124,8 +140,11 @@ class PathVqa(Source):
         path = self.root / first["file"]
         rows = _load_rows(str(path), path.stat().st_mtime_ns)
         images: dict[str, Image | ImageDecodeError] = {}
-        for item in unit.items:
-            yield self._record(rows[item["row"]], item, unit.split, images)
+        yield from self.grouped_records(unit, (self._record(rows[item["row"]], item, unit.split, images)
+                                               for item in unit.items))
+
+    def image_key(self, record: Record) -> str | None:
+        return record.meta["image_id"]  # the pickle's `image`: one file per split folder
 
     def _record(self, row, item: dict, split: str, images: dict) -> Record | Rejection:
         record_id = f"pathvqa/{split}/{item['row']}"

@@ -34,6 +34,10 @@ Hub cache snapshot or `--local-dir` copy is read like the download, with the sam
 the cache keeps `images.zip` / `images_2.zip` packed: when the images folder is absent, the figure is read
 from the zip member with its basename (the zips' inner folders are not documented); the JPEG bytes are the
 same members an unzip would give, passed through unchanged.
+
+Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/vqa.py): the train
+questions of one figure (per CSV) as multi-turn samples `pmc_vqa/train/image/<csv stem>/<Figure_path>/<n>`
+(the same ids in the unzipped folder and the packed zip); test stays one sample per question.
 """
 
 from __future__ import annotations
@@ -42,10 +46,11 @@ import csv
 import re
 from collections.abc import Iterator
 
-from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
-from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
+from sources.base import DatasetCard, SourceError, WorkUnit
 from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
+from sources.shapes.vqa import VqaSource
 
 CSV_FILES = {  # file -> (canonical split, images folder)
     "train.csv": ("train", "images"), "test.csv": ("test", "images"),
@@ -75,7 +80,7 @@ def choice_text(value: str) -> str:
     return " ".join(CHOICE_PREFIX.sub("", value or "").split())
 
 
-class PmcVqa(Source):
+class PmcVqa(VqaSource):
     card = DatasetCard(
         name="pmc_vqa",
         title="PMC-VQA",
@@ -102,14 +107,15 @@ class PmcVqa(Source):
                 continue
             items = [{"file": name, "row": index, "images": image_dir, **row}
                      for index, row in enumerate(_read_csv(self.root / name))]
-            units.extend(self.chunked_units(split, items, label=name.removesuffix(".csv")))
+            units.extend(self.image_units(split, items, lambda item: item.get("figurepath", "").strip(),
+                                          label=name.removesuffix(".csv")))
         return units
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
         zips: dict[str, ZipImages] = {}
+        last: dict[tuple[str, str], Image] = {}  # the figure decoded last
         try:
-            for item in unit.items:
-                yield self._record(item, unit.split, zips)
+            yield from self.grouped_records(unit, (self._record(item, unit.split, zips, last) for item in unit.items))
         finally:
             for archive in zips.values():
                 archive.close()
@@ -121,14 +127,27 @@ class PmcVqa(Source):
             return f"{image_dir}.zip"  # the Hub cache keeps the zip packed: read the member
         return found or candidates[0]
 
-    def _decode(self, image_path: str, figure: str, zips: dict):
-        if not image_path.endswith(".zip"):
-            return decode_file(self.root / image_path, source_path=image_path)
-        if image_path not in zips:
-            zips[image_path] = ZipImages([self.root / image_path])
-        return zips[image_path].decode(figure, source_path=f"{image_path}/{figure}")
+    def image_key(self, record: Record) -> str | None:
+        """The CSV's stem and the figure's file name: the same in the unzipped folder and in the packed zip."""
+        figure = record.input_images[0].source_path.rsplit("/", 1)[-1]
+        return f"{record.provenance[0].removesuffix('.csv')}/{figure}"
 
-    def _record(self, item: dict, split: str, zips: dict) -> Record | Rejection:
+    def _decode(self, image_path: str, figure: str, zips: dict, last: dict) -> Image:
+        """The figure's image; the one decoded last is reused (a figure's questions are often adjacent rows,
+        and always under `group_questions: per_image`)."""
+        if (image_path, figure) in last:
+            return last[(image_path, figure)]
+        if not image_path.endswith(".zip"):
+            image = decode_file(self.root / image_path, source_path=image_path)
+        else:
+            if image_path not in zips:
+                zips[image_path] = ZipImages([self.root / image_path])
+            image = zips[image_path].decode(figure, source_path=f"{image_path}/{figure}")
+        last.clear()
+        last[(image_path, figure)] = image
+        return image
+
+    def _record(self, item: dict, split: str, zips: dict, last: dict) -> Record | Rejection:
         stem = item["file"].removesuffix(".csv")
         record_id = f"pmc_vqa/{split}/{stem}/{item['row']}"
         figure = item.get("figurepath", "").strip()
@@ -144,7 +163,7 @@ class PmcVqa(Source):
             return self.reject(record_id, split, "qa_empty", f"question={question!r} answer={answer!r}",
                                task_family="i2t", provenance=provenance)
         try:
-            image = self._decode(image_path, figure, zips)
+            image = self._decode(image_path, figure, zips, last)
         except ImageDecodeError as err:
             return self.reject(record_id, split, err.reason, err.detail, task_family="i2t", provenance=provenance)
         return Record(

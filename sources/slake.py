@@ -31,6 +31,10 @@ read from the zip member ending in that path (the zip's top folder is not docume
 Option `rationales: Medthink` (stage 2's DCOT; the MedThink clone, relative to the folder holding Slake1.0 or
 absolute): an item with an R-SLAKE rationale of its split (joined by qid) is rendered `<think>rationale</think>`
 + its answer, sub-task `medical_vqa_cot`, `meta.rationale_from` naming the MedThink row (sources/medthink.py).
+
+Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/vqa.py): the train
+questions of one image as multi-turn samples `slake/train/image/<img_name>/<n>`, English and Chinese
+apart; validate and test stay one sample per question.
 """
 
 from __future__ import annotations
@@ -41,11 +45,12 @@ from functools import lru_cache
 from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
-from sources.base import DatasetCard, Source, WorkUnit
+from sources.base import DatasetCard, WorkUnit
 from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.cot import with_rationale
 from sources.shapes.rationales import attached_rationales
+from sources.shapes.vqa import VqaSource
 
 SPLIT_FILES = {
     "train": ("train.json",),
@@ -64,6 +69,11 @@ def _load_rows(path: str, mtime_ns: int) -> list:
     return rows
 
 
+def _image_name(row) -> str:
+    """The image a row asks about, for listing its questions together ("" for a malformed row)."""
+    return str(row.get("img_name") or "") if isinstance(row, dict) else ""
+
+
 def slake_modality(row: dict) -> str:
     """Canonical modality of a SLAKE row (MedThink's R-SLAKE rows carry the same fields)."""
     modality = str(row.get("modality", "")).strip().upper()
@@ -77,7 +87,7 @@ def slake_modality(row: dict) -> str:
     return "other"
 
 
-class Slake(Source):
+class Slake(VqaSource):
     card = DatasetCard(
         name="slake",
         title="SLAKE 1.0",
@@ -112,7 +122,7 @@ class Slake(Source):
                 units.append(WorkUnit(self.name, f"slake/{split}/{relative}", split, ({"file": relative, "error": str(err)},)))
                 continue
             ranges = [{"file": relative, "start": i, "stop": i + 1} for i in range(len(rows))]
-            units.extend(self.chunked_units(split, ranges))
+            units.extend(self.image_units(split, ranges, lambda item: _image_name(rows[item["start"]])))
         return units
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
@@ -128,12 +138,15 @@ class Slake(Source):
         packed = None if (self.root / "imgs").is_dir() or not (self.root / "imgs.zip").is_file() else \
             ZipImages([self.root / "imgs.zip"])
         try:
-            for item in unit.items:
-                yield self._record(rows[item["start"]], item["start"], unit.split, first["file"], images, packed,
-                                   rationales)
+            yield from self.grouped_records(unit, (
+                self._record(rows[item["start"]], item["start"], unit.split, first["file"], images, packed, rationales)
+                for item in unit.items))
         finally:
             if packed is not None:
                 packed.close()
+
+    def image_key(self, record: Record) -> str | None:
+        return record.input_images[0].source_path.removeprefix("imgs/")  # the row's img_name
 
     def _rationales(self, split: str) -> dict[str, tuple[str, str]]:
         where = self.options.get("rationales")

@@ -46,6 +46,10 @@ Option `rationales: Medthink` (stage 2's DCOT; the MedThink clone, relative to t
 absolute): an item with an R-RAD rationale of its split (joined by qid) is rendered `<think>rationale</think>`
 + its answer, sub-task `medical_vqa_cot`, `meta.rationale_from` naming the MedThink row (sources/medthink.py).
 The Hub copy has no qid to join by: there the option is reported and ignored.
+
+Option `group_questions: per_image` (with `max_turns`, `max_chars`; sources/shapes/vqa.py): the train
+questions of one image as multi-turn samples `vqa_rad/train/image/<image_name>/<n>`; test
+stays one sample per question. The Hub copy names no image: there the option is reported and ignored.
 """
 
 from __future__ import annotations
@@ -56,11 +60,12 @@ from collections.abc import Iterator
 from functools import lru_cache
 
 from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
-from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.base import DatasetCard, SourceError, WorkUnit
 from sources.io.hub import content_key, decode_image_cell, image_cell_bytes, iter_parquet_rows, split_files
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.cot import with_rationale
 from sources.shapes.rationales import attached_rationales
+from sources.shapes.vqa import VqaSource
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +89,16 @@ def answer_text(value) -> str:
     return " ".join(str(value).split()) if value is not None else ""
 
 
+def _image_name(row) -> str:
+    """The image a row asks about, for listing its questions together ("" for a malformed row)."""
+    return str(row.get("image_name") or "").strip() if isinstance(row, dict) else ""
+
+
 def split_of(row: dict) -> str:
     return "test" if str(row.get("phrase_type", "")).strip().lower().startswith("test") else "train"
 
 
-class VqaRad(Source):
+class VqaRad(VqaSource):
     card = DatasetCard(
         name="vqa_rad",
         title="VQA-RAD",
@@ -124,16 +134,19 @@ class VqaRad(Source):
         hub = self._hub_files()
         if hub and self.options.get("rationales"):
             log.warning("vqa_rad: option rationales ignored: the Hub copy has no qid to join MedThink rows by")
+        if hub and self.question_grouping("train"):
+            log.warning("vqa_rad: option group_questions ignored: the Hub copy has no image name to group by")
         if hub:
             return [unit for split, files in hub.items() if self.wants_split(split)
                     for unit in self.parquet_units(split, files)]
+        rows = self._rows()
         by_split: dict[str, list[int]] = {"train": [], "test": []}
-        for index, row in enumerate(self._rows()):
+        for index, row in enumerate(rows):
             by_split[split_of(row) if isinstance(row, dict) else "train"].append(index)
         units = []
         for split, indices in by_split.items():
             if self.wants_split(split):
-                units.extend(self.chunked_units(split, indices))
+                units.extend(self.image_units(split, indices, lambda index: _image_name(rows[index])))
         return units
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
@@ -144,8 +157,11 @@ class VqaRad(Source):
         images: dict[str, Image | ImageDecodeError] = {}
         where = self.options.get("rationales")
         rationales = attached_rationales(self.root, where, "vqa_rad", unit.split) if where else {}
-        for index in unit.items:
-            yield self._record(rows[index], index, unit.split, images, rationales)
+        yield from self.grouped_records(unit, (self._record(rows[index], index, unit.split, images, rationales)
+                                               for index in unit.items))
+
+    def image_key(self, record: Record) -> str | None:
+        return record.input_images[0].source_path.removeprefix(f"{IMAGE_DIR}/")
 
     def _record(self, row, index: int, split: str, images: dict,
                 rationales: dict[str, tuple[str, str]] | None = None) -> Record | Rejection:
