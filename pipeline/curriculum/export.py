@@ -5,7 +5,12 @@
 
 Layout written under OUT (every path in it is relative to OUT, so `cp -r` of an export still trains)::
 
-    images/<dataset>/<key>.<member>           image bytes as stored in the shard (PNG stays lossless)
+    images/p<k>/<d>/.../<n>.<ext>             each distinct image once, bytes as stored in the shard (PNG stays
+                                              lossless); n numbers the distinct pixel hashes the build recorded,
+                                              written in base-`folder_entries` digits, one folder per digit but
+                                              the last, so no folder holds more than `folder_entries` entries
+                                              (10,000); `s<k>/...` numbers, in order, images the build recorded
+                                              no hash for (older builds, builds without a manifest)
     jsonl/<registry key>/<dataset>.jsonl      one row per line, ASCII-only JSON; image paths relative to images/
     parquet/t2i/part-NNNNN.parquet            Bagel t2i_pretrain: `image` (bytes), `captions` (JSON string);
                                               at least ranks x workers files (the loader hands out whole files)
@@ -31,7 +36,12 @@ inferencer), not part of the released data code. Rows no released loader reads w
 Stage weights are the curriculum's (schedule.CURRICULUM_STAGES); a family split over two loaders (t2i,
 interleaved) shares its weight between them in proportion to their rows. `num_used_data` is the row
 count per dataset for the JSONL loaders and the parquet file count for t2i_pretrain, the unit each
-loader counts. Streamed: one sample's bytes in memory, plus one row group per open parquet file.
+loader counts.
+
+One pass: a single DuckDB query over the manifests of every build exported (memory-limited; its sorts and
+joins spill) numbers the distinct image hashes and streams the kept rows in shard order; each shard is then
+read once, sequentially. Memory holds one shard's labels, one sample's bytes and one row group per open
+parquet file; a duplicate image is found by its file already being there, so nothing grows with the corpus.
 """
 
 from __future__ import annotations
@@ -51,10 +61,11 @@ from typing import Any, Iterator, Sequence
 import yaml
 
 from manifests import storage
-from pipeline.curriculum.schedule import FAMILIES, CURRICULUM_STAGES
-from manifests.shards import relative_shard
-from pipeline.curriculum.index import infer_family, ManifestLabels, shard_paths
+from manifests.query import QUERY_MEMORY_LIMIT, ManifestNotFound, limit_memory, manifest_glob
 from manifests.records import IMAGE_TOKEN
+from manifests.shards import SHARDS_DIR, relative_shard
+from pipeline.curriculum.schedule import FAMILIES, CURRICULUM_STAGES
+from pipeline.curriculum.index import infer_family, shard_paths
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +99,8 @@ TRANSFORM_ARGS = {"image_transform_args": VAE_ARGS, "vit_image_transform_args": 
 MAX_SIDE, MAX_PIXELS = 4096, 20_000_000
 DEFAULT_RANKS, DEFAULT_WORKERS = 8, 1  # UniMedVL's train_example.sh: 8 GPUs, num_workers 1
 SETTINGS_FILE = "unimed_export.json"
+FOLDER_ENTRIES = 10_000  # at most this many files or folders in any folder of images/
+SKIPPED_LISTED = 1_000  # skipped rows named one by one in unimed_export.json; the rest are counted
 
 
 class Unreadable(ValueError):
@@ -100,12 +113,19 @@ class ExportReport:
     ranks: int = DEFAULT_RANKS
     workers: int = DEFAULT_WORKERS
     rows: Counter = field(default_factory=Counter)  # (registry key, dataset) -> JSONL rows
-    images: int = 0
+    images: int = 0  # image files written (distinct images)
+    image_refs: int = 0  # image references of the exported JSONL rows
+    skipped_count: int = 0  # `skipped` names the first SKIPPED_LISTED of them
     t2i_rows: int = 0
     t2i_files: int = 0
     stages: list[int] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    def skip(self, why: str) -> None:
+        self.skipped_count += 1
+        if len(self.skipped) < SKIPPED_LISTED:
+            self.skipped.append(why)
 
 
 def iter_shard(path: Path | str) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -263,57 +283,81 @@ class _T2IParquet:
             self._close(index)
 
 
+# Kept rows of every build exported, in shard order, with the number of each image's pixel hash among the
+# distinct hashes of them all (NULL where the build recorded none): {sources} is one SELECT per build.
+EXPORT_ROWS_SQL = """
+WITH src AS ({sources}),
+refs AS (SELECT b, shard, key, unnest(hashes) AS h, generate_subscripts(hashes, 1) AS j FROM src
+         WHERE len(hashes) > 0),
+ids AS (SELECT h, row_number() OVER (ORDER BY h) - 1 AS n FROM (SELECT DISTINCT h FROM refs WHERE h IS NOT NULL)),
+numbered AS (SELECT b, shard, key, list(n ORDER BY j) AS numbers FROM refs LEFT JOIN ids USING (h)
+             GROUP BY b, shard, key)
+SELECT s.b, s.shard, s.key, s.task_family, m.numbers FROM src s LEFT JOIN numbered m USING (b, shard, key)
+ORDER BY s.b, s.shard
+"""
+
+Labels = dict[str, tuple[str, list[int | None] | None]]  # key -> (task family, image numbers) of one shard
+
+
 def export_unimedvl(builds: Sequence[Path | str], out: Path | str, ranks: int = DEFAULT_RANKS,
-                    workers: int = DEFAULT_WORKERS, rows_per_file: int = 10_000, row_group: int = 64) -> ExportReport:
+                    workers: int = DEFAULT_WORKERS, rows_per_file: int = 10_000, row_group: int = 64,
+                    folder_entries: int = FOLDER_ENTRIES) -> ExportReport:
     if ranks < 1 or workers < 1:
         raise ValueError(f"--ranks and --workers must be at least 1 (got {ranks}, {workers})")
     out = Path(out)
     _clear_earlier_export(out)
-    images_dir, jsonl_dir = out / "images", out / "jsonl"
+    jsonl_dir = out / "jsonl"
     report = ExportReport(out, ranks, workers)
+    images = ImageFiles(out / "images", folder_entries)
     jsonl: dict[tuple[str, str], Any] = {}
     t2i = _T2IParquet(out / T2I_PARQUET_DIR, ranks * workers, rows_per_file, row_group)
     try:
-        for build in builds:
-            manifest = ManifestLabels(build)  # queried per shard: memory does not grow with the build
-            for shard in shard_paths([build]):
-                name = relative_shard(build, shard)
-                labels = manifest.for_shard(name)
-                for key, members in iter_shard(shard):
-                    where = f"{name}:{key}"
-                    if "json" not in members:
-                        report.skipped.append(f"{where} (no json member)")
+        for build, shard, labels in shards_to_export(builds):
+            name = relative_shard(build, shard)
+            for key, members in iter_shard(shard):
+                where = f"{name}:{key}"
+                label = None
+                if labels is not None:
+                    label = labels.pop(key, None)
+                    if label is None:
+                        report.skip(f"{where} (not a kept sample of the manifest)")
                         continue
-                    doc = json.loads(members.pop("json"))
-                    family = labels.get(key, (infer_family(doc),))[0]
-                    if family not in FAMILIES:
-                        report.skipped.append(f"{where} (task family {family!r})")
-                        continue
-                    try:
-                        registry, message = route(doc)
-                        _check_images(doc, members)
-                    except Unreadable as reason:
-                        report.skipped.append(f"{where} ({reason})")
-                        continue
-                    if registry == BAGEL_T2I:
-                        caption = " ".join(t["value"] for t in message if t["from"] == "human")
-                        t2i.add(members[doc["output_img"][0]["path"]],
-                                json.dumps({"caption": " ".join(caption.split())}, ensure_ascii=True))
-                        continue
-                    dataset = _safe(str(doc.get("dataset") or "unknown"))
-                    record = _export_images(doc, members, images_dir, dataset, key, report)
-                    record["message"] = message
-                    handle = jsonl.get((registry, dataset))
-                    if handle is None:
-                        path = jsonl_dir / registry / f"{dataset}.jsonl"
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        handle = jsonl[(registry, dataset)] = open(path, "w", encoding="ascii")
-                    handle.write(json.dumps(record, ensure_ascii=True, sort_keys=True) + "\n")
-                    report.rows[(registry, dataset)] += 1
+                if "json" not in members:
+                    report.skip(f"{where} (no json member)")
+                    continue
+                doc = json.loads(members.pop("json"))
+                family = label[0] if label else infer_family(doc)
+                if family not in FAMILIES:
+                    report.skip(f"{where} (task family {family!r})")
+                    continue
+                try:
+                    registry, message = route(doc)
+                    _check_images(doc, members)
+                except Unreadable as reason:
+                    report.skip(f"{where} ({reason})")
+                    continue
+                if registry == BAGEL_T2I:
+                    caption = " ".join(t["value"] for t in message if t["from"] == "human")
+                    t2i.add(members[doc["output_img"][0]["path"]],
+                            json.dumps({"caption": " ".join(caption.split())}, ensure_ascii=True))
+                    continue
+                dataset = _safe(str(doc.get("dataset") or "unknown"))
+                record = _export_images(doc, members, images, label[1] if label else None)
+                record["message"] = message
+                handle = jsonl.get((registry, dataset))
+                if handle is None:
+                    path = jsonl_dir / registry / f"{dataset}.jsonl"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    handle = jsonl[(registry, dataset)] = open(path, "w", encoding="ascii")
+                handle.write(json.dumps(record, ensure_ascii=True, sort_keys=True) + "\n")
+                report.rows[(registry, dataset)] += 1
+            for key in sorted(labels or ()):
+                report.skip(f"{name}:{key} (in the manifest, not in its shard)")
     finally:
         for handle in jsonl.values():
             handle.close()
         t2i.close()
+    report.images, report.image_refs = images.files, images.references
     report.t2i_rows, report.t2i_files = t2i.rows, t2i.files
     _write_yaml(out / "dataset_info.yaml", dataset_info(report))
     _write_text(out / "unimed_dataset_info.py", MERGE_MODULE)
@@ -331,11 +375,132 @@ def export_unimedvl(builds: Sequence[Path | str], out: Path | str, ranks: int = 
     settings = {"format": "unimedvl", "ranks": ranks, "workers": workers, "stages": report.stages,
                 "rows": {f"{k}/{d}": n for (k, d), n in sorted(report.rows.items())},
                 "t2i_parquet": {"rows": report.t2i_rows, "files": report.t2i_files},
-                "skipped": report.skipped, "warnings": report.warnings}
+                "images": {"files": report.images, "references": report.image_refs,
+                           "folder_entries": folder_entries},
+                "skipped_count": report.skipped_count, "skipped": report.skipped, "warnings": report.warnings}
     _write_text(out / SETTINGS_FILE, json.dumps(settings, indent=1, ensure_ascii=True) + "\n")
     for warning in report.warnings:
         log.warning("%s", warning)
     return report
+
+
+def shards_to_export(builds: Sequence[Path | str]) -> Iterator[tuple[Path | str, str, Labels | None]]:
+    """(build, shard location, labels of its kept samples) in build order, then shard order. Builds with a
+    manifest come from one streamed query over all of them (EXPORT_ROWS_SQL), grouped shard by shard; a
+    build without one gives every shard on disk, labels None (families read from the samples)."""
+    import duckdb
+
+    con = limit_memory(duckdb.connect(), QUERY_MEMORY_LIMIT)
+    selects: dict[int, str] = {}
+    for index, build in enumerate(builds):
+        try:
+            glob = manifest_glob(build)
+        except ManifestNotFound:
+            continue
+        storage.duckdb_connect(storage.filesystem(build)[0], con)
+        selects[index] = _manifest_select(con, index, glob)
+    groups = iter(())
+    if selects:
+        sql = EXPORT_ROWS_SQL.format(sources=" UNION ALL ".join(selects.values()))
+        groups = _shard_groups(con.sql(sql).to_arrow_reader(10_000))
+    pending = next(groups, None)
+    try:
+        for index, build in enumerate(builds):
+            if index not in selects:  # no manifest: every shard on disk
+                for shard in shard_paths([build]):
+                    yield build, shard, None
+                continue
+            fs, root = storage.filesystem(build)
+            while pending is not None and pending[0] == index:
+                _, name, labels = pending
+                yield build, storage.location(fs, storage.join(root, SHARDS_DIR, name)), labels
+                pending = next(groups, None)
+    finally:
+        con.close()
+
+
+def _manifest_select(con, index: int, glob: str) -> str:
+    """One build's kept rows (b, shard, key, task_family, hashes) for EXPORT_ROWS_SQL; a manifest written before
+    `image_hashes` gives the first image's `pixel_hash` where the sample has one image, else no hash."""
+    source = f"read_parquet('{glob.replace(chr(39), chr(39) * 2)}', union_by_name = true)"
+    columns = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    if "image_hashes" in columns:
+        hashes = "image_hashes"
+    elif {"pixel_hash", "n_input_images", "n_output_images"} <= columns:
+        hashes = ("CASE WHEN pixel_hash IS NOT NULL AND n_input_images + n_output_images = 1 THEN [pixel_hash] "
+                  "END")
+    else:
+        hashes = "NULL::VARCHAR[]"
+    return (f"SELECT {index} AS b, shard, key, task_family, {hashes} AS hashes FROM {source} "
+            "WHERE status = 'kept' AND shard IS NOT NULL")
+
+
+def _shard_groups(reader) -> Iterator[tuple[int, str, Labels]]:
+    """(build index, shard, labels) from batches ordered by build and shard: one shard's rows held at a time."""
+    current: tuple[int, str] | None = None
+    labels: Labels = {}
+    for batch in reader:
+        columns = batch.to_pydict()
+        for b, shard, key, family, numbers in zip(columns["b"], columns["shard"], columns["key"],
+                                                  columns["task_family"], columns["numbers"]):
+            if (b, shard) != current:
+                if current is not None:
+                    yield (*current, labels)
+                current, labels = (b, shard), {}
+            labels[key] = (family, numbers)
+    if current is not None:
+        yield (*current, labels)
+
+
+class ImageFiles:
+    """The export's images/: each distinct image written once, as a numbered file in nested folders of at most
+    `entries` entries. An image numbered by its pixel hash is written by the first row that needs it; later
+    rows find the file there and point at it (memory holds nothing per image)."""
+
+    def __init__(self, root: Path, entries: int = FOLDER_ENTRIES):
+        if entries < 2:
+            raise ValueError(f"folder_entries must be at least 2 (got {entries})")
+        self.root, self.entries, self.width = root, entries, len(str(entries - 1))
+        self.sequence = 0  # next number for images without a hash
+        self.formats: set[str] = set()  # file extensions written so far
+        self.files = self.references = 0
+        self._folder: Path | None = None
+
+    def relative(self, kind: str, number: int, extension: str) -> str:
+        """`<kind><k>/<d1>/.../<n>.<ext>`: the base-`entries` digits of n but the last, one folder each, under a
+        folder named by their count k; a folder so holds at most `entries` files or folders."""
+        digits, rest = [], number // self.entries
+        while rest:
+            digits.append(rest % self.entries)
+            rest //= self.entries
+        folders = [f"{kind}{len(digits) + 1}", *(f"{digit:0{self.width}d}" for digit in reversed(digits))]
+        return "/".join([*folders, f"{number}.{extension}"])
+
+    def place(self, number: int | None, member: str, data: bytes) -> str:
+        """The path (relative to images/) of the file holding these bytes, written unless already there."""
+        self.references += 1
+        extension = member.rsplit(".", 1)[-1]
+        if number is None:
+            relative = self.relative("s", self.sequence, extension)
+            self.sequence += 1
+        else:
+            relative = self.relative("p", number, extension)
+            target = self.root / relative
+            if target.exists():
+                return relative
+            for other in sorted(self.formats - {extension}):  # the same pixels stored in another format
+                if target.with_suffix(f".{other}").exists():
+                    return relative.rsplit(".", 1)[0] + f".{other}"
+        self._write(self.root / relative, data)
+        self.formats.add(extension)
+        return relative
+
+    def _write(self, target: Path, data: bytes) -> None:
+        if target.parent != self._folder:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._folder = target.parent
+        target.write_bytes(data)
+        self.files += 1
 
 
 def _clear_earlier_export(out: Path) -> None:
@@ -360,18 +525,18 @@ def _check_images(doc: dict[str, Any], members: dict[str, bytes]) -> None:
                                  f"or more than {MAX_PIXELS} pixels")
 
 
-def _export_images(doc: dict[str, Any], members: dict[str, bytes], images_dir: Path, dataset: str, key: str,
-                   report: ExportReport) -> dict[str, Any]:
+def _export_images(doc: dict[str, Any], members: dict[str, bytes], images: ImageFiles,
+                   numbers: list[int | None] | None) -> dict[str, Any]:
+    """The row with each image reference pointing at its file under images/ (`numbers`: each image's number
+    by pixel hash, in in0, in1, ..., out0, ... order)."""
     record = dict(doc)
+    position = 0
     for role in ("input_img", "output_img"):
         refs = []
         for ref in doc.get(role) or []:
-            relative = f"{dataset}/{key}.{ref['path']}"
-            target = images_dir / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(members[ref["path"]])
-            report.images += 1
-            refs.append({**ref, "path": relative})
+            number = numbers[position] if numbers and position < len(numbers) else None
+            refs.append({**ref, "path": images.place(number, ref["path"], members[ref["path"]])})
+            position += 1
         record[role] = refs
     return record
 
