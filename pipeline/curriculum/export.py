@@ -312,8 +312,7 @@ def export_unimedvl(builds: Sequence[Path | str], out: Path | str, ranks: int = 
     jsonl: dict[tuple[str, str], Any] = {}
     t2i = _T2IParquet(out / T2I_PARQUET_DIR, ranks * workers, rows_per_file, row_group)
     try:
-        for build, shard, labels in shards_to_export(builds):
-            name = relative_shard(build, shard)
+        for shard, name, labels in shards_to_export(builds):
             for key, members in iter_shard(shard):
                 where = f"{name}:{key}"
                 label = None
@@ -384,10 +383,10 @@ def export_unimedvl(builds: Sequence[Path | str], out: Path | str, ranks: int = 
     return report
 
 
-def shards_to_export(builds: Sequence[Path | str]) -> Iterator[tuple[Path | str, str, Labels | None]]:
-    """(build, shard location, labels of its kept samples) in build order, then shard order. Builds with a
-    manifest come from one streamed query over all of them (EXPORT_ROWS_SQL), grouped shard by shard; a
-    build without one gives every shard on disk, labels None (families read from the samples)."""
+def shards_to_export(builds: Sequence[Path | str]) -> Iterator[tuple[str, str, Labels | None]]:
+    """(shard location, its name under shards/, labels of its kept samples) in build order, then shard order.
+    Builds with a manifest come from one streamed query over all of them (EXPORT_ROWS_SQL), grouped shard by
+    shard; a build without one gives every shard on disk, labels None (families read from the samples)."""
     import duckdb
 
     con = limit_memory(duckdb.connect(), QUERY_MEMORY_LIMIT)
@@ -408,12 +407,12 @@ def shards_to_export(builds: Sequence[Path | str]) -> Iterator[tuple[Path | str,
         for index, build in enumerate(builds):
             if index not in selects:  # no manifest: every shard on disk
                 for shard in shard_paths([build]):
-                    yield build, shard, None
+                    yield shard, relative_shard(build, shard), None
                 continue
             fs, root = storage.filesystem(build)
             while pending is not None and pending[0] == index:
                 _, name, labels = pending
-                yield build, storage.location(fs, storage.join(root, SHARDS_DIR, name)), labels
+                yield storage.location(fs, storage.join(root, SHARDS_DIR, name)), name, labels
                 pending = next(groups, None)
     finally:
         con.close()
