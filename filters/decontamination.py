@@ -40,7 +40,7 @@ class _BenchTexts:
     """MinHash LSH over the benchmark's texts, built once; training texts query it batch by batch."""
 
     def __init__(self, bench: list[bytes | None], threshold: float, num_perm: int):
-        from datasketch import LeanMinHash, MinHashLSH
+        from datasketch import MinHashLSH
 
         self.bench, self.threshold, self.num_perm = bench, threshold, num_perm
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
