@@ -92,8 +92,8 @@ def match_benchmarks(con: duckdb.DuckDBPyConnection, bench: pa.Table, distances:
     bench_img = [b for b, h in enumerate(items["phash"]) if h is not None]
     bench_phash = np.array([items["phash"][b] for b in bench_img], dtype=np.int64)
     texts = _BenchTexts(items["text_minhash"], text_jaccard, num_perm)
-    reader = con.sql(f"SELECT id, source, pixel_hash, {hashed} FROM {table} WHERE status = 'kept' ORDER BY id"
-                     ).to_arrow_reader(TRAIN_BATCH_ROWS)
+    reader = con.sql(f"SELECT id, source, pixel_hash, {hashed} FROM {table} WHERE status = 'kept'"
+                     ).to_arrow_reader(TRAIN_BATCH_ROWS)  # no sort: the matches are a set
     for batch in reader:
         train = batch.to_pydict()
 

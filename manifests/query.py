@@ -47,6 +47,7 @@ def limit_memory(con: duckdb.DuckDBPyConnection, memory_limit: str = QUERY_MEMOR
     spill = Path(tempfile.gettempdir(), f"unimed-duckdb-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute(f"SET temp_directory = '{spill.as_posix()}'")
+    con.execute("SET enable_progress_bar = false")  # a command's output is its own lines, not DuckDB's bar
     return con
 
 

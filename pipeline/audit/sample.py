@@ -1,15 +1,15 @@
 """`unimed audit sample BUILD --n 200 --seed S`: the items the experts rate (spec 3.3).
 
-Stratified by modality in proportion to each modality's share of the kept samples (largest remainder),
-then swapped so that every task family in the build appears at least once: a missing family takes the
-place of a sampled item of the same modality whose family is over-represented, so the modality quotas
-hold. Rows are ranked by id before drawing, so the same build and seed give the same sample on any machine.
+Stratified by modality in proportion to each modality's share of the kept samples (largest remainder):
+within a modality the items are its rows with the lowest md5 of "<seed>:<id>" (a seeded uniform draw
+without replacement). Then swapped so that every task family in the build appears at least once: a
+missing family's rows are tried in md5 order of "<seed>:swap:<id>", and the first whose modality holds an
+item of an over-represented family takes that item's place (one picked by the seeded generator), so the
+modality quotas hold. The same build and seed give the same sample on any machine.
 Stored as BUILD/audit/sample.parquet (one row per item, `item` 0..n-1 is the order raters see).
 
-Drawn in DuckDB, memory-limited: Python gets the counts per modality and family, draws positions (the
-numpy calls of an in-memory draw over the id-sorted rows, so the sample is the same), and fetches the n
-chosen rows by their rank within their modality. Only a family missing from the draw costs more: the
-shuffled order of its candidates, 8 bytes each, whose rows are fetched a few at a time.
+Drawn in DuckDB, memory-limited: counts per modality and family, a top-n aggregate per modality (a heap of
+n rows, whatever the corpus size), and the chosen rows fetched by id; nothing else reaches Python.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pipeline.audit import AuditError, audit_dir
 
 COLUMNS = ("id", "source", "modality", "task_family", "main_task_type", "sub_task_type", "shard", "key", "sample")
 POOL = "coalesce(modality, 'unknown')"  # the stratum of a row
-CANDIDATES_PER_QUERY = 256  # rows of a missing family fetched at a time, in shuffled order
+CANDIDATES_PER_QUERY = 64  # rows of a missing family tried at a time
 
 
 def sample_path(build_dir: Path) -> Path:
@@ -52,22 +52,18 @@ def quotas(counts: dict[str, int], n: int) -> dict[str, int]:
     return out
 
 
-def _fetch(con: duckdb.DuckDBPyConnection, ranked_by: str, where: str, wanted: list[tuple[str, int]]) -> list[dict]:
-    """The kept rows at (group, position) in `wanted`, positions counted from 0 in id order within
-    `ranked_by`'s groups; in the order of `wanted`."""
-    if not wanted:
+def _rank(seed: int, salt: str = "") -> str:
+    """The SQL of a row's place in the seeded order: md5 of "<seed>:<salt><id>"."""
+    return f"md5('{int(seed)}:{salt}' || id)"
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, ids: list[str]) -> list[dict]:
+    """The kept rows with these ids, in the order of `ids`."""
+    if not ids:
         return []
-    groups, positions = zip(*wanted)
-    con.register("wanted", pa.table({"grp": pa.array(groups, pa.string()), "pos": pa.array(positions, pa.int64()),
-                                     "ord": pa.array(range(len(wanted)), pa.int64())}))
-    cursor = con.execute(
-        f"""WITH ranked AS (SELECT id, {ranked_by} AS grp, row_number() OVER (PARTITION BY {ranked_by} ORDER BY id) - 1
-                            AS pos FROM kept WHERE shard IS NOT NULL {where})
-            SELECT {', '.join(f'k.{c}' for c in COLUMNS)} FROM ranked r JOIN wanted w USING (grp, pos)
-            JOIN kept k USING (id) ORDER BY w.ord""")
-    rows = [dict(zip(COLUMNS, values)) for values in cursor.fetchall()]
-    con.unregister("wanted")
-    return rows
+    cursor = con.execute(f"SELECT {', '.join(COLUMNS)} FROM kept WHERE list_contains(?, id)", [ids])
+    rows = {row["id"]: row for row in (dict(zip(COLUMNS, values)) for values in cursor.fetchall())}
+    return [rows[i] for i in ids]
 
 
 def draw(con: duckdb.DuckDBPyConnection, n: int, seed: int) -> list[dict]:
@@ -76,36 +72,34 @@ def draw(con: duckdb.DuckDBPyConnection, n: int, seed: int) -> list[dict]:
     if not pools:
         return []
     rng = np.random.default_rng(seed)
-    n = min(n, sum(pools.values()))
-    want = quotas(pools, n)
-    wanted = []
-    for modality in sorted(pools):
-        if want[modality]:
-            picks = rng.choice(pools[modality], size=want[modality], replace=False)
-            wanted += [(modality, int(i)) for i in sorted(int(i) for i in picks)]
-    chosen: dict[str, list[dict]] = {modality: [] for modality in sorted(pools)}
-    for row in _fetch(con, POOL, "", wanted):
-        chosen[row["modality"] or "unknown"].append(row)
-    sizes = dict(con.execute("SELECT task_family, count(*) FROM kept WHERE shard IS NOT NULL GROUP BY ALL").fetchall())
-    families = sorted(sizes)
+    want = quotas(pools, min(n, sum(pools.values())))
+    lowest = con.execute(f"SELECT {POOL}, min_by(id, {_rank(seed)}, ?) FROM kept WHERE shard IS NOT NULL "
+                         "GROUP BY ALL", [max(want.values())]).fetchall()
+    picked = {pool: ids[:want[pool]] for pool, ids in lowest}
+    rows = iter(_fetch(con, [i for pool in sorted(picked) for i in picked[pool]]))
+    chosen = {pool: [next(rows) for _ in picked[pool]] for pool in sorted(picked)}
+    families = sorted(row[0] for row in con.execute(
+        "SELECT DISTINCT task_family FROM kept WHERE shard IS NOT NULL").fetchall())
     for family in families:
         flat = [r for v in chosen.values() for r in v]
         if any(r["task_family"] == family for r in flat):
             continue
         family_counts = {f: sum(r["task_family"] == f for r in flat) for f in families}
-        order = np.arange(sizes[family])
-        rng.shuffle(order)  # the candidates (this family's rows in id order) in a seeded random order
-        placed = False
-        for start in range(0, len(order), CANDIDATES_PER_QUERY):
-            batch = [(family, int(i)) for i in order[start:start + CANDIDATES_PER_QUERY]]
-            for newcomer in _fetch(con, "task_family", "AND task_family IS NOT NULL", batch):
-                modality = newcomer["modality"] or "unknown"
-                givers = [i for i, r in enumerate(chosen.get(modality, [])) if family_counts[r["task_family"]] > 1]
-                if givers:  # it takes the place of an item of an over-represented family, in its own modality
-                    chosen[modality][givers[int(rng.integers(len(givers)))]] = newcomer
+        tried = 0
+        while True:  # this family's rows in seeded order, a few at a time, until one can take a place
+            ids = [row[0] for row in con.execute(
+                f"SELECT id FROM kept WHERE shard IS NOT NULL AND task_family = ? ORDER BY {_rank(seed, 'swap:')} "
+                "LIMIT ? OFFSET ?", [family, CANDIDATES_PER_QUERY, tried]).fetchall()]
+            placed = False
+            for newcomer in _fetch(con, ids):
+                pool = newcomer["modality"] or "unknown"
+                givers = [i for i, r in enumerate(chosen.get(pool, [])) if family_counts[r["task_family"]] > 1]
+                if givers:
+                    chosen[pool][givers[int(rng.integers(len(givers)))]] = newcomer
                     placed = True
                     break
-            if placed:
+            tried += len(ids)
+            if placed or len(ids) < CANDIDATES_PER_QUERY:
                 break
     items = sorted((r for v in chosen.values() for r in v), key=lambda r: r["id"])
     order = rng.permutation(len(items))  # raters see a mixed order, not modality blocks

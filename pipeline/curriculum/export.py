@@ -5,12 +5,11 @@
 
 Layout written under OUT (every path in it is relative to OUT, so `cp -r` of an export still trains)::
 
-    images/p<k>/<d>/.../<n>.<ext>             each distinct image once, bytes as stored in the shard (PNG stays
-                                              lossless); n numbers the distinct pixel hashes the build recorded,
-                                              written in base-`folder_entries` digits, one folder per digit but
-                                              the last, so no folder holds more than `folder_entries` entries
-                                              (10,000); `s<k>/...` numbers, in order, images the build recorded
-                                              no hash for (older builds, builds without a manifest)
+    images/<f1>/.../<digest>.<ext>            each distinct image once, bytes as stored in the shard (PNG stays
+                                              lossless), named by their blake2b digest; nested by the digest in
+                                              as many levels as the image count needs for about half of
+                                              `folder_entries` (10,000) files a folder, never more than that many
+                                              subfolders
     jsonl/<registry key>/<dataset>.jsonl      one row per line, ASCII-only JSON; image paths relative to images/
     parquet/t2i/part-NNNNN.parquet            Bagel t2i_pretrain: `image` (bytes), `captions` (JSON string);
                                               at least ranks x workers files (the loader hands out whole files)
@@ -38,14 +37,17 @@ interleaved) shares its weight between them in proportion to their rows. `num_us
 count per dataset for the JSONL loaders and the parquet file count for t2i_pretrain, the unit each
 loader counts.
 
-One pass: a single DuckDB query over the manifests of every build exported (memory-limited; its sorts and
-joins spill) numbers the distinct image hashes and streams the kept rows in shard order; each shard is then
-read once, sequentially. Memory holds one shard's labels, one sample's bytes and one row group per open
-parquet file; a duplicate image is found by its file already being there, so nothing grows with the corpus.
+One pass: per build, DuckDB counts the kept rows of each shard, then streams the kept rows (shard, key,
+family) in the manifest's own order, no sort; a shard is read, once and sequentially, as soon as its last
+row has streamed past. Memory holds the labels of the shards still filling (in a manifest written by
+finalisation, about one per shard group), one sample's bytes and one row group per open parquet file. A
+duplicate image is found by its file already being there (its name is its digest), so nothing grows with
+the corpus.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -65,7 +67,7 @@ from manifests.query import QUERY_MEMORY_LIMIT, ManifestNotFound, limit_memory, 
 from manifests.records import IMAGE_TOKEN
 from manifests.shards import SHARDS_DIR, relative_shard
 from pipeline.curriculum.schedule import FAMILIES, CURRICULUM_STAGES
-from pipeline.curriculum.index import infer_family, shard_paths
+from pipeline.curriculum.index import infer_family, scan_tar, shard_paths
 
 log = logging.getLogger(__name__)
 
@@ -283,20 +285,7 @@ class _T2IParquet:
             self._close(index)
 
 
-# Kept rows of every build exported, in shard order, with the number of each image's pixel hash among the
-# distinct hashes of them all (NULL where the build recorded none): {sources} is one SELECT per build.
-EXPORT_ROWS_SQL = """
-WITH src AS ({sources}),
-refs AS (SELECT b, shard, key, unnest(hashes) AS h, generate_subscripts(hashes, 1) AS j FROM src
-         WHERE len(hashes) > 0),
-ids AS (SELECT h, row_number() OVER (ORDER BY h) - 1 AS n FROM (SELECT DISTINCT h FROM refs WHERE h IS NOT NULL)),
-numbered AS (SELECT b, shard, key, list(n ORDER BY j) AS numbers FROM refs LEFT JOIN ids USING (h)
-             GROUP BY b, shard, key)
-SELECT s.b, s.shard, s.key, s.task_family, m.numbers FROM src s LEFT JOIN numbered m USING (b, shard, key)
-ORDER BY s.b, s.shard
-"""
-
-Labels = dict[str, tuple[str, list[int | None] | None]]  # key -> (task family, image numbers) of one shard
+Labels = dict[str, str]  # key -> task family of one shard's kept samples
 
 
 def export_unimedvl(builds: Sequence[Path | str], out: Path | str, ranks: int = DEFAULT_RANKS,
@@ -308,7 +297,7 @@ def export_unimedvl(builds: Sequence[Path | str], out: Path | str, ranks: int = 
     _clear_earlier_export(out)
     jsonl_dir = out / "jsonl"
     report = ExportReport(out, ranks, workers)
-    images = ImageFiles(out / "images", folder_entries)
+    images = ImageFiles(out / "images", folder_entries, expected_images(builds))
     jsonl: dict[tuple[str, str], Any] = {}
     t2i = _T2IParquet(out / T2I_PARQUET_DIR, ranks * workers, rows_per_file, row_group)
     try:
@@ -325,7 +314,7 @@ def export_unimedvl(builds: Sequence[Path | str], out: Path | str, ranks: int = 
                     report.skip(f"{where} (no json member)")
                     continue
                 doc = json.loads(members.pop("json"))
-                family = label[0] if label else infer_family(doc)
+                family = label or infer_family(doc)
                 if family not in FAMILIES:
                     report.skip(f"{where} (task family {family!r})")
                     continue
@@ -341,7 +330,7 @@ def export_unimedvl(builds: Sequence[Path | str], out: Path | str, ranks: int = 
                             json.dumps({"caption": " ".join(caption.split())}, ensure_ascii=True))
                     continue
                 dataset = _safe(str(doc.get("dataset") or "unknown"))
-                record = _export_images(doc, members, images, label[1] if label else None)
+                record = _export_images(doc, members, images)
                 record["message"] = message
                 handle = jsonl.get((registry, dataset))
                 if handle is None:
@@ -384,122 +373,97 @@ def export_unimedvl(builds: Sequence[Path | str], out: Path | str, ranks: int = 
 
 
 def shards_to_export(builds: Sequence[Path | str]) -> Iterator[tuple[str, str, Labels | None]]:
-    """(shard location, its name under shards/, labels of its kept samples) in build order, then shard order.
-    Builds with a manifest come from one streamed query over all of them (EXPORT_ROWS_SQL), grouped shard by
-    shard; a build without one gives every shard on disk, labels None (families read from the samples)."""
-    import duckdb
-
-    con = limit_memory(duckdb.connect(), QUERY_MEMORY_LIMIT)
-    selects: dict[int, str] = {}
-    for index, build in enumerate(builds):
+    """(shard location, its name under shards/, its kept samples' families by key), build after build. With a
+    manifest: the kept rows per shard counted, then the rows streamed in the manifest's order, and a shard given
+    when its last row has passed (so the shards come in the order they complete); without one, every shard on
+    disk, labels None (families read from the samples)."""
+    for build in builds:
         try:
             glob = manifest_glob(build)
         except ManifestNotFound:
+            for shard in shard_paths([build]):
+                yield shard, relative_shard(build, shard), None
             continue
-        storage.duckdb_connect(storage.filesystem(build)[0], con)
-        selects[index] = _manifest_select(con, index, glob)
-    groups = iter(())
-    if selects:
-        sql = EXPORT_ROWS_SQL.format(sources=" UNION ALL ".join(selects.values()))
-        groups = _shard_groups(con.sql(sql).to_arrow_reader(10_000))
-    pending = next(groups, None)
-    try:
-        for index, build in enumerate(builds):
-            if index not in selects:  # no manifest: every shard on disk
-                for shard in shard_paths([build]):
-                    yield shard, relative_shard(build, shard), None
+        fs, root = storage.filesystem(build)
+        con = limit_memory(storage.duckdb_connect(fs), QUERY_MEMORY_LIMIT)
+        kept = (f"FROM read_parquet('{glob.replace(chr(39), chr(39) * 2)}', union_by_name = true) "
+                "WHERE status = 'kept' AND shard IS NOT NULL")
+        try:
+            expected = dict(con.execute(f"SELECT shard, count(*) {kept} GROUP BY shard").fetchall())
+            filling: dict[str, Labels] = {}
+            for batch in con.sql(f"SELECT shard, key, task_family {kept}").to_arrow_reader(10_000):
+                columns = batch.to_pydict()
+                for shard, key, family in zip(columns["shard"], columns["key"], columns["task_family"]):
+                    labels = filling.setdefault(shard, {})
+                    labels[key] = family
+                    if len(labels) == expected[shard]:
+                        yield storage.location(fs, storage.join(root, SHARDS_DIR, shard)), shard, filling.pop(shard)
+        finally:
+            con.close()
+
+
+def expected_images(builds: Sequence[Path | str]) -> int:
+    """How many image references the builds' kept samples hold (what sizes images/): from each manifest's
+    image counts, or, for a build without them, from its shards' tar headers."""
+    total = 0
+    for build in builds:
+        try:
+            glob = manifest_glob(build)
+        except ManifestNotFound:
+            glob = None
+        if glob is not None:
+            con = storage.duckdb_connect(storage.filesystem(build)[0])
+            source = f"read_parquet('{glob.replace(chr(39), chr(39) * 2)}', union_by_name = true)"
+            columns = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+            if {"n_input_images", "n_output_images"} <= columns:
+                total += con.execute(f"SELECT coalesce(sum(coalesce(n_input_images, 0) + coalesce(n_output_images, "
+                                     f"0)), 0) FROM {source} WHERE status = 'kept'").fetchall()[0][0]
+                con.close()
                 continue
-            fs, root = storage.filesystem(build)
-            while pending is not None and pending[0] == index:
-                _, name, labels = pending
-                yield storage.location(fs, storage.join(root, SHARDS_DIR, name)), name, labels
-                pending = next(groups, None)
-    finally:
-        con.close()
-
-
-def _manifest_select(con, index: int, glob: str) -> str:
-    """One build's kept rows (b, shard, key, task_family, hashes) for EXPORT_ROWS_SQL; a manifest written before
-    `image_hashes` gives the first image's `pixel_hash` where the sample has one image, else no hash."""
-    source = f"read_parquet('{glob.replace(chr(39), chr(39) * 2)}', union_by_name = true)"
-    columns = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-    if "image_hashes" in columns:
-        hashes = "image_hashes"
-    elif {"pixel_hash", "n_input_images", "n_output_images"} <= columns:
-        hashes = ("CASE WHEN pixel_hash IS NOT NULL AND n_input_images + n_output_images = 1 THEN [pixel_hash] "
-                  "END")
-    else:
-        hashes = "NULL::VARCHAR[]"
-    return (f"SELECT {index} AS b, shard, key, task_family, {hashes} AS hashes FROM {source} "
-            "WHERE status = 'kept' AND shard IS NOT NULL")
-
-
-def _shard_groups(reader) -> Iterator[tuple[int, str, Labels]]:
-    """(build index, shard, labels) from batches ordered by build and shard: one shard's rows held at a time."""
-    current: tuple[int, str] | None = None
-    labels: Labels = {}
-    for batch in reader:
-        columns = batch.to_pydict()
-        for b, shard, key, family, numbers in zip(columns["b"], columns["shard"], columns["key"],
-                                                  columns["task_family"], columns["numbers"]):
-            if (b, shard) != current:
-                if current is not None:
-                    yield (*current, labels)
-                current, labels = (b, shard), {}
-            labels[key] = (family, numbers)
-    if current is not None:
-        yield (*current, labels)
+            con.close()
+        total += sum(1 for shard in shard_paths([build]) for _, members in scan_tar(shard)
+                     for suffix, _, _ in members if suffix != "json")
+    return int(total)
 
 
 class ImageFiles:
-    """The export's images/: each distinct image written once, as a numbered file in nested folders of at most
-    `entries` entries. An image numbered by its pixel hash is written by the first row that needs it; later
-    rows find the file there and point at it (memory holds nothing per image)."""
+    """The export's images/: each distinct image (by the bytes' blake2b digest) written once, in nested folders.
+    The digest picks a folder at each of `levels` levels out of `fanout` (half of `entries`), with as many
+    levels as `expected` images need for about `fanout` files a leaf folder: no folder holds more than
+    `fanout` subfolders, and a leaf more than `entries` files only with a vanishing probability (a binomial at
+    twice its mean). A later row with the same bytes finds the file there and points at it."""
 
-    def __init__(self, root: Path, entries: int = FOLDER_ENTRIES):
+    def __init__(self, root: Path, entries: int = FOLDER_ENTRIES, expected: int = 0):
         if entries < 2:
             raise ValueError(f"folder_entries must be at least 2 (got {entries})")
-        self.root, self.entries, self.width = root, entries, len(str(entries - 1))
-        self.sequence = 0  # next number for images without a hash
-        self.formats: set[str] = set()  # file extensions written so far
+        self.root, self.fanout = root, max(2, entries // 2)
+        self.width = len(str(self.fanout - 1))
+        self.levels = 0
+        while expected > self.fanout ** (self.levels + 1):
+            self.levels += 1
         self.files = self.references = 0
         self._folder: Path | None = None
 
-    def relative(self, kind: str, number: int, extension: str) -> str:
-        """`<kind><k>/<d1>/.../<n>.<ext>`: the base-`entries` digits of n but the last, one folder each, under a
-        folder named by their count k; a folder so holds at most `entries` files or folders."""
-        digits, rest = [], number // self.entries
-        while rest:
-            digits.append(rest % self.entries)
-            rest //= self.entries
-        folders = [f"{kind}{len(digits) + 1}", *(f"{digit:0{self.width}d}" for digit in reversed(digits))]
-        return "/".join([*folders, f"{number}.{extension}"])
+    def relative(self, digest: str, extension: str) -> str:
+        """`<f1>/.../<digest>.<ext>`: the folders are the digest's last base-`fanout` digits."""
+        value, folders = int(digest, 16), []
+        for _ in range(self.levels):
+            value, digit = divmod(value, self.fanout)
+            folders.append(f"{digit:0{self.width}d}")
+        return "/".join([*folders, f"{digest}.{extension}"])
 
-    def place(self, number: int | None, member: str, data: bytes) -> str:
+    def place(self, member: str, data: bytes) -> str:
         """The path (relative to images/) of the file holding these bytes, written unless already there."""
         self.references += 1
-        extension = member.rsplit(".", 1)[-1]
-        if number is None:
-            relative = self.relative("s", self.sequence, extension)
-            self.sequence += 1
-        else:
-            relative = self.relative("p", number, extension)
-            target = self.root / relative
-            if target.exists():
-                return relative
-            for other in sorted(self.formats - {extension}):  # the same pixels stored in another format
-                if target.with_suffix(f".{other}").exists():
-                    return relative.rsplit(".", 1)[0] + f".{other}"
-        self._write(self.root / relative, data)
-        self.formats.add(extension)
+        relative = self.relative(hashlib.blake2b(data, digest_size=16).hexdigest(), member.rsplit(".", 1)[-1])
+        target = self.root / relative
+        if not target.exists():
+            if target.parent != self._folder:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._folder = target.parent
+            target.write_bytes(data)
+            self.files += 1
         return relative
-
-    def _write(self, target: Path, data: bytes) -> None:
-        if target.parent != self._folder:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._folder = target.parent
-        target.write_bytes(data)
-        self.files += 1
 
 
 def _clear_earlier_export(out: Path) -> None:
@@ -524,19 +488,11 @@ def _check_images(doc: dict[str, Any], members: dict[str, bytes]) -> None:
                                  f"or more than {MAX_PIXELS} pixels")
 
 
-def _export_images(doc: dict[str, Any], members: dict[str, bytes], images: ImageFiles,
-                   numbers: list[int | None] | None) -> dict[str, Any]:
-    """The row with each image reference pointing at its file under images/ (`numbers`: each image's number
-    by pixel hash, in in0, in1, ..., out0, ... order)."""
+def _export_images(doc: dict[str, Any], members: dict[str, bytes], images: ImageFiles) -> dict[str, Any]:
+    """The row with each image reference pointing at its file under images/."""
     record = dict(doc)
-    position = 0
     for role in ("input_img", "output_img"):
-        refs = []
-        for ref in doc.get(role) or []:
-            number = numbers[position] if numbers and position < len(numbers) else None
-            refs.append({**ref, "path": images.place(number, ref["path"], members[ref["path"]])})
-            position += 1
-        record[role] = refs
+        record[role] = [{**ref, "path": images.place(ref["path"], members[ref["path"]])} for ref in doc.get(role) or []]
     return record
 
 

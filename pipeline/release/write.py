@@ -2,7 +2,7 @@
 
 A release folder holds::
 
-    records/part-00000.parquet  one row per kept sample (every row with --all-rows), shard by shard
+    records/part-00000.parquet  one row per kept sample (every row with --all-rows), in the manifest's order
     release.json                recipe name, processing digest, the shards' sha256, per-source licence facts
     recipe.yaml                 the recipe as run (no paths of the builder's machine)
     stats.json                  the build's counts (paths and error texts left out)
@@ -17,11 +17,12 @@ order). Texts (the sample's message turns, the source's own metadata, task field
 the alignment caption) are carried only where the source's card says `redistribute_text`; image bytes
 (`image_data`) only where it says `redistribute_images`. Unknown means no.
 
-One pass over the manifest: kept rows stream in shard order (a memory-limited DuckDB query, so its sort
-spills), each shard's sha256 is taken as its rows end, and a shard's members are read only for rows whose
-images travel. The hashes are the build's own (`image_hashes`); nothing is decoded unless `verify` is set,
-which decodes every kept image from its shard and counts those whose hash differs (16-bit RGB stored as
-8-bit PNG does). A build written before `image_hashes` existed has its images decoded from the shards.
+One pass over the manifest: the kept rows stream in the manifest's own order (no sort), batch by batch, and
+a shard's members are read (by offset, the member tables of the last few shards kept) only for rows whose
+images travel or are verified; each shard's sha256 and sample count come after, shard by shard. The hashes
+are the build's own (`image_hashes`); nothing is decoded unless `verify` is set, which decodes every kept
+image from its shard and counts those whose hash differs (16-bit RGB stored as 8-bit PNG does). A build
+written before `image_hashes` existed has its images decoded from the shards.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,30 +84,28 @@ class ReleaseSummary:
 
 
 class _ShardMembers:
-    """The members of one shard at a time, read by offset (headers walked on first use of that shard)."""
+    """Sample members read by offset; the member tables (tar headers walked on first use) of the last
+    `keep` shards used are kept, enough for a manifest whose rows come shard after shard."""
 
-    def __init__(self, build_dir: Path):
-        self.build_dir = build_dir
-        self.name: str | None = None
-        self.index: dict[str, Members] = {}
-        self.handle = None
+    def __init__(self, build_dir: Path, keep: int = 16):
+        self.build_dir, self.keep = build_dir, keep
+        self.tables: OrderedDict[str, dict[str, Members]] = OrderedDict()
 
     def read(self, shard: str, key: str, suffixes: list[str]) -> dict[str, bytes]:
-        if shard != self.name:
-            self.close()
-            path = self.build_dir / SHARDS_DIR / shard
-            self.name, self.index, self.handle = shard, dict(scan_tar(path)), open(path, "rb")
+        path = self.build_dir / SHARDS_DIR / shard
+        table = self.tables.get(shard)
+        if table is None:
+            table = self.tables[shard] = dict(scan_tar(path))
+            if len(self.tables) > self.keep:
+                self.tables.popitem(last=False)
+        self.tables.move_to_end(shard)
         found = {}
-        for suffix, offset, size in self.index.get(key, ()):
-            if suffix in suffixes:
-                self.handle.seek(offset)
-                found[suffix] = self.handle.read(size)
+        with open(path, "rb") as handle:
+            for suffix, offset, size in table.get(key, ()):
+                if suffix in suffixes:
+                    handle.seek(offset)
+                    found[suffix] = handle.read(size)
         return found
-
-    def close(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
-        self.name, self.index, self.handle = None, {}, None
 
 
 def _sha256(path: Path) -> str:
@@ -186,9 +186,9 @@ def write_release(build_dir: Path, out: Path, all_rows: bool = False, verify: bo
                            "run `unimed build` to the end first")
     con = open_build(build_dir, memory_limit=QUERY_MEMORY_LIMIT)
     resolved = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-    named = {name for (name,) in con.execute("SELECT DISTINCT shard FROM kept").fetchall()}
+    samples = dict(con.execute("SELECT shard, count(*) FROM kept GROUP BY shard").fetchall())
     on_disk = {path.relative_to(build_dir / SHARDS_DIR).as_posix() for path in list_shards(build_dir)}
-    missing = sorted(named - on_disk, key=str)
+    missing = sorted(set(samples) - on_disk, key=str)
     if missing:
         raise ReleaseError(f"{build_dir}/shards lacks {missing[:3]}; rerun `unimed build` to finish it")
     if out.exists() and any(out.iterdir()):
@@ -201,35 +201,21 @@ def write_release(build_dir: Path, out: Path, all_rows: bool = False, verify: bo
     records_tmp = out / "records" / ".part-00000.parquet.tmp"
     present = {row[0] for row in con.execute("DESCRIBE records").fetchall()}  # an older build lacks newer columns
     columns = ", ".join(f'"{name}"' if name in present else f'NULL AS "{name}"' for name in MANIFEST_SCHEMA.names)
-    shard_facts: list[dict] = []
     shards = _ShardMembers(build_dir)
-
-    def close_shard(name: str | None, samples: int) -> None:
-        if name is not None:
-            shard_facts.append({"name": name, "sha256": _sha256(build_dir / SHARDS_DIR / name), "samples": samples})
-
     with pq.ParquetWriter(records_tmp, RELEASE_SCHEMA) as writer:
-        current, samples = None, 0
-        reader = con.sql(f"SELECT {columns} FROM kept ORDER BY shard, id").to_arrow_reader(BATCH_ROWS)
-        for part in reader:  # shard by shard (paths relative to shards/), id order within each
-            batch = []
-            for row in part.to_pylist():
-                if row["shard"] != current:
-                    close_shard(current, samples)
-                    current, samples = row["shard"], 0
-                batch.append(_release_row(row, shards, verify, summary))
-                samples += 1
+        for part in con.sql(f"SELECT {columns} FROM kept").to_arrow_reader(BATCH_ROWS):
+            batch = [_release_row(row, shards, verify, summary) for row in part.to_pylist()]
             writer.write_table(pa.Table.from_pylist(batch, schema=RELEASE_SCHEMA))
             summary.kept += len(batch)
-        close_shard(current, samples)
-        shards.close()
         if all_rows:
-            reader = con.sql(f"SELECT {columns} FROM rejected ORDER BY id").to_arrow_reader(BATCH_ROWS)
+            reader = con.sql(f"SELECT {columns} FROM rejected").to_arrow_reader(BATCH_ROWS)
             for part in reader:
                 batch = [_release_row(row, None, False, summary) for row in part.to_pylist()]
                 writer.write_table(pa.Table.from_pylist(batch, schema=RELEASE_SCHEMA))
     os.replace(records_tmp, out / RECORDS_FILE)
     summary.rows = pq.ParquetFile(out / RECORDS_FILE).metadata.num_rows
+    shard_facts = [{"name": name, "sha256": _sha256(build_dir / SHARDS_DIR / name), "samples": samples[name]}
+                   for name in sorted(samples)]  # paths relative to shards/
     summary.shards = len(shard_facts)
 
     counts = dict(con.execute("SELECT source, count(*) FILTER (status = 'kept') FROM records GROUP BY ALL").fetchall())

@@ -22,6 +22,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import pyarrow as pa  # noqa: E402
 import yaml  # noqa: E402
 
 from filters.alignment.cut import CUT_REASON, UNSCORED_REASON  # noqa: E402
@@ -153,19 +154,20 @@ def _counts(con, page: Page) -> None:
     page.add("</div></section>")
 
 
+SCORES = ("align_s", "align_m", "align_final")
 # Per (modality, score, status): counts in ALIGN_BINS bins between the lowest and highest value of that
-# modality and score (kept and rejected together, so the bars of both line up).
+# modality and score (kept and rejected together, so the bars of both line up); `ranges` is the small table
+# of those bounds, computed first, so the scores stream once through one aggregate.
 ALIGN_HIST_SQL = f"""
-WITH v AS (
-    SELECT coalesce(modality, '(none)') AS modality, CASE WHEN status = 'kept' THEN 'kept' ELSE 'rejected' END
-           AS status, s.score, s.x
-    FROM records, LATERAL (VALUES ('align_s', align_s), ('align_m', align_m), ('align_final', align_final)) s(score, x)
-    WHERE align_final IS NOT NULL AND s.x IS NOT NULL),
-r AS (SELECT modality, score, min(x) AS lo, max(x) AS hi FROM v GROUP BY ALL)
-SELECT v.modality, v.score, v.status, any_value(r.lo) AS lo, any_value(r.hi) AS hi,
-       coalesce(least(CAST(floor((v.x - r.lo) / nullif(r.hi - r.lo, 0) * {ALIGN_BINS}) AS INTEGER), {ALIGN_BINS - 1}),
+SELECT s.modality, s.score, s.status, any_value(r.lo) AS lo, any_value(r.hi) AS hi,
+       coalesce(least(CAST(floor((s.x - r.lo) / nullif(r.hi - r.lo, 0) * {ALIGN_BINS}) AS INTEGER), {ALIGN_BINS - 1}),
                 0) AS bin, count(*) AS n
-FROM v JOIN r USING (modality, score) GROUP BY v.modality, v.score, v.status, bin
+FROM ({" UNION ALL ".join(
+    f"SELECT coalesce(modality, '(none)') AS modality, CASE WHEN status = 'kept' THEN 'kept' ELSE 'rejected' END "
+    f"AS status, '{score}' AS score, {score} AS x FROM records WHERE align_final IS NOT NULL AND {score} IS NOT NULL"
+    for score in SCORES)}) s
+JOIN ranges r ON r.modality = s.modality AND r.score = s.score
+GROUP BY s.modality, s.score, s.status, bin
 """
 
 
@@ -190,9 +192,22 @@ def _alignment(con, page: Page) -> None:
         return
     page.add("<p>The dashed line is the cut as it fell: the lowest S_final kept in that modality (the cut is applied "
              "per the recipe's keep scope, so within a modality it may vary by source). Counts are scored pairs.</p>")
+    bounds = ", ".join(f"min({c}), max({c})" for c in SCORES)
+    ranges = {"modality": [], "score": [], "lo": [], "hi": []}
+    for modality, *values in con.execute(f"SELECT coalesce(modality, '(none)'), {bounds} FROM records "
+                                         "WHERE align_final IS NOT NULL GROUP BY ALL").fetchall():
+        for k, score in enumerate(SCORES):
+            if values[2 * k] is not None:
+                ranges["modality"].append(modality)
+                ranges["score"].append(score)
+                ranges["lo"].append(float(values[2 * k]))
+                ranges["hi"].append(float(values[2 * k + 1]))
+    con.register("ranges", pa.table(ranges, schema=pa.schema([("modality", pa.string()), ("score", pa.string()),
+                                                               ("lo", pa.float64()), ("hi", pa.float64())])))
     bins: dict[tuple[str, str], list[dict]] = {}
     for row in _rows(con, ALIGN_HIST_SQL):
         bins.setdefault((row["modality"], row["score"]), []).append(row)
+    con.unregister("ranges")
     fig, axes = plt.subplots(len(summary), 3, figsize=(10, 1.9 * len(summary)), squeeze=False)
     cut_rows = []
     for i, entry in enumerate(summary):
@@ -220,11 +235,12 @@ def _alignment(con, page: Page) -> None:
 def _distributions(con, page: Page) -> None:
     page.add('<section id="distributions"><h2>Text length and image size</h2>')
     status = "CASE WHEN status = 'kept' THEN 'kept' ELSE 'rejected' END"
-    text = _rows(con, f"""WITH r AS (SELECT min(text_chars) AS lo, max(text_chars) AS hi FROM records)
-        SELECT {status} AS status, any_value(r.lo) AS lo, any_value(r.hi) AS hi,
-               coalesce(least(CAST(floor((text_chars - r.lo) / nullif(r.hi - r.lo, 0) * {TEXT_BINS}) AS INTEGER),
+    lo, hi = con.execute("SELECT min(text_chars), max(text_chars) FROM records").fetchall()[0]
+    text = [] if lo is None else _rows(con, f"""
+        SELECT {status} AS status, {lo} AS lo, {hi} AS hi,
+               coalesce(least(CAST(floor((text_chars - {lo}) / nullif({hi - lo}, 0) * {TEXT_BINS}) AS INTEGER),
                               {TEXT_BINS - 1}), 0) AS bin, count(*) AS n
-        FROM records, r WHERE text_chars IS NOT NULL GROUP BY ALL""")
+        FROM records WHERE text_chars IS NOT NULL GROUP BY ALL""")
     side = con.execute("SELECT max(greatest(width, height)) FROM records WHERE width IS NOT NULL").fetchall()[0][0]
     cell = max(1, -(-(side or 1) // SIZE_CELLS))  # pixels per grid cell
     sizes = _rows(con, f"SELECT {status} AS status, width // {cell} AS x, height // {cell} AS y, count(*) AS n "
