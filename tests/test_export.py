@@ -446,3 +446,10 @@ def test_rows_of_the_manifest_and_samples_of_the_shards_that_disagree_are_named(
     assert sum(report.rows.values()) == 5 and report.skipped_count == 2
     assert any(rows[1]["key"] in s and "not a kept sample" in s for s in report.skipped)
     assert any("ghost" in s and "not in its shard" in s for s in report.skipped)
+
+
+def test_a_shard_the_manifest_names_but_the_disk_lacks_is_one_clear_error(tmp_path):
+    build = write_shared_figure_build(tmp_path / "vqa", questions=12, figures=2, per_shard=6, texts=0)
+    next((build / "shards").rglob("*.tar")).unlink()
+    with pytest.raises(FileNotFoundError, match="named by the manifest .* is missing; rebuild or restore it"):
+        export_unimedvl([build], tmp_path / "out", ranks=1, workers=1)

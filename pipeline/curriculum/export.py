@@ -397,7 +397,11 @@ def shards_to_export(builds: Sequence[Path | str]) -> Iterator[tuple[str, str, L
                     labels = filling.setdefault(shard, {})
                     labels[key] = family
                     if len(labels) == expected[shard]:
-                        yield storage.location(fs, storage.join(root, SHARDS_DIR, shard)), shard, filling.pop(shard)
+                        path = storage.join(root, SHARDS_DIR, shard)
+                        if not storage.exists(fs, path):
+                            raise FileNotFoundError(f"shard {shard} named by the manifest of {build} is missing; "
+                                                    "rebuild or restore it")
+                        yield storage.location(fs, path), shard, filling.pop(shard)
         finally:
             con.close()
 
