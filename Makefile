@@ -79,7 +79,7 @@ bench: install ## issue 13's goals P1 P1b P2 P3 P4 P5 P7, one line each; then sc
 bench-scoring: install ## alignment scoring pairs/s per model (tiny CPU models; MedSigLIP-448-sized on a GPU)
 	$(BIN)/python -m pipeline.bench.scoring
 
-# Sizes of `make bench-scale` (issue 26: 40k and 400k generated records; the large one takes about an hour).
+# Sizes of `make bench-scale` (issue 26: 40k and 400k generated records; at 400k, tens of minutes and ~5 GB of disk).
 SCALE_SMALL ?= 40000
 SCALE_LARGE ?= 400000
 
