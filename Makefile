@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: help install lint-imports bench-scoring build-stage1 build-stage2 build-stage3 train-stage1 sample test test-browser test-slow bench clean
+.PHONY: help install lint-imports bench-scoring bench-scale build-stage1 build-stage2 build-stage3 train-stage1 sample test test-browser test-slow bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -78,6 +78,13 @@ bench: install ## issue 13's goals P1 P1b P2 P3 P4 P5 P7, one line each; then sc
 
 bench-scoring: install ## alignment scoring pairs/s per model (tiny CPU models; MedSigLIP-448-sized on a GPU)
 	$(BIN)/python -m pipeline.bench.scoring
+
+# Sizes of `make bench-scale` (issue 26: 40k and 400k generated records; at 400k, tens of minutes and ~5 GB of disk).
+SCALE_SMALL ?= 40000
+SCALE_LARGE ?= 400000
+
+bench-scale: install ## build, no-op rerun, export, release, report, audit sample at SCALE_SMALL and SCALE_LARGE records: wall, driver RSS, ratios, shards
+	$(BIN)/python -m pipeline.bench.scale --sizes $(SCALE_SMALL) $(SCALE_LARGE)
 
 clean: ## remove build outputs and the sample tree (keeps .venv)
 	rm -rf $(OUT) $(SAMPLE) bench-out

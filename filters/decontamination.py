@@ -15,6 +15,9 @@ pHash match within `phash_max_distance`; a text match only where the training ro
 has no image (templated VQA questions such as "What modality is used?" recur across every split, so a
 question alone does not make an image sample a copy). The report counts every kind of match.
 The embedding columns of the report are absent: no image embedding is stored by the alignment stage.
+
+The benchmark side is indexed once (pixel hashes, MinHash LSH); the training rows stream past it in Arrow
+batches, so memory holds the benchmark, one batch and the matches, never every training row.
 """
 
 from __future__ import annotations
@@ -30,25 +33,41 @@ REPORT_COLUMNS = ("benchmark", "source", "benchmark_items", "exact", "phash_le_4
                   "text_jaccard_ge_0_5", "rejected_rows")
 
 
-def _text_pairs_across(bench: list[bytes | None], train: list[bytes | None], threshold: float,
-                       num_perm: int) -> list[tuple[int, int, float]]:
-    """(bench index, train index, estimate): the benchmark side is indexed, each training text queries it."""
-    from datasketch import LeanMinHash, MinHashLSH
+TRAIN_BATCH_ROWS = 50_000  # training rows matched at a time
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    for index, blob in enumerate(bench):
-        if blob is not None and len(blob) == num_perm * 4:
-            lsh.insert(index, LeanMinHash(seed=MINHASH_SEED, hashvalues=signature(blob), scheme=MINHASH_SCHEME),
-                       check_duplication=False)
-    pairs = []
-    for index, blob in enumerate(train):
-        if blob is None or len(blob) != num_perm * 4:
-            continue
-        for other in lsh.query(LeanMinHash(seed=MINHASH_SEED, hashvalues=signature(blob), scheme=MINHASH_SCHEME)):
-            estimate = jaccard(bench[other], blob)
-            if estimate >= threshold:
-                pairs.append((other, index, estimate))
-    return pairs
+
+class _BenchTexts:
+    """MinHash LSH over the benchmark's texts, built once; training texts query it batch by batch."""
+
+    def __init__(self, bench: list[bytes | None], threshold: float, num_perm: int):
+        from datasketch import MinHashLSH
+
+        self.bench, self.threshold, self.num_perm = bench, threshold, num_perm
+        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        for index, blob in enumerate(bench):
+            if self._usable(blob):
+                self.lsh.insert(index, self._minhash(blob), check_duplication=False)
+
+    def _usable(self, blob: bytes | None) -> bool:
+        return blob is not None and len(blob) == self.num_perm * 4
+
+    @staticmethod
+    def _minhash(blob: bytes):
+        from datasketch import LeanMinHash
+
+        return LeanMinHash(seed=MINHASH_SEED, hashvalues=signature(blob), scheme=MINHASH_SCHEME)
+
+    def pairs(self, train: list[bytes | None]) -> list[tuple[int, int, float]]:
+        """(bench index, train index, estimate) with estimate >= threshold."""
+        found = []
+        for index, blob in enumerate(train):
+            if not self._usable(blob):
+                continue
+            for other in self.lsh.query(self._minhash(blob)):
+                estimate = jaccard(self.bench[other], blob)
+                if estimate >= self.threshold:
+                    found.append((other, index, estimate))
+        return found
 
 
 def match_benchmarks(con: duckdb.DuckDBPyConnection, bench: pa.Table, distances: tuple[int, ...] = (4, 8, 16),
@@ -59,9 +78,6 @@ def match_benchmarks(con: duckdb.DuckDBPyConnection, bench: pa.Table, distances:
     slice_cut = "" if hash_slices else "slice_index IS NOT NULL"
     hashed = f"CASE WHEN {slice_cut or 'false'} THEN NULL ELSE phash END AS phash, " \
              f"CASE WHEN {slice_cut or 'false'} THEN NULL ELSE text_minhash END AS text_minhash"
-    train = con.sql(
-        f"SELECT id, source, pixel_hash, {hashed} FROM {table} WHERE status = 'kept' ORDER BY id"
-    ).to_arrow_table().to_pydict()
     items = bench.to_pydict()
     if not hash_slices:  # slices of volumes match by exact pixels only (see NearDuplicateSettings.slices)
         for index, is_slice in enumerate(items.get("is_slice") or []):
@@ -69,35 +85,40 @@ def match_benchmarks(con: duckdb.DuckDBPyConnection, bench: pa.Table, distances:
                 items["phash"][index] = items["text_minhash"][index] = None
     rows: dict[str, list] = {name: [] for name in ("benchmark", "item_id", "train_id", "source", "kind", "distance",
                                                    "similarity", "bench_has_image", "train_has_image")}
-
-    def add(b: int, t: int, kind: str, distance: int | None, similarity: float | None) -> None:
-        rows["benchmark"].append(items["benchmark"][b])
-        rows["item_id"].append(items["item_id"][b])
-        rows["train_id"].append(train["id"][t])
-        rows["source"].append(train["source"][t])
-        rows["kind"].append(kind)
-        rows["distance"].append(distance)
-        rows["similarity"].append(similarity)
-        rows["bench_has_image"].append(items["phash"][b] is not None)
-        rows["train_has_image"].append(train["phash"][t] is not None)
-
     by_pixels: dict[str, list[int]] = {}
     for b, value in enumerate(items["pixel_hash"]):
         if value:
             by_pixels.setdefault(value, []).append(b)
-    for t, value in enumerate(train["pixel_hash"]):
-        for b in by_pixels.get(value or "", ()):
-            add(b, t, "exact", 0, None)
     bench_img = [b for b, h in enumerate(items["phash"]) if h is not None]
-    train_img = [t for t, h in enumerate(train["phash"]) if h is not None]
-    if bench_img and train_img and distances:
-        pairs = hamming_pairs(np.array([items["phash"][b] for b in bench_img], dtype=np.int64),
-                              np.array([train["phash"][t] for t in train_img], dtype=np.int64),
-                              max(distances), lsh_tables, lsh_recall)
-        for i, j, distance in zip(*(pairs.column(c).to_numpy() for c in ("i", "j", "distance"))):
-            add(bench_img[int(i)], train_img[int(j)], "phash", int(distance), None)
-    for b, t, similarity in _text_pairs_across(items["text_minhash"], train["text_minhash"], text_jaccard, num_perm):
-        add(b, t, "text", None, similarity)
+    bench_phash = np.array([items["phash"][b] for b in bench_img], dtype=np.int64)
+    texts = _BenchTexts(items["text_minhash"], text_jaccard, num_perm)
+    reader = con.sql(f"SELECT id, source, pixel_hash, {hashed} FROM {table} WHERE status = 'kept'"
+                     ).to_arrow_reader(TRAIN_BATCH_ROWS)  # no sort: the matches are a set
+    for batch in reader:
+        train = batch.to_pydict()
+
+        def add(b: int, t: int, kind: str, distance: int | None, similarity: float | None) -> None:
+            rows["benchmark"].append(items["benchmark"][b])
+            rows["item_id"].append(items["item_id"][b])
+            rows["train_id"].append(train["id"][t])
+            rows["source"].append(train["source"][t])
+            rows["kind"].append(kind)
+            rows["distance"].append(distance)
+            rows["similarity"].append(similarity)
+            rows["bench_has_image"].append(items["phash"][b] is not None)
+            rows["train_has_image"].append(train["phash"][t] is not None)
+
+        for t, value in enumerate(train["pixel_hash"]):
+            for b in by_pixels.get(value or "", ()):
+                add(b, t, "exact", 0, None)
+        train_img = [t for t, h in enumerate(train["phash"]) if h is not None]
+        if bench_img and train_img and distances:
+            pairs = hamming_pairs(bench_phash, np.array([train["phash"][t] for t in train_img], dtype=np.int64),
+                                  max(distances), lsh_tables, lsh_recall)
+            for i, j, distance in zip(*(pairs.column(c).to_numpy() for c in ("i", "j", "distance"))):
+                add(bench_img[int(i)], train_img[int(j)], "phash", int(distance), None)
+        for b, t, similarity in texts.pairs(train["text_minhash"]):
+            add(b, t, "text", None, similarity)
     schema = pa.schema([("benchmark", pa.string()), ("item_id", pa.string()), ("train_id", pa.string()),
                         ("source", pa.string()), ("kind", pa.string()), ("distance", pa.int32()),
                         ("similarity", pa.float32()), ("bench_has_image", pa.bool_()),

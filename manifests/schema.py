@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from manifests.records import Image, Record, Rejection, shard_key
 
-SCHEMA_VERSION = "2"  # 2: source_text_chars, text_rule, text_cleaned; task types on rejections
+SCHEMA_VERSION = "3"  # 2: source_text_chars, text_rule, text_cleaned; task types on rejections; 3: image_hashes
 
 # The alignment columns, one table for every user of them: the raw scores the model stages write
 # (also what the score cache keeps), and the normalised ones set at finalisation by the cut.
@@ -67,6 +67,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("stored_bytes", pa.int64()),
         ("downscaled", pa.bool_()),
         ("pixel_hash", pa.string()),
+        ("image_hashes", pa.list_(pa.string())),  # pixel hash of every image, in0, in1, ..., out0, ... order
         ("content_hash", pa.string()),
         # coarse filter scores
         ("min_side", pa.int32()),
@@ -175,6 +176,7 @@ def record_row(record: Record, licence: str, access: str, unit_id: str) -> dict[
         "image_format": first.format if first else None,
         "downscaled": bool(record.scores.get("downscaled", False)),
         "pixel_hash": first.pixel_hash if first else None,
+        "image_hashes": [image.pixel_hash for image in images] if images else None,
         "content_hash": record.content_hash(),
         "sample": json.dumps(sample_document(record), ensure_ascii=False, sort_keys=True),
         "meta": json.dumps(record.meta, ensure_ascii=False, sort_keys=True, default=str),

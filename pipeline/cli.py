@@ -289,7 +289,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from pipeline.curriculum.export import DEFAULT_RANKS, DEFAULT_WORKERS, export_unimedvl
+    from pipeline.curriculum.export import DEFAULT_RANKS, DEFAULT_WORKERS, SKIPPED_LISTED, export_unimedvl
     from pipeline.curriculum.export_check import check_export
 
     if args.check:
@@ -314,12 +314,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     for (registry, dataset), count in sorted(report.rows.items()):
         table.add_row(registry, dataset, str(count))
     Console().print(table)
-    console.print(f"{report.images} images; T2I parquet {report.t2i_rows} rows in {report.t2i_files} files "
+    console.print(f"{report.images} image files for {report.image_refs} image references; T2I parquet "
+                  f"{report.t2i_rows} rows in {report.t2i_files} files "
                   f"(for {report.ranks} ranks x {report.workers} workers); dataset_info.yaml, "
                   f"unimed_dataset_info.py and configs/stage{{{','.join(map(str, report.stages))}}}.yaml in "
                   f"{report.out}", highlight=False)
-    for skipped in report.skipped:
+    for skipped in report.skipped[:20]:
         console.print(f"[yellow]skipped[/yellow] {skipped}", highlight=False)
+    if report.skipped_count > 20:
+        console.print(f"[yellow]skipped[/yellow] {report.skipped_count - 20} more rows ({report.out}/unimed_export.json "
+                      f"names the first {SKIPPED_LISTED})", highlight=False)
     for warning in report.warnings:
         console.print(f"[yellow]warning[/yellow] {warning}", highlight=False)
     return 0

@@ -69,3 +69,32 @@ def run_released_loaders(export_dir: Path, scratch: Path) -> dict:
     report = json.loads((scratch / "r.json").read_text())
     assert report["mismatches"] == [] and report["config_errors"] == []
     return report
+
+
+class CountingConnection:
+    """A DuckDB connection that records what crosses into Python: `rows` gets the row count of every fetch
+    (a list value in a cell counts as one row)."""
+
+    def __init__(self, con, rows: list[int]):
+        self._con, self._rows = con, rows
+
+    def execute(self, query, *args):
+        self._con.execute(query, *args)
+        return self
+
+    def fetchall(self):
+        found = self._con.fetchall()
+        self._rows.append(len(found))
+        return found
+
+    def fetchone(self):
+        found = self._con.fetchone()
+        self._rows.append(int(found is not None))
+        return found
+
+    @property
+    def description(self):
+        return self._con.description
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)

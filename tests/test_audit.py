@@ -426,3 +426,68 @@ def test_cli_errors_are_one_line(build, capsys):
     assert main(["audit", "sample", str(build), "--n", "5", "--seed", "1"]) == 0
     assert main(["audit", "report", str(build)]) == 1
     assert "no answers yet" in capsys.readouterr().err
+
+
+def in_memory_draw(rows: list[dict], n: int, seed: int) -> list[dict]:
+    """The draw's definition over a Python list of every kept row: the reference the DuckDB draw matches."""
+    import hashlib
+
+    import numpy as np
+
+    def rank(salt: str, row: dict) -> str:
+        return hashlib.md5(f"{seed}:{salt}{row['id']}".encode()).hexdigest()
+
+    rng = np.random.default_rng(seed)
+    by_modality: dict[str, list[dict]] = {}
+    for row in rows:
+        by_modality.setdefault(row["modality"] or "unknown", []).append(row)
+    want = quotas({m: len(v) for m, v in by_modality.items()}, min(n, len(rows)))
+    chosen = {m: sorted(by_modality[m], key=lambda r: rank("", r))[:want[m]] for m in sorted(by_modality)}
+    families = sorted({r["task_family"] for r in rows})
+    for family in families:
+        flat = [r for v in chosen.values() for r in v]
+        if any(r["task_family"] == family for r in flat):
+            continue
+        family_counts = {f: sum(r["task_family"] == f for r in flat) for f in families}
+        for newcomer in sorted((r for r in rows if r["task_family"] == family), key=lambda r: rank("swap:", r)):
+            modality = newcomer["modality"] or "unknown"
+            givers = [i for i, r in enumerate(chosen.get(modality, [])) if family_counts[r["task_family"]] > 1]
+            if givers:
+                chosen[modality][givers[int(rng.integers(len(givers)))]] = newcomer
+                break
+    items = sorted((r for v in chosen.values() for r in v), key=lambda r: r["id"])
+    return [items[i] for i in rng.permutation(len(items))]
+
+
+def kept_rows(build) -> list[dict]:
+    from manifests.query import open_build
+    from pipeline.audit.sample import COLUMNS
+
+    rows = open_build(build).execute(f"SELECT {', '.join(COLUMNS)} FROM kept WHERE shard IS NOT NULL").fetchall()
+    return [dict(zip(COLUMNS, values)) for values in rows]
+
+
+@pytest.mark.parametrize("n, seed", [(20, 7), (5, 0), (3, 11), (200, 1)])
+def test_the_duckdb_draw_is_the_in_memory_draw(build, n, seed):
+    from manifests.query import open_build
+    from pipeline.audit.sample import draw
+
+    assert draw(open_build(build), n, seed) == in_memory_draw(kept_rows(build), n, seed)
+
+
+def test_sample_fetches_only_its_items_from_a_large_manifest(tmp_path, monkeypatch):
+    """20,000 generated rows (10 modalities, 4 families): the draw equals its definition, and the rows that
+    reach Python are counts, the top ids per modality and the n items, not the manifest."""
+    import pipeline.audit.sample as sample
+    from manifests.query import open_build
+    from pipeline.bench.manifest import write_manifest
+    from tests.support import CountingConnection
+
+    build = write_manifest(20_000, tmp_path / "big")
+    fetched: list[int] = []
+    monkeypatch.setattr(sample, "open_build", lambda *a, **k: CountingConnection(open_build(*a, **k), fetched))
+    write_sample(build, n=50, seed=3)
+    items = read_sample(build)
+    assert [r["id"] for r in items] == [r["id"] for r in in_memory_draw(kept_rows(build), 50, 3)]
+    assert len({r["modality"] for r in items}) == 10 and len({r["task_family"] for r in items}) == 4
+    assert sum(fetched) <= 50 + 3 * 10 + 4, fetched  # the items; per modality a count and the top ids; families

@@ -37,6 +37,19 @@ def test_run_measured_counts_a_known_write_and_the_folder_peak(tmp_path):
     assert run["peak_pss"] > 0 and run["seconds"] >= 0.9
 
 
+ALLOCATOR = """
+import time
+block = bytearray(200 << 20)  # touched: resident
+del block
+time.sleep(0.5)
+"""
+
+
+def test_run_measured_keeps_the_drivers_own_peak_rss():
+    run = run_measured([sys.executable, "-c", ALLOCATOR], interval=0.05)
+    assert 200 << 20 <= run["peak_rss"] < 400 << 20  # its high-water mark, though freed before the end
+
+
 def test_run_measured_says_why_a_command_failed(tmp_path):
     with pytest.raises(RuntimeError, match="exited 3: boom"):
         run_measured([sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"])

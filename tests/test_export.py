@@ -15,6 +15,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -300,3 +301,155 @@ def test_cli_export_and_check(tmp_path, capsys):
                     "code is gathered outside the repo; see ../shared/tools/unimedvl-loaders/README.md)")
 def test_released_loaders_read_every_row(exported, tmp_path):
     run_released_loaders(exported.out, tmp_path)
+
+
+def write_shared_figure_build(out: Path, questions: int, figures: int, per_shard: int, texts: int = 3) -> Path:
+    """PMC-VQA's shape: `questions` i2t samples over `figures` JPEGs (question i asks about figure i % figures,
+    each sample holding its figure's bytes, as a build stores them), plus `texts` text samples; a manifest of
+    the real schema whose `image_hashes` name each figure, and `per_shard` samples a shard."""
+    import hashlib
+    import io
+    import tarfile
+
+    from PIL import Image as PILImage
+
+    from manifests.records import shard_key
+    from manifests.schema import MANIFEST_SCHEMA
+
+    rng = np.random.default_rng(1)
+    jpegs = []
+    for _ in range(figures):
+        buffer = io.BytesIO()
+        PILImage.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(buffer, format="JPEG")
+        jpegs.append(buffer.getvalue())
+    samples = []
+    for index in range(questions):
+        figure = index % figures
+        doc = {"id": f"pmc_vqa/train/{index:05d}", "dataset": "pmc_vqa", "main_task_type": "image_understanding",
+               "sub_task_type": "medical_vqa", "modality": "other", "split": "train",
+               "input_img": [{"path": "in0.jpg", "height": 24, "width": 32}], "output_img": [],
+               "message": [{"from": "human", "value": f"<image>\nQuestion {index}?"},
+                           {"from": "gpt", "value": f"Answer {index}."}]}
+        samples.append((doc, {"in0.jpg": jpegs[figure]}, "i2t", [hashlib.md5(jpegs[figure]).hexdigest()]))
+    for index in range(texts):
+        doc = {"id": f"medqa/train/{index:05d}", "dataset": "medqa", "main_task_type": "text", "sub_task_type": "qa",
+               "modality": "text", "split": "train", "input_img": [], "output_img": [],
+               "message": [{"from": "human", "value": f"Vignette {index}?"}, {"from": "gpt", "value": "B."}]}
+        samples.append((doc, {}, "text", None))
+    rows = []
+    (out / "shards" / "g").mkdir(parents=True)
+    for start in range(0, len(samples), per_shard):
+        name = f"g/{out.name}-{start // per_shard:06d}.tar"
+        with tarfile.open(out / "shards" / name, "w", format=tarfile.USTAR_FORMAT) as tar:
+            for doc, images, family, hashes in sorted(samples[start:start + per_shard], key=lambda s: s[0]["id"]):
+                key = shard_key(doc["id"])
+                for suffix, data in (("json", json.dumps(doc).encode()), *images.items()):
+                    info = tarfile.TarInfo(f"{key}.{suffix}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+                rows.append({"id": doc["id"], "source": doc["dataset"], "status": "kept", "task_family": family,
+                             "shard": name, "key": key, "image_hashes": hashes, "n_input_images": len(images),
+                             "n_output_images": 0, "sample": json.dumps(doc)})
+    (out / "manifest").mkdir()
+    table = pa.Table.from_pylist([{c: r.get(c) for c in MANIFEST_SCHEMA.names} for r in rows], schema=MANIFEST_SCHEMA)
+    pq.write_table(table, out / "manifest" / "part-00000.parquet")
+    return out
+
+
+def folder_sizes(root: Path) -> dict[str, int]:
+    return {folder: len(dirs) + len(files) for folder, dirs, files in os.walk(root)}
+
+
+def test_each_distinct_image_is_written_once_in_folders_of_bounded_size(tmp_path):
+    from pipeline.curriculum.export_check import check_export
+
+    build = write_shared_figure_build(tmp_path / "vqa", questions=40, figures=7, per_shard=6)
+    report = export_unimedvl([build], tmp_path / "out", ranks=1, workers=1, folder_entries=4)
+    images = tmp_path / "out" / "images"
+    files = sorted(p for p in images.rglob("*") if p.is_file())
+    assert len(files) == report.images == 7 and report.image_refs == 40  # one file per figure, 40 references
+    assert max(folder_sizes(images).values()) <= 4 and len(files[0].relative_to(images).parts) > 2  # nested
+    rows = rows_of(tmp_path / "out", SFT)
+    assert len(rows) == 40 and len(rows_of(tmp_path / "out", TEXT)) == 3
+    by_figure: dict[int, set[str]] = {}
+    for row in rows:
+        by_figure.setdefault(int(row["id"].rsplit("/", 1)[1]) % 7, set()).add(row["input_img"][0]["path"])
+    assert all(len(paths) == 1 for paths in by_figure.values()) and len(by_figure) == 7
+    assert check_export(tmp_path / "out") == []  # (ranks 1 x workers 1, from unimed_export.json)
+
+
+def test_a_build_without_manifest_shares_its_figures_too(tmp_path):
+    import shutil
+
+    build = write_shared_figure_build(tmp_path / "vqa", questions=30, figures=4, per_shard=7)
+    shutil.rmtree(build / "manifest")  # families from the samples, image counts from the tar headers
+    report = export_unimedvl([build], tmp_path / "out", ranks=1, workers=1, folder_entries=4)
+    files = [p for p in (tmp_path / "out" / "images").rglob("*") if p.is_file()]
+    assert len(files) == report.images == 4 and report.image_refs == 30
+    assert max(folder_sizes(tmp_path / "out" / "images").values()) <= 4
+    assert len(rows_of(tmp_path / "out", SFT)) == 30 and len(rows_of(tmp_path / "out", TEXT)) == 3
+
+
+class CountingConnection:
+    """A DuckDB connection that records every statement it runs."""
+
+    def __init__(self, con, log: list[str]):
+        self._con, self._log = con, log
+
+    def execute(self, query, *args):
+        self._log.append(query)
+        return self._con.execute(query, *args)
+
+    def sql(self, query, *args):
+        self._log.append(query)
+        return self._con.sql(query, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+def test_export_reads_the_manifest_in_one_query_and_each_shard_once(tmp_path, monkeypatch):
+    import duckdb
+
+    import pipeline.curriculum.export as export
+
+    statements: list[str] = []
+    connect = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", lambda *a, **k: CountingConnection(connect(*a, **k), statements))
+    opened: list[str] = []
+    read_shard = export.iter_shard
+    monkeypatch.setattr(export, "iter_shard", lambda path: opened.append(str(path)) or read_shard(path))
+    counts = []
+    for questions in (12, 120):  # 2 shards, then 20
+        statements.clear()
+        opened.clear()
+        build = write_shared_figure_build(tmp_path / f"b{questions}", questions=questions, figures=5, per_shard=6,
+                                          texts=0)
+        report = export_unimedvl([build], tmp_path / f"o{questions}", ranks=1, workers=1)
+        assert sum(report.rows.values()) == questions and report.images == 5
+        reads = [s for s in statements if "read_parquet" in s]
+        # image count (DESCRIBE, sum), kept rows per shard, the rows: none names a shard
+        assert len(reads) == 4 and not any("shard =" in s or "?" in s for s in reads), reads
+        assert sorted(opened) == sorted(set(opened)) and len(opened) == questions // 6
+        counts.append(len(statements))
+    assert counts[0] == counts[1]  # ten times the shards, the same statements
+
+
+def test_rows_of_the_manifest_and_samples_of_the_shards_that_disagree_are_named(tmp_path):
+    build = write_shared_figure_build(tmp_path / "vqa", questions=6, figures=2, per_shard=6, texts=0)
+    table = pq.read_table(build / "manifest")
+    rows = table.to_pylist()
+    ghost = {**rows[0], "id": "pmc_vqa/train/ghost", "key": "ghost"}  # in the manifest, in no shard
+    kept = [r for r in rows if r["id"] != rows[1]["id"]] + [ghost]  # rows[1]: in the shard, not kept
+    pq.write_table(pa.Table.from_pylist(kept, schema=table.schema), build / "manifest" / "part-00000.parquet")
+    report = export_unimedvl([build], tmp_path / "out", ranks=1, workers=1)
+    assert sum(report.rows.values()) == 5 and report.skipped_count == 2
+    assert any(rows[1]["key"] in s and "not a kept sample" in s for s in report.skipped)
+    assert any("ghost" in s and "not in its shard" in s for s in report.skipped)
+
+
+def test_a_shard_the_manifest_names_but_the_disk_lacks_is_one_clear_error(tmp_path):
+    build = write_shared_figure_build(tmp_path / "vqa", questions=12, figures=2, per_shard=6, texts=0)
+    next((build / "shards").rglob("*.tar")).unlink()
+    with pytest.raises(FileNotFoundError, match="named by the manifest .* is missing; rebuild or restore it"):
+        export_unimedvl([build], tmp_path / "out", ranks=1, workers=1)

@@ -239,7 +239,7 @@ def test_the_header_walk_reads_what_tarfile_reads(tmp_path):
             info = tarfile.TarInfo(name)
             info.size = size
             tar.addfile(info, io.BytesIO(b"z" * size))
-    assert _walk_ustar(path.read_bytes()) is None  # the 120-character name needs a GNU long-name header
+    assert _walk_ustar(io.BytesIO(path.read_bytes())) is None  # the 120-character name needs a GNU long-name header
     assert [key for key, _ in scan_tar(path)] == ["a", "b", "x" * 120]
     short = tmp_path / "short.tar"
     with tarfile.open(short, "w", format=tarfile.USTAR_FORMAT) as tar:
@@ -247,4 +247,4 @@ def test_the_header_walk_reads_what_tarfile_reads(tmp_path):
             info = tarfile.TarInfo(name)
             info.size = size
             tar.addfile(info, io.BytesIO(b"z" * size))
-    assert _walk_ustar(short.read_bytes()) == _walk_tarfile(short)
+    assert _walk_ustar(io.BytesIO(short.read_bytes())) == _walk_tarfile(short)

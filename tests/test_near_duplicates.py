@@ -111,7 +111,11 @@ def test_lsh_pairs_agree_with_brute_force():
                for i, j, d in zip(*(found.column(c).to_pylist() for c in ("i", "j", "distance"))))
 
 
-def test_planted_benchmark_image_is_rejected_and_reported():
+@pytest.mark.parametrize("batch_rows", [50_000, 3])
+def test_planted_benchmark_image_is_rejected_and_reported(batch_rows, monkeypatch):
+    import filters.decontamination
+
+    monkeypatch.setattr(filters.decontamination, "TRAIN_BATCH_ROWS", batch_rows)  # 11 rows in one batch, or four
     bench_pixels = phantom(rng_for("benchmark-item"), 256, 256)
     planted = phash_of_pil(variant(bench_pixels, "jpeg").resize((200, 200)))
     others = [phash_of_pil(PILImage.fromarray(phantom(rng_for(f"train-{i}"), 256, 256))) for i in range(10)]
@@ -162,13 +166,13 @@ def near_dup_build(ray_session, sample_root, tmp_path_factory):
     recipe.sources = [entry for entry in recipe.sources if entry.name in ("vqa_rad", "ham10000")]
     recipe.near_duplicates.enabled = True
     recipe.near_duplicates.benchmarks = [b for b in recipe.near_duplicates.benchmarks if b.name == "vqa_rad"]
-    return build(recipe, tmp_path_factory.mktemp("nd-build"), root, progress=False), test_item.id, same_image
+    return build(recipe, tmp_path_factory.mktemp("nd-build"), root, progress=False), test_item.id, same_image, root
 
 
 def test_sample_build_rejects_planted_benchmark_copy_and_has_contamination_view(near_dup_build):
     from manifests.query import open_build
 
-    report, item_id, same_image = near_dup_build
+    report, item_id, same_image, _ = near_dup_build
     con = open_build(report.out_dir)
     planted = con.execute("SELECT id, detail FROM records WHERE reason = 'benchmark_overlap' AND source = 'ham10000'"
                           ).fetchall()
@@ -180,3 +184,27 @@ def test_sample_build_rejects_planted_benchmark_copy_and_has_contamination_view(
     assert ("ham10000", same_image, 2) in view  # benchmark items with a neighbour; both HAM10000 rows rejected
     stats = json.loads((report.out_dir / "stats.json").read_text())
     assert stats["near_duplicates"]["benchmark_overlap"] >= 1
+
+
+def test_contamination_command_matches_every_kept_row_once_and_leaves_the_build(near_dup_build, monkeypatch):
+    """`unimed contamination` streams the kept rows past the benchmark (batches of 7 here) and copies only the
+    matched rows: its report equals decontaminating a copy of every kept row, and the build is unchanged."""
+    import filters.decontamination
+    from manifests.query import open_build
+    from pipeline.engine.benchmarks import read_benchmarks
+    from pipeline.engine.near_duplicates import decontaminate
+    from pipeline.rescore.contamination import contamination_of_build
+    from pipeline.rescore.rethreshold import load_build_recipe
+
+    report, _, _, root = near_dup_build
+    manifest = sorted((report.out_dir / "manifest").glob("*.parquet"))
+    before = [(path.stat().st_mtime_ns, path.read_bytes()) for path in manifest]
+    recipe, _ = load_build_recipe(report.out_dir)
+    bench, _ = read_benchmarks(recipe.near_duplicates, root)
+    con = open_build(report.out_dir)
+    con.execute("CREATE TABLE scratch AS SELECT * FROM kept")
+    expected = decontaminate(con, recipe, bench, table="scratch").to_pylist()
+    monkeypatch.setattr(filters.decontamination, "TRAIN_BATCH_ROWS", 7)
+    summary = contamination_of_build(report.out_dir, None, root)
+    assert summary["report"] == expected and expected
+    assert [(path.stat().st_mtime_ns, path.read_bytes()) for path in manifest] == before

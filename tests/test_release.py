@@ -249,3 +249,23 @@ def test_recipe_access_setting_is_optional_and_checked():
         parse_recipe({"name": "x", "access": "open-ish"})
     assert parse_recipe(yaml.safe_load(yaml.safe_dump(sample_recipe().to_dict()))).to_dict() == \
         sample_recipe().to_dict()
+
+
+def test_release_reads_the_builds_hashes_and_decodes_only_to_verify(small, tmp_path, monkeypatch):
+    import pipeline.release.write as release_write
+
+    _, report, _, _ = small
+    decoded = []
+    real = release_write.decode_bytes
+    monkeypatch.setattr(release_write, "decode_bytes", lambda data, **kw: decoded.append(kw) or real(data, **kw))
+    plain = write_release(report.out_dir, tmp_path / "plain")
+    assert decoded == [] and plain.images_decoded == 0  # the hashes are the build's own
+    verified = write_release(report.out_dir, tmp_path / "verified", verify=True)
+    rows = pq.read_table(tmp_path / "verified" / RECORDS_FILE).to_pylist()
+    images = sum(len(row["image_members"]) for row in rows)
+    assert len(decoded) == verified.images_decoded == images > 0
+    assert pq.read_table(tmp_path / "plain" / RECORDS_FILE).equals(pq.read_table(tmp_path / "verified" / RECORDS_FILE))
+    manifest = dict(open_build(report.out_dir).execute("SELECT id, image_hashes FROM kept").fetchall())
+    assert {row["id"]: row["image_hashes"] for row in rows} == {i: hashes or [] for i, hashes in manifest.items()}
+    meta = json.loads((tmp_path / "verified" / "release.json").read_text())
+    assert meta["images_verified"] is True and meta["image_hash_mismatches"] == verified.hash_mismatches

@@ -62,3 +62,32 @@ def test_report_of_a_missing_build_is_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nowhere")]) == 1
     err = capsys.readouterr().err
     assert "unimed build" in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_aggregates_in_duckdb_whatever_the_manifest_size(tmp_path, monkeypatch):
+    """Generated manifests of 2,000 and 20,000 rows (40 sources, 10 modalities, alignment scores on every
+    row): the rows that reach Python are the aggregates and the gallery's picks, not the manifest's rows."""
+    import pipeline.report.html as report_html
+    from manifests.query import open_build
+    from pipeline.bench.manifest import write_manifest
+    from tests.support import CountingConnection
+
+    from matplotlib.figure import Figure
+
+    # the plots are drawn from the same few rows; rendering thirty subplots twice is not what is tested here
+    monkeypatch.setattr(report_html.Page, "figure", lambda self, fig, name, alt: report_html.plt.close(fig))
+    monkeypatch.setattr(Figure, "tight_layout", lambda self, *a, **k: None)
+    fetched: dict[int, list[int]] = {}
+    for rows in (2_000, 20_000):
+        build = write_manifest(rows, tmp_path / f"m{rows}")
+        fetched[rows] = []
+        monkeypatch.setattr(report_html, "open_build",
+                            lambda *a, **k: CountingConnection(open_build(*a, **k), fetched[rows]))
+        page = write_report(build, tmp_path / f"out{rows}", per_gallery=4).read_text()
+        assert f"{rows} input records" in page and 'id="alignment"' in page
+    small, large = sum(fetched[2_000]), sum(fetched[20_000])
+    assert large < 1.5 * small, (small, large)  # ten times the rows, not ten times the fetch
+    # the most any aggregate can return: funnel groups (40 sources x 4 families x 6 outcomes), histogram bins
+    # (10 modalities x 3 scores x 2 statuses), the image-size grid (2 statuses), and a few hundred more
+    bound = 40 * 4 * 6 + 10 * 3 * 2 * report_html.ALIGN_BINS + 2 * report_html.SIZE_CELLS ** 2 + 300
+    assert large <= bound < 20_000 / 4, (large, bound)

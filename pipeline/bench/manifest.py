@@ -48,7 +48,7 @@ SELECT
   512 + (h % 1537) AS width, 512 + (h2 % 1537) AS height, 8 AS bit_depth, 1 + 2 * (h % 2) AS channels,
   'MONOCHROME2' AS photometric, NULL AS slice_index, NULL AS slice_axis, 'jpg' AS image_format,
   20000 + h % 400000 AS stored_bytes, h % 10 = 0 AS downscaled,
-  md5(i::VARCHAR) AS pixel_hash, md5((i + 1)::VARCHAR || 'c') AS content_hash,
+  md5(i::VARCHAR) AS pixel_hash, [md5(i::VARCHAR)] AS image_hashes, md5((i + 1)::VARCHAR || 'c') AS content_hash,
   512 + (h % 1537) AS min_side, 512 + (h2 % 1537) AS max_side, (512 + (h % 1537)) * (512 + (h2 % 1537)) AS max_pixels,
   1.0 + (h % 100) / 100.0 AS aspect_ratio, (h2 % 1000) / 1000.0 AS pixel_std,
   60 + h % 540 AS text_chars, (h2 % 100) / 1000.0 AS garbage_ratio, 'en' AS language,

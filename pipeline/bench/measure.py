@@ -1,6 +1,7 @@
 """What the benchmarks count about a process they spawned: wall time from spawn, peak summed PSS of its
-process tree, bytes it wrote (per-process `/proc/<pid>/io` write_bytes, last value seen of each process,
-dead ones included), and the peak size of a folder, all sampled in one thread.
+process tree, the peak RSS of the process itself (its kernel high-water mark, VmHWM: the driver's own
+memory, Ray's workers not included), bytes it wrote (per-process `/proc/<pid>/io` write_bytes, last value
+seen of each process, dead ones included), and the peak size of a folder, all sampled in one thread.
 
 Ray's workers are children of the raylet, which the build's driver starts: they are in the tree. Ray's
 object store lives in /dev/shm and is not a block device, so its writes are not in write_bytes.
@@ -39,6 +40,18 @@ def folder_bytes(root: Path) -> int:
     return total
 
 
+def high_water_mark(pid: int) -> int:
+    """Peak resident set size of a live process in bytes (VmHWM in /proc/<pid>/status); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
 @dataclass
 class TreeMeter:
     """Samples process `pid` and its descendants every `interval` s until stopped."""
@@ -47,6 +60,7 @@ class TreeMeter:
     watch: Path | None = None
     interval: float = 0.1
     peak_pss: int = 0
+    peak_rss: int = 0  # the root process's VmHWM, last value seen (it only grows)
     peak_folder: int = 0
     written: dict[int, int] = field(default_factory=dict)  # pid -> last write_bytes seen
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -66,6 +80,7 @@ class TreeMeter:
             except psutil.Error:
                 continue
         self.peak_pss = max(self.peak_pss, pss)
+        self.peak_rss = max(self.peak_rss, high_water_mark(self.pid))
         if self.watch is not None:
             self.peak_folder = max(self.peak_folder, folder_bytes(self.watch))
 
@@ -109,5 +124,6 @@ def run_measured(command: list[str], watch: Path | None = None, env: dict | None
         result = json.loads(lines[-1]) if lines else {}
     except json.JSONDecodeError:
         result = {}
-    return {"seconds": seconds, "peak_pss": meter.peak_pss, "bytes_written": meter.bytes_written,
+    return {"seconds": seconds, "peak_pss": meter.peak_pss, "peak_rss": meter.peak_rss,
+            "bytes_written": meter.bytes_written,
             "root_written": meter.written.get(process.pid, 0), "peak_folder": meter.peak_folder, "result": result}

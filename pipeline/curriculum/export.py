@@ -5,7 +5,11 @@
 
 Layout written under OUT (every path in it is relative to OUT, so `cp -r` of an export still trains)::
 
-    images/<dataset>/<key>.<member>           image bytes as stored in the shard (PNG stays lossless)
+    images/<f1>/.../<digest>.<ext>            each distinct image once, bytes as stored in the shard (PNG stays
+                                              lossless), named by their blake2b digest; nested by the digest in
+                                              as many levels as the image count needs for about half of
+                                              `folder_entries` (10,000) files a folder, never more than that many
+                                              subfolders
     jsonl/<registry key>/<dataset>.jsonl      one row per line, ASCII-only JSON; image paths relative to images/
     parquet/t2i/part-NNNNN.parquet            Bagel t2i_pretrain: `image` (bytes), `captions` (JSON string);
                                               at least ranks x workers files (the loader hands out whole files)
@@ -31,11 +35,19 @@ inferencer), not part of the released data code. Rows no released loader reads w
 Stage weights are the curriculum's (schedule.CURRICULUM_STAGES); a family split over two loaders (t2i,
 interleaved) shares its weight between them in proportion to their rows. `num_used_data` is the row
 count per dataset for the JSONL loaders and the parquet file count for t2i_pretrain, the unit each
-loader counts. Streamed: one sample's bytes in memory, plus one row group per open parquet file.
+loader counts.
+
+One pass: per build, DuckDB counts the kept rows of each shard, then streams the kept rows (shard, key,
+family) in the manifest's own order, no sort; a shard is read, once and sequentially, as soon as its last
+row has streamed past. Memory holds the labels of the shards still filling (in a manifest written by
+finalisation, about one per shard group), one sample's bytes and one row group per open parquet file. A
+duplicate image is found by its file already being there (its name is its digest), so nothing grows with
+the corpus.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -51,10 +63,11 @@ from typing import Any, Iterator, Sequence
 import yaml
 
 from manifests import storage
-from pipeline.curriculum.schedule import FAMILIES, CURRICULUM_STAGES
-from manifests.shards import relative_shard
-from pipeline.curriculum.index import infer_family, ManifestLabels, shard_paths
+from manifests.query import QUERY_MEMORY_LIMIT, ManifestNotFound, limit_memory, manifest_glob
 from manifests.records import IMAGE_TOKEN
+from manifests.shards import SHARDS_DIR, relative_shard
+from pipeline.curriculum.schedule import FAMILIES, CURRICULUM_STAGES
+from pipeline.curriculum.index import infer_family, scan_tar, shard_paths
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +101,8 @@ TRANSFORM_ARGS = {"image_transform_args": VAE_ARGS, "vit_image_transform_args": 
 MAX_SIDE, MAX_PIXELS = 4096, 20_000_000
 DEFAULT_RANKS, DEFAULT_WORKERS = 8, 1  # UniMedVL's train_example.sh: 8 GPUs, num_workers 1
 SETTINGS_FILE = "unimed_export.json"
+FOLDER_ENTRIES = 10_000  # at most this many files or folders in any folder of images/
+SKIPPED_LISTED = 1_000  # skipped rows named one by one in unimed_export.json; the rest are counted
 
 
 class Unreadable(ValueError):
@@ -100,12 +115,19 @@ class ExportReport:
     ranks: int = DEFAULT_RANKS
     workers: int = DEFAULT_WORKERS
     rows: Counter = field(default_factory=Counter)  # (registry key, dataset) -> JSONL rows
-    images: int = 0
+    images: int = 0  # image files written (distinct images)
+    image_refs: int = 0  # image references of the exported JSONL rows
+    skipped_count: int = 0  # `skipped` names the first SKIPPED_LISTED of them
     t2i_rows: int = 0
     t2i_files: int = 0
     stages: list[int] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    def skip(self, why: str) -> None:
+        self.skipped_count += 1
+        if len(self.skipped) < SKIPPED_LISTED:
+            self.skipped.append(why)
 
 
 def iter_shard(path: Path | str) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -263,57 +285,67 @@ class _T2IParquet:
             self._close(index)
 
 
+Labels = dict[str, str]  # key -> task family of one shard's kept samples
+
+
 def export_unimedvl(builds: Sequence[Path | str], out: Path | str, ranks: int = DEFAULT_RANKS,
-                    workers: int = DEFAULT_WORKERS, rows_per_file: int = 10_000, row_group: int = 64) -> ExportReport:
+                    workers: int = DEFAULT_WORKERS, rows_per_file: int = 10_000, row_group: int = 64,
+                    folder_entries: int = FOLDER_ENTRIES) -> ExportReport:
     if ranks < 1 or workers < 1:
         raise ValueError(f"--ranks and --workers must be at least 1 (got {ranks}, {workers})")
     out = Path(out)
     _clear_earlier_export(out)
-    images_dir, jsonl_dir = out / "images", out / "jsonl"
+    jsonl_dir = out / "jsonl"
     report = ExportReport(out, ranks, workers)
+    images = ImageFiles(out / "images", folder_entries, expected_images(builds))
     jsonl: dict[tuple[str, str], Any] = {}
     t2i = _T2IParquet(out / T2I_PARQUET_DIR, ranks * workers, rows_per_file, row_group)
     try:
-        for build in builds:
-            manifest = ManifestLabels(build)  # queried per shard: memory does not grow with the build
-            for shard in shard_paths([build]):
-                name = relative_shard(build, shard)
-                labels = manifest.for_shard(name)
-                for key, members in iter_shard(shard):
-                    where = f"{name}:{key}"
-                    if "json" not in members:
-                        report.skipped.append(f"{where} (no json member)")
+        for shard, name, labels in shards_to_export(builds):
+            for key, members in iter_shard(shard):
+                where = f"{name}:{key}"
+                label = None
+                if labels is not None:
+                    label = labels.pop(key, None)
+                    if label is None:
+                        report.skip(f"{where} (not a kept sample of the manifest)")
                         continue
-                    doc = json.loads(members.pop("json"))
-                    family = labels.get(key, (infer_family(doc),))[0]
-                    if family not in FAMILIES:
-                        report.skipped.append(f"{where} (task family {family!r})")
-                        continue
-                    try:
-                        registry, message = route(doc)
-                        _check_images(doc, members)
-                    except Unreadable as reason:
-                        report.skipped.append(f"{where} ({reason})")
-                        continue
-                    if registry == BAGEL_T2I:
-                        caption = " ".join(t["value"] for t in message if t["from"] == "human")
-                        t2i.add(members[doc["output_img"][0]["path"]],
-                                json.dumps({"caption": " ".join(caption.split())}, ensure_ascii=True))
-                        continue
-                    dataset = _safe(str(doc.get("dataset") or "unknown"))
-                    record = _export_images(doc, members, images_dir, dataset, key, report)
-                    record["message"] = message
-                    handle = jsonl.get((registry, dataset))
-                    if handle is None:
-                        path = jsonl_dir / registry / f"{dataset}.jsonl"
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        handle = jsonl[(registry, dataset)] = open(path, "w", encoding="ascii")
-                    handle.write(json.dumps(record, ensure_ascii=True, sort_keys=True) + "\n")
-                    report.rows[(registry, dataset)] += 1
+                if "json" not in members:
+                    report.skip(f"{where} (no json member)")
+                    continue
+                doc = json.loads(members.pop("json"))
+                family = label or infer_family(doc)
+                if family not in FAMILIES:
+                    report.skip(f"{where} (task family {family!r})")
+                    continue
+                try:
+                    registry, message = route(doc)
+                    _check_images(doc, members)
+                except Unreadable as reason:
+                    report.skip(f"{where} ({reason})")
+                    continue
+                if registry == BAGEL_T2I:
+                    caption = " ".join(t["value"] for t in message if t["from"] == "human")
+                    t2i.add(members[doc["output_img"][0]["path"]],
+                            json.dumps({"caption": " ".join(caption.split())}, ensure_ascii=True))
+                    continue
+                dataset = _safe(str(doc.get("dataset") or "unknown"))
+                record = _export_images(doc, members, images)
+                record["message"] = message
+                handle = jsonl.get((registry, dataset))
+                if handle is None:
+                    path = jsonl_dir / registry / f"{dataset}.jsonl"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    handle = jsonl[(registry, dataset)] = open(path, "w", encoding="ascii")
+                handle.write(json.dumps(record, ensure_ascii=True, sort_keys=True) + "\n")
+                report.rows[(registry, dataset)] += 1
+            for key in sorted(labels or ()):
+                report.skip(f"{name}:{key} (in the manifest, not in its shard)")
     finally:
         for handle in jsonl.values():
             handle.close()
         t2i.close()
+    report.images, report.image_refs = images.files, images.references
     report.t2i_rows, report.t2i_files = t2i.rows, t2i.files
     _write_yaml(out / "dataset_info.yaml", dataset_info(report))
     _write_text(out / "unimed_dataset_info.py", MERGE_MODULE)
@@ -331,11 +363,111 @@ def export_unimedvl(builds: Sequence[Path | str], out: Path | str, ranks: int = 
     settings = {"format": "unimedvl", "ranks": ranks, "workers": workers, "stages": report.stages,
                 "rows": {f"{k}/{d}": n for (k, d), n in sorted(report.rows.items())},
                 "t2i_parquet": {"rows": report.t2i_rows, "files": report.t2i_files},
-                "skipped": report.skipped, "warnings": report.warnings}
+                "images": {"files": report.images, "references": report.image_refs,
+                           "folder_entries": folder_entries},
+                "skipped_count": report.skipped_count, "skipped": report.skipped, "warnings": report.warnings}
     _write_text(out / SETTINGS_FILE, json.dumps(settings, indent=1, ensure_ascii=True) + "\n")
     for warning in report.warnings:
         log.warning("%s", warning)
     return report
+
+
+def shards_to_export(builds: Sequence[Path | str]) -> Iterator[tuple[str, str, Labels | None]]:
+    """(shard location, its name under shards/, its kept samples' families by key), build after build. With a
+    manifest: the kept rows per shard counted, then the rows streamed in the manifest's order, and a shard given
+    when its last row has passed (so the shards come in the order they complete); without one, every shard on
+    disk, labels None (families read from the samples)."""
+    for build in builds:
+        try:
+            glob = manifest_glob(build)
+        except ManifestNotFound:
+            for shard in shard_paths([build]):
+                yield shard, relative_shard(build, shard), None
+            continue
+        fs, root = storage.filesystem(build)
+        con = limit_memory(storage.duckdb_connect(fs), QUERY_MEMORY_LIMIT)
+        kept = (f"FROM read_parquet('{glob.replace(chr(39), chr(39) * 2)}', union_by_name = true) "
+                "WHERE status = 'kept' AND shard IS NOT NULL")
+        try:
+            expected = dict(con.execute(f"SELECT shard, count(*) {kept} GROUP BY shard").fetchall())
+            filling: dict[str, Labels] = {}
+            for batch in con.sql(f"SELECT shard, key, task_family {kept}").to_arrow_reader(10_000):
+                columns = batch.to_pydict()
+                for shard, key, family in zip(columns["shard"], columns["key"], columns["task_family"]):
+                    labels = filling.setdefault(shard, {})
+                    labels[key] = family
+                    if len(labels) == expected[shard]:
+                        path = storage.join(root, SHARDS_DIR, shard)
+                        if not storage.exists(fs, path):
+                            raise FileNotFoundError(f"shard {shard} named by the manifest of {build} is missing; "
+                                                    "rebuild or restore it")
+                        yield storage.location(fs, path), shard, filling.pop(shard)
+        finally:
+            con.close()
+
+
+def expected_images(builds: Sequence[Path | str]) -> int:
+    """How many image references the builds' kept samples hold (what sizes images/): from each manifest's
+    image counts, or, for a build without them, from its shards' tar headers."""
+    total = 0
+    for build in builds:
+        try:
+            glob = manifest_glob(build)
+        except ManifestNotFound:
+            glob = None
+        if glob is not None:
+            con = storage.duckdb_connect(storage.filesystem(build)[0])
+            source = f"read_parquet('{glob.replace(chr(39), chr(39) * 2)}', union_by_name = true)"
+            columns = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+            if {"n_input_images", "n_output_images"} <= columns:
+                total += con.execute(f"SELECT coalesce(sum(coalesce(n_input_images, 0) + coalesce(n_output_images, "
+                                     f"0)), 0) FROM {source} WHERE status = 'kept'").fetchall()[0][0]
+                con.close()
+                continue
+            con.close()
+        total += sum(1 for shard in shard_paths([build]) for _, members in scan_tar(shard)
+                     for suffix, _, _ in members if suffix != "json")
+    return int(total)
+
+
+class ImageFiles:
+    """The export's images/: each distinct image (by the bytes' blake2b digest) written once, in nested folders.
+    The digest picks a folder at each of `levels` levels out of `fanout` (half of `entries`), with as many
+    levels as `expected` images need for about `fanout` files a leaf folder: no folder holds more than
+    `fanout` subfolders, and a leaf more than `entries` files only with a vanishing probability (a binomial at
+    twice its mean). A later row with the same bytes finds the file there and points at it."""
+
+    def __init__(self, root: Path, entries: int = FOLDER_ENTRIES, expected: int = 0):
+        if entries < 2:
+            raise ValueError(f"folder_entries must be at least 2 (got {entries})")
+        self.root, self.fanout = root, max(2, entries // 2)
+        self.width = len(str(self.fanout - 1))
+        self.levels = 0
+        while expected > self.fanout ** (self.levels + 1):
+            self.levels += 1
+        self.files = self.references = 0
+        self._folder: Path | None = None
+
+    def relative(self, digest: str, extension: str) -> str:
+        """`<f1>/.../<digest>.<ext>`: the folders are the digest's last base-`fanout` digits."""
+        value, folders = int(digest, 16), []
+        for _ in range(self.levels):
+            value, digit = divmod(value, self.fanout)
+            folders.append(f"{digit:0{self.width}d}")
+        return "/".join([*folders, f"{digest}.{extension}"])
+
+    def place(self, member: str, data: bytes) -> str:
+        """The path (relative to images/) of the file holding these bytes, written unless already there."""
+        self.references += 1
+        relative = self.relative(hashlib.blake2b(data, digest_size=16).hexdigest(), member.rsplit(".", 1)[-1])
+        target = self.root / relative
+        if not target.exists():
+            if target.parent != self._folder:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._folder = target.parent
+            target.write_bytes(data)
+            self.files += 1
+        return relative
 
 
 def _clear_earlier_export(out: Path) -> None:
@@ -360,19 +492,11 @@ def _check_images(doc: dict[str, Any], members: dict[str, bytes]) -> None:
                                  f"or more than {MAX_PIXELS} pixels")
 
 
-def _export_images(doc: dict[str, Any], members: dict[str, bytes], images_dir: Path, dataset: str, key: str,
-                   report: ExportReport) -> dict[str, Any]:
+def _export_images(doc: dict[str, Any], members: dict[str, bytes], images: ImageFiles) -> dict[str, Any]:
+    """The row with each image reference pointing at its file under images/."""
     record = dict(doc)
     for role in ("input_img", "output_img"):
-        refs = []
-        for ref in doc.get(role) or []:
-            relative = f"{dataset}/{key}.{ref['path']}"
-            target = images_dir / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(members[ref["path"]])
-            report.images += 1
-            refs.append({**ref, "path": relative})
-        record[role] = refs
+        record[role] = [{**ref, "path": images.place(ref["path"], members[ref["path"]])} for ref in doc.get(role) or []]
     return record
 
 

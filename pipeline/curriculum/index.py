@@ -1,7 +1,8 @@
 """The sample index, columnar: per sample a shard number, a key, a task family and a source, in numpy and
 Arrow arrays (no Python object per sample). Built from the build's manifest (kept rows carry `shard`,
-`key`, `task_family`, `source`) in one DuckDB query, in the order finalisation writes them (shard path,
-then id); a build without a manifest falls back to scanning tar headers and reading each sample's JSON.
+`key`, `task_family`, `source`) in one streamed DuckDB query (memory-limited, so its sort spills), in the
+order finalisation writes them (shard path, then id), batch by batch into the compact columns; a build
+without a manifest falls back to scanning tar headers and reading each sample's JSON.
 
 Where a sample's members sit inside its shard is looked up on first read of that shard (one header
 scan of that shard only, kept per process), so start-up never reads a tar.
@@ -15,7 +16,7 @@ import logging
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, BinaryIO, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -82,11 +83,11 @@ def shard_paths(build_dirs: Sequence[Path | str]) -> list[str]:
 
 def scan_tar(path: Path | str) -> list[tuple[str, Members]]:
     """(key, members) per sample, in tar order: headers only. Plain ustar headers (what the build and
-    webdataset write) are walked in one read of the file; anything else (long names, pax) goes through
-    `tarfile`."""
-    with storage.open_input(path) as stream:  # a local file, or one GET of a shard on object storage
-        data = stream.read()
-    entries = _walk_ustar(data)
+    webdataset write) are walked header to header, seeking over the data (a local file, or a shard on
+    object storage read through fsspec's read-ahead), so memory holds one header, never the shard; anything
+    else (long names, pax) goes through `tarfile`."""
+    with storage.open_input(path) as stream:
+        entries = _walk_ustar(stream)
     if entries is None:
         entries = _walk_tarfile(path)
     samples: list[tuple[str, list[tuple[str, int, int]]]] = []
@@ -100,11 +101,15 @@ def scan_tar(path: Path | str) -> list[tuple[str, Members]]:
     return [(key, tuple(members)) for key, members in samples]
 
 
-def _walk_ustar(data: bytes) -> list[tuple[str, int, int]] | None:
-    """(name, data offset, size) of each regular file; None when a header needs `tarfile` to read."""
+def _walk_ustar(stream: BinaryIO) -> list[tuple[str, int, int]] | None:
+    """(name, data offset, size) of each regular file of a seekable tar stream; None when a header needs
+    `tarfile` to read."""
     entries, pos = [], 0
-    while pos + 512 <= len(data) and data[pos] != 0:
-        header = data[pos:pos + 512]
+    while True:
+        stream.seek(pos)
+        header = stream.read(512)
+        if len(header) < 512 or header[0] == 0:
+            break
         kind = header[156:157]
         if kind not in (b"0", b"\0", b"5") or header[124] & 0x80:  # long names, pax, links, base-256 sizes
             return None
@@ -132,47 +137,70 @@ def infer_family(doc: dict[str, Any]) -> str:
     return "t2i" if n_in == 0 else "interleaved"
 
 
-class ManifestLabels:
-    """(task_family, source) of each kept key, per shard, from a build's manifest (empty without one)."""
+@dataclass
+class _Columns:
+    """One build's samples as compact columns: codes into `shards` / `sources`, family codes into FAMILIES
+    (-1: a family outside them)."""
 
-    def __init__(self, build_dir: Path):
-        from manifests.query import ManifestNotFound, open_build
-
-        try:
-            self.con = open_build(build_dir)
-        except ManifestNotFound:
-            self.con = None
-
-    def for_shard(self, shard_name: str) -> dict[str, tuple[str, str]]:
-        """`shard_name` as the manifest's `shard` column holds it: relative to shards/."""
-        if self.con is None:
-            return {}
-        rows = self.con.execute("SELECT key, task_family, source FROM kept WHERE shard = ?", [shard_name]).fetchall()
-        return {key: (family, source) for key, family, source in rows}
+    shards: list[str]  # relative to shards/
+    shard: np.ndarray  # int32
+    keys: pa.Array
+    family: np.ndarray  # int8
+    sources: list[str]
+    source: np.ndarray  # int32
 
 
-def _from_manifest(build_dir: Path) -> pa.Table | None:
-    """(shard, key, task_family, source) of every kept row with a shard, in write order; None without a
-    manifest."""
-    from manifests.query import ManifestNotFound, open_build
+def _from_manifest(build_dir: Path) -> _Columns | None:
+    """Every kept row with a shard, in write order (shard, then id), from one streamed query, batch by batch
+    into compact columns; None without a manifest."""
+    from manifests.query import QUERY_MEMORY_LIMIT, ManifestNotFound, open_build
 
     try:
-        con = open_build(build_dir)
+        con = open_build(build_dir, memory_limit=QUERY_MEMORY_LIMIT)
     except ManifestNotFound:
         return None
-    table = con.sql("SELECT shard, key, task_family, source FROM kept WHERE shard IS NOT NULL "
-                    "ORDER BY shard, id").to_arrow_table()
+    reader = con.sql("SELECT shard, key, task_family, coalesce(source, 'unknown') AS source FROM kept "
+                     "WHERE shard IS NOT NULL ORDER BY shard, id").to_arrow_reader(100_000)
+    columns = _encode(pa.Table.from_batches([batch]) for batch in reader)
     con.close()
     on_disk = {relative_shard(build_dir, path) for path in shard_locations(build_dir)}
-    named = set(pc.unique(table["shard"]).to_pylist())
-    missing = sorted(named - on_disk)
+    missing = sorted(set(columns.shards) - on_disk)
     if missing:
         raise FileNotFoundError(f"{len(missing)} shards named by the manifest of {build_dir} are missing, "
                                 f"e.g. {storage.join(str(build_dir), SHARDS_DIR, missing[0])}; rebuild or restore them")
-    return table
+    return columns
 
 
-def _from_tars(build_dir: Path) -> pa.Table:
+def _encode(tables: Iterable[pa.Table]) -> _Columns:
+    """Batches of (shard, key, task_family, source) strings as compact columns: a dictionary holds one entry
+    per distinct shard and source, never one per row."""
+    shards: dict[str, int] = {}
+    sources: dict[str, int] = {}
+    shard_codes, keys, family_codes, source_codes = [], [], [], []
+    for table in tables:
+        shard_codes.append(_codes(table["shard"], shards))
+        source_codes.append(_codes(table["source"], sources))
+        keys.append(table["key"].combine_chunks())
+        family = pc.index_in(table["task_family"], value_set=pa.array(FAMILIES))
+        family_codes.append(pc.fill_null(family, -1).to_numpy(zero_copy_only=False).astype(np.int8))
+    return _Columns(list(shards), _concat(shard_codes, np.int32), pa.chunked_array(keys, pa.string()).combine_chunks(),
+                    _concat(family_codes, np.int8), list(sources), _concat(source_codes, np.int32))
+
+
+def _codes(values: pa.ChunkedArray | pa.Array, seen: dict[str, int]) -> np.ndarray:
+    """int32 codes of a batch's strings in `seen` (first-seen order), adding the new ones."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    encoded = values.dictionary_encode()
+    local = np.array([seen.setdefault(value, len(seen)) for value in encoded.dictionary.to_pylist()], np.int32)
+    return local[encoded.indices.to_numpy(zero_copy_only=False)] if len(local) else np.zeros(len(values), np.int32)
+
+
+def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
+
+
+def _from_tars(build_dir: Path) -> _Columns:
     """The fallback without a manifest: every tar's headers, labels from each sample's own JSON."""
     shards, keys, families, sources = [], [], [], []
     for path in shard_paths([build_dir]):
@@ -183,42 +211,36 @@ def _from_tars(build_dir: Path) -> pa.Table:
                 keys.append(key)
                 families.append(infer_family(doc))
                 sources.append(str(doc.get("dataset") or "unknown"))
-    return pa.table({"shard": pa.array(shards, pa.string()), "key": pa.array(keys, pa.string()),
-                     "task_family": pa.array(families, pa.string()), "source": pa.array(sources, pa.string())})
+    return _encode([pa.table({"shard": pa.array(shards, pa.string()), "key": pa.array(keys, pa.string()),
+                              "task_family": pa.array(families, pa.string()),
+                              "source": pa.array(sources, pa.string())})])
 
 
 def build_index(build_dirs: Sequence[Path | str]) -> ShardIndex:
-
     shards: list[str] = []
+    sources: dict[str, int] = {}
     shard_parts, key_parts, family_parts, source_parts = [], [], [], []
     for build_dir in build_dirs:  # local folders or URLs
-        table = _from_manifest(build_dir)
-        if table is None:
-            table = _from_tars(build_dir)
-        if table.num_rows == 0 and not shard_locations(build_dir):
+        columns = _from_manifest(build_dir)
+        if columns is None:
+            columns = _from_tars(build_dir)
+        if len(columns.keys) == 0 and not shard_locations(build_dir):
             raise FileNotFoundError(f"no shards under {storage.join(str(build_dir), SHARDS_DIR)}; run `unimed build` first")
-        family = pc.index_in(table["task_family"], value_set=pa.array(FAMILIES)).to_numpy(zero_copy_only=False)
-        unknown = np.isnan(family) if family.dtype.kind == "f" else np.zeros(len(family), bool)
-        if unknown.any():
-            log.warning("%d samples of %s have a task family outside %s; skipped", int(unknown.sum()), build_dir,
+        known = columns.family >= 0
+        if not known.all():
+            log.warning("%d samples of %s have a task family outside %s; skipped", int((~known).sum()), build_dir,
                         FAMILIES)
-            table = table.filter(pa.array(~unknown))
-            family = family[~unknown]
-        encoded = table["shard"].combine_chunks().dictionary_encode()
-        names = encoded.dictionary.to_pylist()
-        shard_parts.append(encoded.indices.to_numpy().astype(np.int32) + len(shards))
+        shard_parts.append(columns.shard[known] + len(shards))
         fs, root = storage.filesystem(build_dir)
-        shards.extend(storage.location(fs, storage.join(root, SHARDS_DIR, name)) for name in names)
-        key_parts.append(table["key"].combine_chunks())
-        family_parts.append(family.astype(np.int8))
-        source_parts.append(pc.fill_null(table["source"].combine_chunks(), "unknown"))
-    source = pa.chunked_array(source_parts, pa.string()).combine_chunks().dictionary_encode()
-    return ShardIndex(shards=shards,
-                      shard=np.concatenate(shard_parts) if shard_parts else np.zeros(0, np.int32),
+        shards.extend(storage.location(fs, storage.join(root, SHARDS_DIR, name)) for name in columns.shards)
+        key_parts.append(columns.keys if known.all() else columns.keys.filter(pa.array(known)))
+        family_parts.append(columns.family[known])
+        to_global = np.array([sources.setdefault(name, len(sources)) for name in columns.sources], np.int32)
+        source_parts.append(to_global[columns.source[known]] if len(to_global) else np.zeros(0, np.int32))
+    return ShardIndex(shards=shards, shard=_concat(shard_parts, np.int32),
                       keys=pa.chunked_array(key_parts, pa.string()).combine_chunks(),
-                      family_code=np.concatenate(family_parts) if family_parts else np.zeros(0, np.int8),
-                      source_code=source.indices.to_numpy().astype(np.int32),
-                      source_names=[str(name) for name in source.dictionary.to_pylist()])
+                      family_code=_concat(family_parts, np.int8), source_code=_concat(source_parts, np.int32),
+                      source_names=[str(name) for name in sources])
 
 
 def read_member(stream, members: Members, suffix: str) -> bytes:

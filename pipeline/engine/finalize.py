@@ -106,9 +106,11 @@ def _connect(staging_dir: str | Path, units_file: str | Path) -> duckdb.DuckDBPy
     # builds staged before input fingerprints existed: no fingerprint on either side
     if "fingerprint" not in _columns(con, "units"):
         con.execute("ALTER TABLE units ADD COLUMN fingerprint VARCHAR")
-    # staging areas of older builds: no fingerprints, no pieces (image bytes in `staging_tar`), no parts
+    # staging areas of older builds: no fingerprints, no pieces (image bytes in `staging_tar`), no parts,
+    # no hash per image
     missing = [f"NULL::{kind} AS {name}" for name, kind in (
-        ("unit_fingerprint", "VARCHAR"), ("staging_tar", "VARCHAR"), ("piece", "VARCHAR"), ("part", "INTEGER"))
+        ("unit_fingerprint", "VARCHAR"), ("staging_tar", "VARCHAR"), ("piece", "VARCHAR"), ("part", "INTEGER"),
+        ("image_hashes", "VARCHAR[]"))
         if name not in _columns(con, "staged")]
     if missing:
         con.execute("ALTER VIEW staged RENAME TO staged_as_written")

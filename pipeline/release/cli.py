@@ -15,16 +15,19 @@ def _cmd_release(args: argparse.Namespace) -> int:
     from pipeline.release.write import ReleaseError, write_release
 
     try:
-        summary = write_release(Path(args.build_dir), Path(args.out), all_rows=args.all_rows)
+        summary = write_release(Path(args.build_dir), Path(args.out), all_rows=args.all_rows, verify=args.verify)
     except (ManifestNotFound, ReleaseError) as err:
         console.print(f"[red]{err}[/red]")
         return 1
     print(f"release: {summary.out.resolve()}: {summary.rows} rows ({summary.kept} kept samples from "
           f"{summary.shards} shards); texts carried for {summary.texts_carried} samples, "
           f"{summary.images_carried} images carried (only where LICENCES.md says so)")
+    if args.verify:
+        print(f"verified: {summary.images_decoded} images decoded from the shards; {summary.hash_mismatches} "
+              "samples' images decode to a hash other than the build's")
     if summary.hash_mismatches:
         console.print(f"[yellow]{summary.hash_mismatches} samples' shard images decode to a hash other than the "
-                      "manifest's (16-bit RGB stored as 8-bit); a rebuild checks the manifest's hashes[/yellow]")
+                      "build's (16-bit RGB stored as 8-bit); a rebuild checks the build's hashes[/yellow]")
     return 0
 
 
@@ -62,6 +65,8 @@ def register(commands) -> None:
     release.add_argument("build_dir", help="a finished build directory such as build/stage1")
     release.add_argument("--out", required=True, help="the release folder to write")
     release.add_argument("--all-rows", action="store_true", help="every manifest row, not just the kept samples")
+    release.add_argument("--verify", action="store_true", help="decode every kept image from its shard and check "
+                                                               "it against the hash the build recorded (slow)")
     release.set_defaults(run=_cmd_release)
 
     rebuild = commands.add_parser("rebuild", help="rebuild a release's samples from your own copies of the sources")

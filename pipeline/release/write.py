@@ -2,7 +2,7 @@
 
 A release folder holds::
 
-    records/part-00000.parquet  one row per kept sample (every row with --all-rows), shard by shard
+    records/part-00000.parquet  one row per kept sample (every row with --all-rows), in the manifest's order
     release.json                recipe name, processing digest, the shards' sha256, per-source licence facts
     recipe.yaml                 the recipe as run (no paths of the builder's machine)
     stats.json                  the build's counts (paths and error texts left out)
@@ -11,11 +11,18 @@ A release folder holds::
     README.md                   how to rebuild
 
 A row is the manifest row (id, source, split, provenance as source-relative paths, image facts, scores,
-decision, shard, key, task construction) plus `image_members` / `image_hashes` (the pixel hash of each
-decoded image, in the sample's order: in0, in1, ..., out0, ...). Texts (the sample's message turns, the
-source's own metadata, task fields and rendered instructions, the alignment caption) are carried only
-where the source's card says `redistribute_text`; image bytes (`image_data`) only where it says
-`redistribute_images`. Unknown means no.
+decision, shard, key, task construction, `image_hashes`: the pixel hash of each image as the build decoded
+it, in the sample's order in0, in1, ..., out0, ...) plus `image_members` (the shard's member suffixes, same
+order). Texts (the sample's message turns, the source's own metadata, task fields and rendered instructions,
+the alignment caption) are carried only where the source's card says `redistribute_text`; image bytes
+(`image_data`) only where it says `redistribute_images`. Unknown means no.
+
+One pass over the manifest: the kept rows stream in the manifest's own order (no sort), batch by batch, and
+a shard's members are read (by offset, the member tables of the last few shards kept) only for rows whose
+images travel or are verified; each shard's sha256 and sample count come after, shard by shard. The hashes
+are the build's own (`image_hashes`); nothing is decoded unless `verify` is set, which decodes every kept
+image from its shard and counts those whose hash differs (16-bit RGB stored as 8-bit PNG does). A build
+written before `image_hashes` existed has its images decoded from the shards.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import hashlib
 import json
 import os
 import shutil
-import tarfile
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,13 +40,16 @@ import pyarrow.parquet as pq
 import yaml
 
 from manifests.images import ImageDecodeError, decode_bytes
-from manifests.query import open_build
+from manifests.query import QUERY_MEMORY_LIMIT, open_build
 from manifests.schema import MANIFEST_SCHEMA
+from manifests.shards import SHARDS_DIR, list_shards
+from pipeline.curriculum.index import Members, scan_tar
 from pipeline.engine.licences import acknowledgments_markdown, card, licences_markdown
 
 RELEASE_FORMAT = "unimed5m-release"
 RELEASE_VERSION = 1
 RECORDS_FILE = "records/part-00000.parquet"
+BATCH_ROWS = 2_000  # manifest rows per batch: what the release holds of the manifest at a time
 # Task construction that is no text: which builder, template and seed made a sample, and the refiner's settings.
 TASK_BUILD_KEYS = ("builder", "template_version", "template_id", "seed", "params", "refine")
 TEXT_COLUMNS = ("align_caption",)
@@ -49,8 +59,7 @@ RELEASE_SCHEMA = pa.schema(
     + [
         pa.field("text_redistributed", pa.bool_()),
         pa.field("images_redistributed", pa.bool_()),
-        pa.field("image_members", pa.list_(pa.string())),  # in0.png, out0.jpg, ... (the shard's member suffixes)
-        pa.field("image_hashes", pa.list_(pa.string())),  # pixel hash of each decoded image, same order
+        pa.field("image_members", pa.list_(pa.string())),  # in0.png, out0.jpg, ... (the order of image_hashes)
         pa.field("image_data", pa.list_(pa.binary())),  # the bytes, only where the card allows it
     ],
     metadata={"unimed5m.release_version": str(RELEASE_VERSION)},
@@ -69,20 +78,34 @@ class ReleaseSummary:
     shards: int = 0
     texts_carried: int = 0
     images_carried: int = 0
-    hash_mismatches: int = 0  # decoded shard image whose hash differs from the manifest's (lossy 16-bit RGB)
+    images_decoded: int = 0  # images decoded from the shards (under --verify, or a build without image_hashes)
+    hash_mismatches: int = 0  # decoded shard image whose hash differs from the build's (lossy 16-bit RGB)
     by_source: dict = field(default_factory=dict)
 
 
-def _shard_members(path: Path) -> dict[str, dict[str, bytes]]:
-    """key -> {suffix: bytes} of one shard."""
-    members: dict[str, dict[str, bytes]] = {}
-    with tarfile.open(path, "r") as tar:
-        for info in tar:
-            if not info.isfile():
-                continue
-            key, _, suffix = info.name.partition(".")
-            members.setdefault(key, {})[suffix] = tar.extractfile(info).read()
-    return members
+class _ShardMembers:
+    """Sample members read by offset; the member tables (tar headers walked on first use) of the last
+    `keep` shards used are kept, enough for a manifest whose rows come shard after shard."""
+
+    def __init__(self, build_dir: Path, keep: int = 16):
+        self.build_dir, self.keep = build_dir, keep
+        self.tables: OrderedDict[str, dict[str, Members]] = OrderedDict()
+
+    def read(self, shard: str, key: str, suffixes: list[str]) -> dict[str, bytes]:
+        path = self.build_dir / SHARDS_DIR / shard
+        table = self.tables.get(shard)
+        if table is None:
+            table = self.tables[shard] = dict(scan_tar(path))
+            if len(self.tables) > self.keep:
+                self.tables.popitem(last=False)
+        self.tables.move_to_end(shard)
+        found = {}
+        with open(path, "rb") as handle:
+            for suffix, offset, size in table.get(key, ()):
+                if suffix in suffixes:
+                    handle.seek(offset)
+                    found[suffix] = handle.read(size)
+        return found
 
 
 def _sha256(path: Path) -> str:
@@ -110,47 +133,62 @@ def _public_sample(sample: str | None) -> str | None:
     return json.dumps(document, ensure_ascii=False, sort_keys=True)
 
 
-def _release_row(row: dict, members: dict[str, bytes] | None, summary: ReleaseSummary) -> dict:
+def _image_refs(sample: str | None) -> list[str]:
+    """The member suffixes of a sample's images, in0, in1, ..., out0, ... (its `<key>.json` order)."""
+    if not sample:
+        return []
+    document = json.loads(sample)
+    return [ref["path"] for ref in (document.get("input_img") or []) + (document.get("output_img") or [])]
+
+
+def _release_row(row: dict, shards: _ShardMembers | None, verify: bool, summary: ReleaseSummary) -> dict:
+    """A manifest row as the release carries it; `shards` is None for rows outside any shard (rejections)."""
     facts = card(row["source"])
     text_ok = bool(facts and facts.redistribute_text)
     images_ok = bool(facts and facts.redistribute_images)
     row["text_redistributed"], row["images_redistributed"] = text_ok, images_ok
+    names = _image_refs(row["sample"]) if shards is not None else []
     if not text_ok:
         row["sample"] = _public_sample(row["sample"])
         row["meta"] = _public_meta(row["meta"])
         for column in TEXT_COLUMNS:
             row[column] = None
-    names, hashes, data = [], [], []
-    if members is not None and row["sample"]:
-        document = json.loads(row["sample"])
-        for ref in (document.get("input_img") or []) + (document.get("output_img") or []):
-            payload = members.get(ref["path"])
-            names.append(ref["path"])
+    hashes = row.get("image_hashes")
+    if names and not hashes and len(names) == 1 and row["pixel_hash"]:
+        hashes = [row["pixel_hash"]]  # a build from before image_hashes: its one image's hash
+    decode = bool(names) and (verify or not hashes)
+    members = shards.read(row["shard"], row["key"], names) if names and (images_ok or decode) else {}
+    if decode:
+        decoded = []
+        for name in names:
+            summary.images_decoded += 1
             try:
-                hashes.append(decode_bytes(payload or b"", source_path=ref["path"]).pixel_hash)
+                decoded.append(decode_bytes(members.get(name) or b"", source_path=name).pixel_hash)
             except ImageDecodeError:
-                hashes.append(None)
-            data.append(payload)
-        if hashes and hashes[0] != row["pixel_hash"]:
+                decoded.append(None)
+        if hashes and decoded != list(hashes):
             summary.hash_mismatches += 1
-    row["image_members"] = names if members is not None else None
-    row["image_hashes"] = hashes if members is not None else None
-    row["image_data"] = data if (images_ok and members is not None) else None
+        hashes = hashes or decoded
+    row["image_hashes"] = (list(hashes) if names else []) if shards is not None else None
+    row["image_members"] = names if shards is not None else None
+    data = [members.get(name) for name in names] if images_ok and names else None
+    row["image_data"] = data
     summary.texts_carried += int(text_ok and row["sample"] is not None)
-    summary.images_carried += len(data) if row["image_data"] else 0
+    summary.images_carried += len(data) if data else 0
     return row
 
 
-def write_release(build_dir: Path, out: Path, all_rows: bool = False) -> ReleaseSummary:
+def write_release(build_dir: Path, out: Path, all_rows: bool = False, verify: bool = False) -> ReleaseSummary:
     build_dir, out = Path(build_dir), Path(out)
     config_file, stats_file = build_dir / "config.resolved.yaml", build_dir / "stats.json"
     if not (config_file.is_file() and stats_file.is_file()):
         raise ReleaseError(f"{build_dir} is not a finished build (no config.resolved.yaml / stats.json); "
                            "run `unimed build` to the end first")
-    con = open_build(build_dir)
+    con = open_build(build_dir, memory_limit=QUERY_MEMORY_LIMIT)
     resolved = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-    shards = [name for (name,) in con.execute("SELECT DISTINCT shard FROM kept ORDER BY 1").fetchall()]
-    missing = [name for name in shards if not (build_dir / "shards" / name).is_file()]
+    samples = dict(con.execute("SELECT shard, count(*) FROM kept GROUP BY shard").fetchall())
+    on_disk = {path.relative_to(build_dir / SHARDS_DIR).as_posix() for path in list_shards(build_dir)}
+    missing = sorted(set(samples) - on_disk, key=str)
     if missing:
         raise ReleaseError(f"{build_dir}/shards lacks {missing[:3]}; rerun `unimed build` to finish it")
     if out.exists() and any(out.iterdir()):
@@ -163,24 +201,21 @@ def write_release(build_dir: Path, out: Path, all_rows: bool = False) -> Release
     records_tmp = out / "records" / ".part-00000.parquet.tmp"
     present = {row[0] for row in con.execute("DESCRIBE records").fetchall()}  # an older build lacks newer columns
     columns = ", ".join(f'"{name}"' if name in present else f'NULL AS "{name}"' for name in MANIFEST_SCHEMA.names)
-    shard_facts = []
+    shards = _ShardMembers(build_dir)
     with pq.ParquetWriter(records_tmp, RELEASE_SCHEMA) as writer:
-        for name in shards:  # shard by shard (paths relative to shards/), id order within each
-            path = build_dir / "shards" / name
-            members = _shard_members(path)
-            cursor = con.execute(f"SELECT {columns} FROM kept WHERE shard = ? ORDER BY id", [name])
-            rows = [dict(zip(MANIFEST_SCHEMA.names, values)) for values in cursor.fetchall()]
-            batch = [_release_row(row, members.get(row["key"], {}), summary) for row in rows]
+        for part in con.sql(f"SELECT {columns} FROM kept").to_arrow_reader(BATCH_ROWS):
+            batch = [_release_row(row, shards, verify, summary) for row in part.to_pylist()]
             writer.write_table(pa.Table.from_pylist(batch, schema=RELEASE_SCHEMA))
-            shard_facts.append({"name": name, "sha256": _sha256(path), "samples": len(rows)})
-            summary.kept += len(rows)
+            summary.kept += len(batch)
         if all_rows:
-            reader = con.sql(f"SELECT {columns} FROM rejected ORDER BY id").to_arrow_reader(10_000)
+            reader = con.sql(f"SELECT {columns} FROM rejected").to_arrow_reader(BATCH_ROWS)
             for part in reader:
-                batch = [_release_row(row, None, summary) for row in part.to_pylist()]
+                batch = [_release_row(row, None, False, summary) for row in part.to_pylist()]
                 writer.write_table(pa.Table.from_pylist(batch, schema=RELEASE_SCHEMA))
     os.replace(records_tmp, out / RECORDS_FILE)
     summary.rows = pq.ParquetFile(out / RECORDS_FILE).metadata.num_rows
+    shard_facts = [{"name": name, "sha256": _sha256(build_dir / SHARDS_DIR / name), "samples": samples[name]}
+                   for name in sorted(samples)]  # paths relative to shards/
     summary.shards = len(shard_facts)
 
     counts = dict(con.execute("SELECT source, count(*) FILTER (status = 'kept') FROM records GROUP BY ALL").fetchall())
@@ -199,7 +234,8 @@ def write_release(build_dir: Path, out: Path, all_rows: bool = False) -> Release
         "processing_digest": digest, "rows": "all" if all_rows else "kept", "kept": summary.kept,
         "records": RECORDS_FILE, "shards": shard_facts, "sources": sources,
         "sources_built": sorted(name for name, info in resolved_sources.items() if info.get("root")),
-        "image_hash_mismatches": summary.hash_mismatches,
+        "images_verified": verify,
+        "image_hash_mismatches": summary.hash_mismatches if verify else None,
     }
     stats = json.loads(stats_file.read_text(encoding="utf-8"))
     stats["sources_skipped"] = sorted(stats.get("sources_skipped") or {})  # reasons name the builder's paths

@@ -3,6 +3,10 @@
 Everything is read from the build's outputs: the manifest (DuckDB views records/kept/rejected), the shards
 (gallery images), stats.json (models, demo weights), config.resolved.yaml (recipe name) and, when an audit
 was reported, BUILD/audit/report/summary.json. Plots are matplotlib PNGs (Agg backend, no display needed).
+
+Every number is aggregated in DuckDB, memory-limited: counts, histogram bins (the edges span both kept and
+rejected values), image sizes binned on a grid, approximate medians (t-digest), and the gallery's samples
+picked per modality by a top-N aggregate. What reaches Python is a few hundred rows, whatever the corpus size.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import pyarrow as pa  # noqa: E402
 import yaml  # noqa: E402
 
 from filters.alignment.cut import CUT_REASON, UNSCORED_REASON  # noqa: E402
-from manifests.query import open_build  # noqa: E402
+from manifests.query import QUERY_MEMORY_LIMIT, open_build  # noqa: E402
 from manifests.shards import ShardReader  # noqa: E402
 from pipeline.report.shards import staged_members  # noqa: E402
 
@@ -35,6 +40,7 @@ DEDUP_REASONS = {"duplicate", "near_duplicate", "benchmark_overlap"}  # exact, n
 ALIGN_REASONS = {CUT_REASON, UNSCORED_REASON}
 AUDIT_SUMMARY = "audit/report/summary.json"
 FUNNEL_STEPS = ("adapter", "coarse", "dedup", "alignment")
+ALIGN_BINS, TEXT_BINS, SIZE_CELLS = 15, 30, 24  # histogram bins; image sizes binned on a SIZE_CELLS^2 grid
 SECTIONS = ("summary", "funnel", "counts", "alignment", "distributions", "gallery-kept", "gallery-rejected",
             "licences", "models", "audit")
 
@@ -148,30 +154,72 @@ def _counts(con, page: Page) -> None:
     page.add("</div></section>")
 
 
+SCORES = ("align_s", "align_m", "align_final")
+# Per (modality, score, status): counts in ALIGN_BINS bins between the lowest and highest value of that
+# modality and score (kept and rejected together, so the bars of both line up); `ranges` is the small table
+# of those bounds, computed first, so the scores stream once through one aggregate.
+ALIGN_HIST_SQL = f"""
+SELECT s.modality, s.score, s.status, any_value(r.lo) AS lo, any_value(r.hi) AS hi,
+       coalesce(least(CAST(floor((s.x - r.lo) / nullif(r.hi - r.lo, 0) * {ALIGN_BINS}) AS INTEGER), {ALIGN_BINS - 1}),
+                0) AS bin, count(*) AS n
+FROM ({" UNION ALL ".join(
+    f"SELECT coalesce(modality, '(none)') AS modality, CASE WHEN status = 'kept' THEN 'kept' ELSE 'rejected' END "
+    f"AS status, '{score}' AS score, {score} AS x FROM records WHERE align_final IS NOT NULL AND {score} IS NOT NULL"
+    for score in SCORES)}) s
+JOIN ranges r ON r.modality = s.modality AND r.score = s.score
+GROUP BY s.modality, s.score, s.status, bin
+"""
+
+
+def _histogram(rows: list[dict], bins: int) -> tuple[list[float], dict[str, list[int]]]:
+    """(bin edges, status -> counts) from rows of (lo, hi, status, bin, n) of one histogram."""
+    lo, hi = rows[0]["lo"], rows[0]["hi"]
+    hi = hi if hi > lo else lo + 1
+    counts: dict[str, list[int]] = {}
+    for row in rows:
+        counts.setdefault(row["status"], [0] * bins)[row["bin"]] += row["n"]
+    return [lo + (hi - lo) * i / bins for i in range(bins + 1)], counts
+
+
 def _alignment(con, page: Page) -> None:
     page.add('<section id="alignment"><h2>Alignment scores per modality (S, M, S_final) with the cut</h2>')
-    scored = _rows(con, "SELECT modality, status, reason, align_s, align_m, align_final FROM records "
-                        "WHERE align_final IS NOT NULL")
-    if not scored:
+    summary = _rows(con, "SELECT coalesce(modality, '(none)') AS modality, count(*) AS scored, "
+                         "count(*) FILTER (status = 'kept') AS kept, count(*) FILTER (reason = ?) AS below, "
+                         "min(align_final) FILTER (status = 'kept') AS cut FROM records "
+                         "WHERE align_final IS NOT NULL GROUP BY ALL ORDER BY modality", [CUT_REASON])
+    if not summary:
         page.add("<p>No alignment scores in this build (the recipe ran without <code>--align</code>).</p></section>")
         return
     page.add("<p>The dashed line is the cut as it fell: the lowest S_final kept in that modality (the cut is applied "
              "per the recipe's keep scope, so within a modality it may vary by source). Counts are scored pairs.</p>")
-    modalities = sorted({r["modality"] for r in scored})
-    fig, axes = plt.subplots(len(modalities), 3, figsize=(10, 1.9 * len(modalities)), squeeze=False)
+    bounds = ", ".join(f"min({c}), max({c})" for c in SCORES)
+    ranges = {"modality": [], "score": [], "lo": [], "hi": []}
+    for modality, *values in con.execute(f"SELECT coalesce(modality, '(none)'), {bounds} FROM records "
+                                         "WHERE align_final IS NOT NULL GROUP BY ALL").fetchall():
+        for k, score in enumerate(SCORES):
+            if values[2 * k] is not None:
+                ranges["modality"].append(modality)
+                ranges["score"].append(score)
+                ranges["lo"].append(float(values[2 * k]))
+                ranges["hi"].append(float(values[2 * k + 1]))
+    con.register("ranges", pa.table(ranges, schema=pa.schema([("modality", pa.string()), ("score", pa.string()),
+                                                               ("lo", pa.float64()), ("hi", pa.float64())])))
+    bins: dict[tuple[str, str], list[dict]] = {}
+    for row in _rows(con, ALIGN_HIST_SQL):
+        bins.setdefault((row["modality"], row["score"]), []).append(row)
+    con.unregister("ranges")
+    fig, axes = plt.subplots(len(summary), 3, figsize=(10, 1.9 * len(summary)), squeeze=False)
     cut_rows = []
-    for i, modality in enumerate(modalities):
-        mine = [r for r in scored if r["modality"] == modality]
-        kept = [r["align_final"] for r in mine if r["status"] == "kept"]
-        cut = min(kept) if kept else None
-        below = sum(r["reason"] == CUT_REASON for r in mine)
-        cut_rows.append([modality, len(mine), len(kept), below, "" if cut is None else f"{cut:.3f}"])
+    for i, entry in enumerate(summary):
+        modality, cut = entry["modality"], entry["cut"]
+        cut_rows.append([modality, entry["scored"], entry["kept"], entry["below"], "" if cut is None else f"{cut:.3f}"])
         for j, (column, label) in enumerate((("align_s", "S"), ("align_m", "M"), ("align_final", "S_final"))):
             ax = axes[i][j]
-            for status, colour in (("kept", "#2a7"), ("rejected", "#c44")):
-                values = [r[column] for r in mine if r["status"] == status and r[column] is not None]
-                if values:
-                    ax.hist(values, bins=15, alpha=0.6, color=colour, label=status)
+            if (modality, column) in bins:
+                edges, counts = _histogram(bins[(modality, column)], ALIGN_BINS)
+                for status, colour in (("kept", "#2a7"), ("rejected", "#c44")):
+                    if status in counts:
+                        ax.stairs(counts[status], edges, fill=True, alpha=0.6, color=colour, label=status)
             if column == "align_final" and cut is not None:
                 ax.axvline(cut, color="black", linestyle="--", label=f"cut {cut:.2f}")
             ax.set_title(f"{modality}: {label}", fontsize=9)
@@ -186,28 +234,42 @@ def _alignment(con, page: Page) -> None:
 
 def _distributions(con, page: Page) -> None:
     page.add('<section id="distributions"><h2>Text length and image size</h2>')
-    rows = _rows(con, "SELECT status, text_chars, width, height FROM records WHERE text_chars IS NOT NULL "
-                      "OR width IS NOT NULL")
+    status = "CASE WHEN status = 'kept' THEN 'kept' ELSE 'rejected' END"
+    lo, hi = con.execute("SELECT min(text_chars), max(text_chars) FROM records").fetchall()[0]
+    text = [] if lo is None else _rows(con, f"""
+        SELECT {status} AS status, {lo} AS lo, {hi} AS hi,
+               coalesce(least(CAST(floor((text_chars - {lo}) / nullif({hi - lo}, 0) * {TEXT_BINS}) AS INTEGER),
+                              {TEXT_BINS - 1}), 0) AS bin, count(*) AS n
+        FROM records WHERE text_chars IS NOT NULL GROUP BY ALL""")
+    side = con.execute("SELECT max(greatest(width, height)) FROM records WHERE width IS NOT NULL").fetchall()[0][0]
+    cell = max(1, -(-(side or 1) // SIZE_CELLS))  # pixels per grid cell
+    sizes = _rows(con, f"SELECT {status} AS status, width // {cell} AS x, height // {cell} AS y, count(*) AS n "
+                       "FROM records WHERE width IS NOT NULL AND height IS NOT NULL GROUP BY ALL")
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3))
-    for status, colour in (("kept", "#2a7"), ("rejected", "#c44")):
-        chars = [r["text_chars"] for r in rows if r["status"] == status and r["text_chars"] is not None]
-        if chars:
-            a.hist(chars, bins=30, alpha=0.6, color=colour, label=status)
-        sizes = [(r["width"], r["height"]) for r in rows if r["status"] == status and r["width"]]
-        if sizes:
-            b.scatter(*zip(*sizes), s=10, alpha=0.6, color=colour, label=status)
+    if text:
+        edges, counts = _histogram(text, TEXT_BINS)
+    largest = max((r["n"] for r in sizes), default=1)
+    for name, colour in (("kept", "#2a7"), ("rejected", "#c44")):
+        if text and name in counts:
+            a.stairs(counts[name], edges, fill=True, alpha=0.6, color=colour, label=name)
+        mine = [r for r in sizes if r["status"] == name]
+        if mine:
+            b.scatter([(r["x"] + 0.5) * cell for r in mine], [(r["y"] + 0.5) * cell for r in mine],
+                      s=[8 + 60 * (r["n"] / largest) ** 0.5 for r in mine], alpha=0.6, color=colour, label=name)
     a.set_title("text length (characters)")
     a.set_xlabel("characters")
-    b.set_title("first image size")
+    b.set_title(f"first image size (grid of {cell} px; marker area: samples)")
     b.set_xlabel("width px")
     b.set_ylabel("height px")
     a.legend(fontsize=8)
     b.legend(fontsize=8)
     page.figure(fig, "distributions", "text length and image size distributions")
-    stats = _rows(con, "SELECT status, count(text_chars) AS n_text, median(text_chars) AS median_chars, "
-                       "max(text_chars) AS max_chars, count(width) AS n_images, median(width) AS median_width, "
-                       "median(height) AS median_height FROM records GROUP BY ALL ORDER BY status")
-    page.add(_table(list(stats[0]) if stats else [], [list(r.values()) for r in stats]) + "</section>")
+    stats = _rows(con, "SELECT status, count(text_chars) AS n_text, approx_quantile(text_chars, 0.5) AS "
+                       "median_chars, max(text_chars) AS max_chars, count(width) AS n_images, approx_quantile(width, "
+                       "0.5) AS median_width, approx_quantile(height, 0.5) AS median_height FROM records "
+                       "GROUP BY ALL ORDER BY status")
+    page.add(_table(list(stats[0]) if stats else [], [list(r.values()) for r in stats])
+             + "<p class='muted'>Medians are approximate (t-digest).</p></section>")
 
 
 def _card(page: Page, sample: dict, row: dict, files: dict[str, str], note: str = "") -> None:
@@ -237,9 +299,14 @@ def _write_files(page: Page, prefix: str, members: dict[str, bytes]) -> dict[str
 
 def _galleries(con, page: Page, build_dir: Path, per_gallery: int) -> None:
     reader = ShardReader(build_dir)
-    kept = _rows(con, "SELECT * FROM (SELECT id, source, modality, task_family, shard, key, sample, align_final, "
-                      "row_number() OVER (PARTITION BY modality ORDER BY hash(id)) AS k FROM kept "
-                      "WHERE shard IS NOT NULL) ORDER BY k, modality LIMIT ?", [per_gallery])
+    # the per_gallery lowest hash(id) of each modality (a top-N aggregate: no sort of every kept row), then
+    # one per modality first, then a second round
+    picks = con.execute("SELECT modality, min_by(id, hash(id), ?) FROM kept WHERE shard IS NOT NULL GROUP BY ALL",
+                        [per_gallery]).fetchall()
+    rounds = sorted((k, str(modality), rid) for modality, ids in picks for k, rid in enumerate(ids))[:per_gallery]
+    order = {rid: position for position, (_, _, rid) in enumerate(rounds)}
+    kept = sorted(_rows(con, "SELECT id, source, modality, task_family, shard, key, sample, align_final FROM kept "
+                             "WHERE list_contains(?, id)", [list(order)]), key=lambda row: order[row["id"]])
     page.add('<section id="gallery-kept"><h2>Kept samples</h2><p>One per modality first, then a second round.</p>'
              '<div class="cards">')
     for i, row in enumerate(kept):
@@ -344,7 +411,7 @@ nav a{margin-right:1em}"""
 def write_report(build_dir: Path, out: Path | None = None, per_gallery: int = 12) -> Path:
     """Render BUILD's report into OUT (default BUILD/report); returns the path of index.html."""
     build_dir = Path(build_dir)
-    con = open_build(build_dir)  # raises ManifestNotFound with what to do
+    con = open_build(build_dir, memory_limit=QUERY_MEMORY_LIMIT)  # raises ManifestNotFound with what to do
     out = Path(out) if out else build_dir / "report"
     if (out / "images").exists() and (out / "index.html").exists():  # a previous report: replace its images
         shutil.rmtree(out / "images")
@@ -353,7 +420,7 @@ def write_report(build_dir: Path, out: Path | None = None, per_gallery: int = 12
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
     config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
     page = Page(out)
-    total, kept = con.execute("SELECT count(*), count(*) FILTER (WHERE status = 'kept') FROM records").fetchone()
+    total, kept = con.execute("SELECT count(*), count(*) FILTER (WHERE status = 'kept') FROM records").fetchall()[0]
     name = (config or {}).get("name") or build_dir.name
     page.add(f"<h1>Build report: {_esc(name)}</h1><nav>" + "".join(f'<a href="#{s}">{s}</a>' for s in SECTIONS)
              + "</nav>")

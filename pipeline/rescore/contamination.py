@@ -2,8 +2,10 @@
 
 Reads the build's manifest (its `phash` / `text_minhash` columns: the build must have had
 `near_duplicates.enabled`), hashes the named benchmarks from --sources-root, and reports per benchmark
-and source as the build's own report does. Read-only: the kept rows are copied into a scratch table,
-so `rejected_rows` says what decontamination would reject, and the build is not changed.
+and source as the build's own report does. Read-only: the kept rows stream once past the benchmark's
+index (filters/decontamination.py), and only the rows that matched are copied into a scratch table, where
+the rule marks what decontamination would reject (`rejected_rows`); the build is not changed. DuckDB runs
+memory-limited, so nothing grows with the build but the matches.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from filters.decontamination import contamination_report, match_benchmarks, reject_benchmark_overlap
 from filters.settings import BenchmarkEntry
-from manifests.query import ManifestNotFound, open_build
+from manifests.query import QUERY_MEMORY_LIMIT, ManifestNotFound, open_build
 from pipeline.engine.benchmarks import read_benchmarks
-from pipeline.engine.near_duplicates import decontaminate
 from pipeline.rescore.rethreshold import load_build_recipe
 
 
@@ -28,7 +30,7 @@ def contamination_of_build(build_dir: Path, against: list[str] | None, sources_r
                            out: Path | None = None) -> dict:
     recipe, _ = load_build_recipe(build_dir)
     try:
-        con = open_build(build_dir)
+        con = open_build(build_dir, memory_limit=QUERY_MEMORY_LIMIT)
     except ManifestNotFound as err:
         raise ContaminationError(str(err)) from None
     hashed = con.execute("SELECT count(*) FROM kept WHERE phash IS NOT NULL OR text_minhash IS NOT NULL").fetchall()[0][0]
@@ -44,8 +46,11 @@ def contamination_of_build(build_dir: Path, against: list[str] | None, sources_r
     bench, missing = read_benchmarks(settings, sources_root)
     if bench.num_rows == 0:
         raise ContaminationError(f"no benchmark items read: {missing}")
-    con.execute("CREATE TABLE scratch AS SELECT * FROM kept")
-    report = decontaminate(con, recipe, bench, table="scratch")
+    match_benchmarks(con, bench, tuple(settings.report_distances), settings.text_jaccard, settings.num_perm,
+                     settings.lsh_tables, settings.lsh_recall, "kept", settings.slices == "hash")
+    con.execute("CREATE TABLE scratch AS SELECT * FROM kept SEMI JOIN benchmark_matches m ON kept.id = m.train_id")
+    reject_benchmark_overlap(con, settings.benchmark_phash_max_distance, "scratch")
+    report = contamination_report(con, bench, "scratch")
     if out is not None:
         pq.write_table(report, out)
     return {"report": report.to_pylist(), "benchmarks_missing": repr(sorted(missing.items())) if missing else ""}
