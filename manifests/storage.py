@@ -97,6 +97,24 @@ def read_bytes(fs: fsspec.AbstractFileSystem, path: str) -> bytes:
     return fs.cat_file(path)
 
 
+def read_many(fs: fsspec.AbstractFileSystem, paths: list[str]) -> dict[str, bytes]:
+    """The files among `paths` that exist, by path, in one call: local reads in a loop; on an object store
+    the filesystem's concurrent GETs (`cat` with missing files omitted), never a listing."""
+    if is_local(fs):
+        found = {}
+        for path in paths:
+            try:
+                with open(path, "rb") as handle:
+                    found[path] = handle.read()
+            except FileNotFoundError:
+                continue
+        return found
+    if not paths:
+        return {}
+    listed = fs.cat(list(paths), on_error="omit")
+    return {fs._strip_protocol(path): data for path, data in listed.items() if isinstance(data, bytes)}
+
+
 def read_text(fs: fsspec.AbstractFileSystem, path: str) -> str:
     return read_bytes(fs, path).decode("utf-8")
 

@@ -30,7 +30,6 @@ an unreadable file is its decoder's reason; a mask whose size differs from the i
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 
@@ -39,6 +38,7 @@ import numpy as np
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.image import ImageDecodeError, decode_binary_mask, decode_file, image_from_array
+from sources.io.files import scan
 
 SPLITS = {"training": "train", "test": "test"}  # folder -> canonical split
 IMAGE_NAME = re.compile(r"^(?P<number>\d+)_(?:training|test)\.tiff?$", re.IGNORECASE)
@@ -71,7 +71,7 @@ class Drive(Source):
         for folder, split in SPLITS.items():
             if not self.wants_split(split) or not (self.root / folder / "images").is_dir():
                 continue
-            names = sorted(e.name for e in os.scandir(self.root / folder / "images")
+            names = sorted(e.name for e in scan(self.root / folder / "images")
                            if e.is_file() and IMAGE_NAME.match(e.name))
             units.extend(self.chunked_units(split, [(folder, name) for name in names]))
         return units

@@ -48,6 +48,7 @@ from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_tex
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.hub import content_key, decode_image_cell, image_cell_bytes, iter_parquet_rows, split_files
 from sources.io.image import ImageDecodeError, decode_file
+from sources.io.files import mtime_ns, open_file
 
 SPLITS = {"train": "train", "val": "validate", "test": "test"}  # folder -> canonical split
 HUB_SPLITS = {"train": "train", "validation": "validate", "test": "test"}  # Hub split -> canonical split
@@ -62,7 +63,7 @@ class _PlainUnpickler(pickle.Unpickler):
 
 @lru_cache(maxsize=4)
 def _load_rows(path: str, mtime_ns: int) -> list:
-    with open(path, "rb") as handle:
+    with open_file(path, "rb") as handle:
         rows = _PlainUnpickler(io.BytesIO(handle.read())).load()
     if not isinstance(rows, list):
         raise ValueError(f"expected a pickled list of QA dicts, got {type(rows).__name__}")
@@ -101,7 +102,7 @@ class PathVqa(Source):
             relative = f"qas/{folder}/{folder}_qa.pkl"
             path = self.root / relative
             try:
-                rows = _load_rows(str(path), path.stat().st_mtime_ns)
+                rows = _load_rows(str(path), mtime_ns(path))
             except (pickle.UnpicklingError, ValueError, EOFError, TypeError) as err:
                 units.append(WorkUnit(self.name, f"pathvqa/{split}/{relative}", split,
                                       ({"file": relative, "error": str(err)},)))
@@ -122,7 +123,7 @@ class PathVqa(Source):
                               modality="histopathology", provenance=[first["file"]])
             return
         path = self.root / first["file"]
-        rows = _load_rows(str(path), path.stat().st_mtime_ns)
+        rows = _load_rows(str(path), mtime_ns(path))
         images: dict[str, Image | ImageDecodeError] = {}
         for item in unit.items:
             yield self._record(rows[item["row"]], item, unit.split, images)

@@ -46,6 +46,7 @@ from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
+from sources.io.files import open_file
 
 CSV_FILES = {  # file -> (canonical split, images folder)
     "train.csv": ("train", "images"), "test.csv": ("test", "images"),
@@ -63,7 +64,7 @@ def _key(name: str) -> str:
 def _read_csv(path) -> list[dict[str, str]]:
     """Rows keyed by normalised column names ("Choice A" -> "choicea", "Answer_label" -> "answerlabel")."""
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
+        with open_file(path, "r", encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle)
             header = [_key(name) for name in next(reader, [])]
             return [dict(zip(header, row)) for row in reader if row]

@@ -48,6 +48,7 @@ from sources.io.lfs import check_lfs_pointer
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import caption_records, caption_rejections
 from sources.rocov2 import CAPTION_PROMPTS, FIGURE_REF, not_utf8, repaired
+from sources.io.files import open_file
 
 SPLITS = {"train": "train", "validation": "validate", "test": "test"}  # folder -> canonical split
 SUBSETS = ("radiology", "non-radiology")
@@ -164,7 +165,7 @@ def _licences(path: Path) -> dict[str, dict[str, str | None]]:
     if not path.is_file():
         return {}
     check_lfs_pointer(path)
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
+    with open_file(path, "r", encoding="utf-8-sig", errors="replace", newline="") as handle:
         rows = [{(key or "").strip().lower(): (value or "").strip() for key, value in row.items()}
                 for row in csv.DictReader(handle)]
     return {row.get("roco_id", ""): {"pmc_id": row.get("pmc_id") or None, "cc": row.get("cc") or None}

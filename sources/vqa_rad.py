@@ -61,6 +61,7 @@ from sources.io.hub import content_key, decode_image_cell, image_cell_bytes, ite
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.cot import with_rationale
 from sources.shapes.rationales import attached_rationales
+from sources.io.files import mtime_ns, open_file
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ IMAGE_DIR = "VQA_RAD Image Folder"
 
 @lru_cache(maxsize=4)
 def _load_rows(path: str, mtime_ns: int) -> list:
-    with open(path, encoding="utf-8") as handle:
+    with open_file(path, "r", encoding="utf-8") as handle:
         rows = json.load(handle)
     if not isinstance(rows, list):
         raise ValueError(f"expected a JSON list of QA rows, got {type(rows).__name__}")
@@ -116,7 +117,7 @@ class VqaRad(Source):
         if not path.is_file():
             raise SourceError(f"{self.root}: no '{JSON_FILE}'; point the root at the unzipped OSF VQA_RAD folder")
         try:
-            return _load_rows(str(path), path.stat().st_mtime_ns)
+            return _load_rows(str(path), mtime_ns(path))
         except (ValueError, UnicodeDecodeError) as err:
             raise SourceError(f"{path}: not a readable JSON list ({err}); re-download it from OSF") from err
 
