@@ -36,6 +36,11 @@ def is_url(location: str | os.PathLike) -> bool:
     return "://" in text and not text.startswith("file://")
 
 
+def as_location(location: str | os.PathLike) -> Path | str:
+    """A build's location as callers hold it: a `Path` for a local folder, the URL string otherwise."""
+    return location if isinstance(location, str) and is_url(location) else Path(location)
+
+
 def join(base: str, *parts: str) -> str:
     return posixpath.join(str(base), *parts)
 
@@ -113,6 +118,14 @@ def read_many(fs: fsspec.AbstractFileSystem, paths: list[str]) -> dict[str, byte
         return {}
     listed = fs.cat(list(paths), on_error="omit")
     return {fs._strip_protocol(path): data for path, data in listed.items() if isinstance(data, bytes)}
+
+
+def object_version(info: dict) -> str:
+    """What changes when a file or object is rewritten, from `fs.info`: its size with its ETag, else its
+    modification or creation time (a cache of something read from a store is keyed by this)."""
+    stamp = next((info[key] for key in ("ETag", "etag", "mtime", "LastModified", "last_modified", "created")
+                  if info.get(key)), "")
+    return f"{info.get('size')}-{str(stamp).strip(chr(34))}"
 
 
 def read_text(fs: fsspec.AbstractFileSystem, path: str) -> str:

@@ -124,14 +124,9 @@ def index_version(cache_dir: str, digest: str) -> str:
     once per build, after compaction; workers fetch a table of that version at most once per machine."""
     fs, folder = storage.filesystem(cache_dir)
     try:
-        return _version(fs.info(storage.join(folder, digest, CACHE_INDEX)))
+        return storage.object_version(fs.info(storage.join(folder, digest, CACHE_INDEX)))
     except FileNotFoundError:
         return NO_INDEX
-
-
-def _version(info: dict) -> str:
-    tag = info.get("ETag") or info.get("mtime") or info.get("LastModified") or ""
-    return f"{info.get('size')}-{str(tag).strip(chr(34))}"
 
 
 def _local_index(fs, index: str, version: str | None = None) -> str:
@@ -140,7 +135,7 @@ def _local_index(fs, index: str, version: str | None = None) -> str:
     probe, never a request per key)."""
     if storage.is_local(fs):
         return index
-    version = version or _version(fs.info(index))
+    version = version or storage.object_version(fs.info(index))
     name = hashlib.blake2b(f"{fs.unstrip_protocol(index)}|{version}".encode(), digest_size=12).hexdigest()
     replica = os.path.join(tempfile.gettempdir(), "unimed-align-cache", f"{name}.duckdb")
     if not os.path.exists(replica):

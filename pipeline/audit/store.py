@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from manifests import storage
 from pipeline.audit import BY_NAME, AuditError, audit_dir
 
 RATER_NAME = re.compile(r"^[\w .@'-]{1,64}$")
@@ -24,8 +25,10 @@ def check_rater(name) -> str:
 
 
 class AnswerStore:
-    def __init__(self, build_dir: Path):
-        self.path = audit_dir(build_dir) / "answers.jsonl"
+    def __init__(self, build_dir: Path | str):
+        # a local file (appended to), or an object on a store (rewritten whole per answer: one PUT)
+        self.path = (storage.join(str(build_dir), "audit", "answers.jsonl") if storage.is_url(build_dir)
+                     else audit_dir(build_dir) / "answers.jsonl")
         self._lock = threading.Lock()
 
     def add(self, rater: str, item: int, dimension: str, score, n_items: int | None = None) -> dict:
@@ -41,6 +44,11 @@ class AnswerStore:
         entry = {"rater": rater, "item": item, "dimension": dimension, "score": score, "at": round(time.time(), 3)}
         line = json.dumps(entry, sort_keys=True) + "\n"
         with self._lock:
+            if isinstance(self.path, str):
+                fs, path = storage.filesystem(self.path)
+                before = storage.read_text(fs, path) if fs.isfile(path) else ""
+                storage.write_text(fs, path, before + line)
+                return entry
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as handle:
                 handle.write(line)
@@ -49,15 +57,15 @@ class AnswerStore:
         return entry
 
     def entries(self) -> list[dict]:
-        if not self.path.exists():
+        fs, path = storage.filesystem(self.path)
+        if not fs.isfile(path):
             return []
         out = []
-        with open(self.path, encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a torn last line
+        for line in storage.read_text(fs, path).splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn last line
         return out
 
     def count(self) -> int:

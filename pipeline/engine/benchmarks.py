@@ -95,4 +95,5 @@ def load_benchmarks(build_dir: Path | str) -> pa.Table | None:
     fs, path = storage.filesystem(benchmark_file(build_dir))
     if not fs.isfile(path):
         return None
-    return pq.read_table(io.BytesIO(storage.read_bytes(fs, path))).cast(BENCHMARK_SCHEMA)
+    table = pq.read_table(io.BytesIO(storage.read_bytes(fs, path)))
+    return table.cast(BENCHMARK_SCHEMA.with_metadata(table.schema.metadata))  # keeps the `missing` note

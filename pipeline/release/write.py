@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from manifests import storage
 from manifests.images import ImageDecodeError, decode_bytes
 from manifests.query import open_build
 from manifests.schema import MANIFEST_SCHEMA
@@ -73,10 +74,10 @@ class ReleaseSummary:
     by_source: dict = field(default_factory=dict)
 
 
-def _shard_members(path: Path) -> dict[str, dict[str, bytes]]:
-    """key -> {suffix: bytes} of one shard."""
+def _shard_members(fs, path: str) -> dict[str, dict[str, bytes]]:
+    """key -> {suffix: bytes} of one shard (a local file, or one streamed GET on object storage)."""
     members: dict[str, dict[str, bytes]] = {}
-    with tarfile.open(path, "r") as tar:
+    with fs.open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r:") as tar:
         for info in tar:
             if not info.isfile():
                 continue
@@ -85,8 +86,8 @@ def _shard_members(path: Path) -> dict[str, dict[str, bytes]]:
     return members
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as stream:
+def _sha256(fs, path: str) -> str:
+    with fs.open(path, "rb") as stream:
         return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
@@ -141,16 +142,20 @@ def _release_row(row: dict, members: dict[str, bytes] | None, summary: ReleaseSu
     return row
 
 
-def write_release(build_dir: Path, out: Path, all_rows: bool = False) -> ReleaseSummary:
-    build_dir, out = Path(build_dir), Path(out)
-    config_file, stats_file = build_dir / "config.resolved.yaml", build_dir / "stats.json"
-    if not (config_file.is_file() and stats_file.is_file()):
+def write_release(build_dir: Path | str, out: Path, all_rows: bool = False) -> ReleaseSummary:
+    """Release the build at `build_dir` (a folder, or a URL: read through manifests/storage.py) into `out`."""
+    build_dir, out = storage.as_location(build_dir), Path(out)
+    fs, root = storage.filesystem(build_dir)
+    config_file, stats_file = storage.join(root, "config.resolved.yaml"), storage.join(root, "stats.json")
+    if not (fs.isfile(config_file) and fs.isfile(stats_file)):
         raise ReleaseError(f"{build_dir} is not a finished build (no config.resolved.yaml / stats.json); "
                            "run `unimed build` to the end first")
     con = open_build(build_dir)
-    resolved = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    resolved = yaml.safe_load(storage.read_text(fs, config_file))
     shards = [name for (name,) in con.execute("SELECT DISTINCT shard FROM kept ORDER BY 1").fetchall()]
-    missing = [name for name in shards if not (build_dir / "shards" / name).is_file()]
+    present_shards = {relative for relative in (path[len(storage.join(root, "shards")) + 1:]
+                                                for path in storage.find(fs, storage.join(root, "shards"), ".tar"))}
+    missing = [name for name in shards if name not in present_shards]
     if missing:
         raise ReleaseError(f"{build_dir}/shards lacks {missing[:3]}; rerun `unimed build` to finish it")
     if out.exists() and any(out.iterdir()):
@@ -166,13 +171,13 @@ def write_release(build_dir: Path, out: Path, all_rows: bool = False) -> Release
     shard_facts = []
     with pq.ParquetWriter(records_tmp, RELEASE_SCHEMA) as writer:
         for name in shards:  # shard by shard (paths relative to shards/), id order within each
-            path = build_dir / "shards" / name
-            members = _shard_members(path)
+            path = storage.join(root, "shards", name)
+            members = _shard_members(fs, path)
             cursor = con.execute(f"SELECT {columns} FROM kept WHERE shard = ? ORDER BY id", [name])
             rows = [dict(zip(MANIFEST_SCHEMA.names, values)) for values in cursor.fetchall()]
             batch = [_release_row(row, members.get(row["key"], {}), summary) for row in rows]
             writer.write_table(pa.Table.from_pylist(batch, schema=RELEASE_SCHEMA))
-            shard_facts.append({"name": name, "sha256": _sha256(path), "samples": len(rows)})
+            shard_facts.append({"name": name, "sha256": _sha256(fs, path), "samples": len(rows)})
             summary.kept += len(rows)
         if all_rows:
             reader = con.sql(f"SELECT {columns} FROM rejected ORDER BY id").to_arrow_reader(10_000)
@@ -201,7 +206,7 @@ def write_release(build_dir: Path, out: Path, all_rows: bool = False) -> Release
         "sources_built": sorted(name for name, info in resolved_sources.items() if info.get("root")),
         "image_hash_mismatches": summary.hash_mismatches,
     }
-    stats = json.loads(stats_file.read_text(encoding="utf-8"))
+    stats = json.loads(storage.read_text(fs, stats_file))
     stats["sources_skipped"] = sorted(stats.get("sources_skipped") or {})  # reasons name the builder's paths
     stats["failed_units"] = [unit.get("unit_id") for unit in stats.get("failed_units") or []]
     stats.pop("engine_error", None)

@@ -56,7 +56,7 @@ class HqReplay(Source):
         except FileNotFoundError:
             raise SourceError(f"{location} is missing: the stage-2 build writes it from hq.build before reading") \
                 from None
-        return _selection(location, f"{info.get('size')}-{info.get('ETag') or info.get('mtime')}")
+        return _selection(location, storage.object_version(info))
 
     def work_units(self) -> list[WorkUnit]:
         size = int(self.options.get("items_per_unit", self.items_per_unit))

@@ -84,14 +84,11 @@ _remote_versions: dict[str, tuple[float, int]] = {}
 
 
 def _info_version(info: dict) -> int:
-    """An integer that changes when an object changes: its mtime, else a digest of its ETag and size."""
+    """An integer that changes when an object changes (its size with its ETag or modification time)."""
     import hashlib
 
-    modified = info.get("LastModified") or info.get("mtime") or info.get("created")
-    tag = info.get("ETag") or info.get("etag") or ""
-    stamp = getattr(modified, "timestamp", lambda: modified or 0)()
-    text = f"{stamp}|{tag}|{info.get('size')}"
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=7).digest(), "big")
+    digest = hashlib.blake2b(storage.object_version(info).encode(), digest_size=7).digest()
+    return int.from_bytes(digest, "big")
 
 
 @dataclass(frozen=True)
