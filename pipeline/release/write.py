@@ -86,8 +86,9 @@ def _shard_members(fs, path: str) -> dict[str, dict[str, bytes]]:
     return members
 
 
-def _sha256(fs, path: str) -> str:
-    with fs.open(path, "rb") as stream:
+def _sha256(path: Path | str, fs=None) -> str:
+    """The SHA-256 of a local file, or of `path` on `fs` (a build on object storage: one streamed GET)."""
+    with (fs.open(path, "rb") if fs is not None else open(path, "rb")) as stream:
         return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
@@ -177,7 +178,7 @@ def write_release(build_dir: Path | str, out: Path, all_rows: bool = False) -> R
             rows = [dict(zip(MANIFEST_SCHEMA.names, values)) for values in cursor.fetchall()]
             batch = [_release_row(row, members.get(row["key"], {}), summary) for row in rows]
             writer.write_table(pa.Table.from_pylist(batch, schema=RELEASE_SCHEMA))
-            shard_facts.append({"name": name, "sha256": _sha256(fs, path), "samples": len(rows)})
+            shard_facts.append({"name": name, "sha256": _sha256(path, fs), "samples": len(rows)})
             summary.kept += len(rows)
         if all_rows:
             reader = con.sql(f"SELECT {columns} FROM rejected ORDER BY id").to_arrow_reader(10_000)
