@@ -50,7 +50,7 @@ def write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     if is_local(fs):
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # two workers may publish the same name
         with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()

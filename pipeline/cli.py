@@ -243,7 +243,7 @@ def _cmd_rethreshold(args: argparse.Namespace) -> int:
                "lambda_s": args.lambda_s, "keep_fraction": args.keep_fraction, "keep_scope": args.keep_scope,
                "unscored": args.unscored}
     try:
-        report = rethreshold(Path(args.build_dir), **{k: v for k, v in changes.items() if v is not None})
+        report = rethreshold(args.build_dir, **{k: v for k, v in changes.items() if v is not None})
     except RecipeError as err:
         console.print(f"[red]{err}[/red]")
         return 1
@@ -258,7 +258,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from pipeline.rescore.score import score_build
 
     try:
-        report = score_build(Path(args.build_dir), only=args.only, models_dir=args.models_dir,
+        report = score_build(args.build_dir, only=args.only, models_dir=args.models_dir,
                              ray_address=args.ray_address, cut=not args.no_cut)
     except (RecipeError, ModelNotAvailable, ClusterTooSmall) as err:
         console.print(f"[red]{err}[/red]")
@@ -408,7 +408,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     rethr = commands.add_parser("rethreshold", help="re-decide the alignment cut of a build from its scores "
                                                      "(no model runs)")
-    rethr.add_argument("build_dir", help="a build directory such as build/stage1")
+    rethr.add_argument("build_dir", help="a build directory such as build/stage1, or its URL")
     rethr.add_argument("--normalize", choices=("minmax", "rank"))
     rethr.add_argument("--normalize-scope", choices=("global", "source", "modality"))
     rethr.add_argument("--m-score", choices=("logit", "sigmoid"))
@@ -420,7 +420,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     score = commands.add_parser("score", help="alignment scores for an existing build, read from its shards "
                                               "(shards are not rewritten)")
-    score.add_argument("build_dir", help="a build directory such as build/stage1")
+    score.add_argument("build_dir", help="a build directory such as build/stage1, or its URL")
     score.add_argument("--only", choices=("alignment", "biomedclip"), default="alignment",
                        help="alignment: MedGemma/E5/MedSigLIP raw scores, then the recipe's cut; "
                             "biomedclip: the align_bmc column alone (default alignment)")
