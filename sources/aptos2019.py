@@ -36,9 +36,9 @@ from pathlib import Path
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import LabelTemplates, label_records, label_rejections
-from sources.io.files import open_file
 
 MODALITY = "fundus"
 SPLIT_FILES = {"train": ("train.csv", "train_images"), "test": ("test.csv", "test_images")}

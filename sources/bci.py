@@ -36,8 +36,8 @@ from collections.abc import Iterator
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
-from sources.io.image import ImageDecodeError, decode_file
 from sources.io.files import scan
+from sources.io.image import ImageDecodeError, decode_file
 
 SPLITS = {"train": "train", "val": "validate", "test": "test"}  # folder -> canonical split
 NAME = re.compile(r"^(?P<index>\d+)_(?P<tag>[A-Za-z]+)_(?P<level>0|1\+|2\+|3\+)\.png$")

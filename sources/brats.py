@@ -56,9 +56,9 @@ import numpy as np
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import scan, source_path
 from sources.io.image import ImageDecodeError, image_from_array
 from sources.io.nifti import NiftiVolume, axial_slice, load_nifti, mr_to_uint16
-from sources.io.files import scan, source_path
 
 OLD_TO_NEW = {"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w", "seg": "seg"}
 CONTRASTS = {  # 2023 name -> how the texts call it

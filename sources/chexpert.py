@@ -39,9 +39,9 @@ from pathlib import Path, PurePosixPath
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import LabelTemplates, label_records, label_rejections
-from sources.io.files import open_file
 
 MODALITY = "chest_xray"
 SPLIT_FILES = {"train": "train.csv", "validate": "valid.csv"}

@@ -43,8 +43,8 @@ from pathlib import Path, PurePosixPath
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
-from sources.io.image import ImageDecodeError, decode_file
 from sources.io.files import open_file
+from sources.io.image import ImageDecodeError, decode_file
 
 CSV_GLOB = "df_chexpert_plus_*.csv"
 PNG_DIRS = ("PNG", "PNG/PNG")

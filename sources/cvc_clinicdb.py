@@ -34,8 +34,8 @@ import numpy as np
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
-from sources.io.image import ImageDecodeError, decode_binary_mask, decode_file, image_from_array
 from sources.io.files import scan
+from sources.io.image import ImageDecodeError, decode_binary_mask, decode_file, image_from_array
 
 IMAGE_DIR, MASK_DIR = "Original", "Ground Truth"
 COPIES = ("", "TIF", "PNG")  # where Original/ may sit, in order of preference

@@ -37,8 +37,8 @@ import numpy as np
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
-from sources.io.image import ImageDecodeError, decode_binary_mask, decode_file, image_from_array
 from sources.io.files import scan
+from sources.io.image import ImageDecodeError, decode_binary_mask, decode_file, image_from_array
 
 SPLITS = {"training": "train", "test": "test"}  # folder -> canonical split
 IMAGE_NAME = re.compile(r"^(?P<number>\d+)_(?:training|test)\.tiff?$", re.IGNORECASE)

@@ -43,9 +43,9 @@ from PIL import Image as PILImage
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import name_or_reader, scan
 from sources.io.image import image_from_array
 from sources.io.nifti import mr_to_uint16
-from sources.io.files import name_or_reader, scan
 
 FACTOR = 4
 TARGETS = ("reconstruction_rss", "reconstruction_esc")

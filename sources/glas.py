@@ -40,8 +40,8 @@ from PIL import UnidentifiedImageError
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
-from sources.io.image import ImageDecodeError, decode_file, image_from_array
 from sources.io.files import open_file, scan
+from sources.io.image import ImageDecodeError, decode_file, image_from_array
 
 TILE = re.compile(r"^(?P<part>train|testA|testB)_(?P<number>\d+)\.bmp$", re.IGNORECASE)
 SPLITS = {"train": "train", "testa": "test", "testb": "test"}

@@ -39,9 +39,9 @@ from pathlib import Path
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import LabelTemplates, label_records, label_rejections
-from sources.io.files import open_file
 
 METADATA_NAMES = ("HAM10000_metadata.csv", "HAM10000_metadata")
 IMAGE_DIRS = ("HAM10000_images_part_1", "HAM10000_images_part_2", "ham10000_images_part_1",

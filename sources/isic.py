@@ -55,11 +55,11 @@ from pathlib import Path
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.ham10000 import DERMOSCOPY_LABELS, DERMOSCOPY_TEMPLATES
+from sources.io.files import open_file
 from sources.io.image import ImageDecodeError, decode_file
 from sources.io.lfs import check_lfs_pointer
 from sources.shapes.captions import LabelTemplates, label_records, label_rejections
 from sources.shapes.masks import mask_record
-from sources.io.files import open_file
 
 LABELS = {
     **DERMOSCOPY_LABELS,

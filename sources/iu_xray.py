@@ -39,8 +39,8 @@ from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
-from sources.io.image import ImageDecodeError, decode_file
 from sources.io.files import open_file, source_path
+from sources.io.image import ImageDecodeError, decode_file
 
 REPORTS = "indiana_reports.csv"
 PROJECTIONS = "indiana_projections.csv"

@@ -55,9 +55,9 @@ import numpy as np
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.fastmri import degrade
+from sources.io.files import scan
 from sources.io.image import ImageDecodeError, image_from_array
 from sources.io.nifti import NiftiVolume, axial_slice, load_nifti, mr_to_uint16
-from sources.io.files import scan
 
 NAME = re.compile(r"^(?P<volume>(?P<subject>IXI\d{3})-(?P<site>[A-Za-z]+)-\d{4})-(?P<contrast>T1|T2|PD)\.nii(?:\.gz)?$")
 CONTRASTS = {"T1": "T1-weighted", "T2": "T2-weighted", "PD": "proton density-weighted"}

@@ -48,9 +48,9 @@ import numpy as np
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import scan
 from sources.io.image import ImageDecodeError, image_from_array
 from sources.io.nifti import axial_slice, load_nifti
-from sources.io.files import scan
 
 CASE = re.compile(r"^case_\d{5}$")
 CASE_FOLDERS = ("data", "dataset", "kits21/data", "")  # where the case_* folders sit, by release

@@ -48,8 +48,8 @@ from pathlib import Path
 
 from manifests.records import Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
-from sources.io.lfs import check_lfs_pointer
 from sources.io.files import mtime_ns, open_file
+from sources.io.lfs import check_lfs_pointer
 
 FILE_PATTERN = re.compile(r"^(healthcaremagic_dialogue_\d+|icliniq_dialogue)\.txt$")
 SPEAKERS = {"Patient:": "human", "Doctor:": "gpt"}

@@ -45,9 +45,9 @@ from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file, source_path
 from sources.io.image import ImageDecodeError, decode_file
 from sources.mimic_cxr_jpg import METADATA_FILES, jpg_path, read_metadata, sibling_root
-from sources.io.files import open_file, source_path
 
 QUESTIONS_FILE = "mimic_pair_questions.csv"
 SPLITS = {"train": "train", "val": "validate", "validate": "validate", "test": "test"}

@@ -43,8 +43,8 @@ from functools import lru_cache
 
 from manifests.records import Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
-from sources.shapes.cot import render_cot
 from sources.io.files import mtime_ns, open_file
+from sources.shapes.cot import render_cot
 
 CONFIGS = {"en": ("medical_o1_sft.json", "en"), "zh": ("medical_o1_sft_Chinese.json", "zh"),
            "en_mix": ("medical_o1_sft_mix.json", "en"), "zh_mix": ("medical_o1_sft_mix_Chinese.json", "zh")}

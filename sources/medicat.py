@@ -41,10 +41,10 @@ from pathlib import Path, PurePosixPath
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file, source_path
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import caption_records, caption_rejections
 from sources.rocov2 import FIGURE_REF
-from sources.io.files import open_file, source_path
 
 FIGURES_FILE = "s2_full_figures_oa_nonroco_combined_medical_top4_public.jsonl"
 CAPTION_PROMPTS = (

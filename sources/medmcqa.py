@@ -43,8 +43,8 @@ from functools import lru_cache
 
 from manifests.records import Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
-from sources.io.hub import iter_parquet_rows, split_files
 from sources.io.files import mtime_ns, open_file
+from sources.io.hub import iter_parquet_rows, split_files
 
 SPLITS = {"train": "train", "dev": "validate", "test": "test"}  # file stem -> canonical split
 OPTION_KEYS = (("A", "opa"), ("B", "opb"), ("C", "opc"), ("D", "opd"))

@@ -47,9 +47,9 @@ from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import mtime_ns, open_file
 from sources.io.lfs import check_lfs_pointer
 from sources.io.image import ImageDecodeError, decode_file
-from sources.io.files import mtime_ns, open_file
 
 SPLITS = {"train": "train", "dev": "validate", "test": "test"}  # file suffix -> canonical split
 WHOLE_FILES = ("Descriptions.json", "Description.json")

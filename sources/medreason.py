@@ -40,9 +40,9 @@ from pathlib import Path
 
 from manifests.records import Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import mtime_ns, open_file
 from sources.io.lfs import check_lfs_pointer
 from sources.shapes.cot import render_cot
-from sources.io.files import mtime_ns, open_file
 
 FILE_NAME = "ours_quality_33000.jsonl"
 KEYS = ("question", "options", "answer", "reasoning")

@@ -38,8 +38,8 @@ from pathlib import PurePosixPath
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, WorkUnit
 from sources.io.dicom import decode_dicom
-from sources.io.image import ImageDecodeError
 from sources.io.files import open_file
+from sources.io.image import ImageDecodeError
 
 RECORD_LIST = "cxr-record-list.csv.gz"
 SPLIT_FILES = ("mimic-cxr-2.0.0-split.csv.gz", "mimic-cxr-2.1.0-split.csv.gz")

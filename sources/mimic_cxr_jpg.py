@@ -46,9 +46,9 @@ from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import source_path
 from sources.io.image import ImageDecodeError, decode_file
 from sources.mimic_cxr import INSTRUCTIONS, KEPT_SECTIONS, REPORT_PROBLEMS, SPLIT_FILES, _read_csv_gz, report_sections
-from sources.io.files import source_path
 
 METADATA_FILES = ("mimic-cxr-2.0.0-metadata.csv.gz", "mimic-cxr-2.1.0-metadata.csv.gz")
 LABEL_FILES = {

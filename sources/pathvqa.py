@@ -46,9 +46,9 @@ from functools import lru_cache
 
 from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import mtime_ns, open_file
 from sources.io.hub import content_key, decode_image_cell, image_cell_bytes, iter_parquet_rows, split_files
 from sources.io.image import ImageDecodeError, decode_file
-from sources.io.files import mtime_ns, open_file
 
 SPLITS = {"train": "train", "val": "validate", "test": "test"}  # folder -> canonical split
 HUB_SPLITS = {"train": "train", "validation": "validate", "test": "test"}  # Hub split -> canonical split

@@ -44,9 +44,9 @@ from collections.abc import Iterator
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file
 from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
-from sources.io.files import open_file
 
 CSV_FILES = {  # file -> (canonical split, images folder)
     "train.csv": ("train", "images"), "test.csv": ("test", "images"),

@@ -59,9 +59,9 @@ from pathlib import Path
 
 from manifests.records import Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import mtime_ns, open_file
 from sources.io.hub import iter_parquet_rows
 from sources.io.lfs import check_lfs_pointer
-from sources.io.files import mtime_ns, open_file
 
 
 HUB_CONFIGS = {"pqal": "pqa_labeled", "pqaa": "pqa_artificial", "pqau": "pqa_unlabeled"}

@@ -37,8 +37,8 @@ import numpy as np
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
-from sources.io.image import ImageDecodeError, decode_binary_mask, decode_file, image_from_array
 from sources.io.files import scan
+from sources.io.image import ImageDecodeError, decode_binary_mask, decode_file, image_from_array
 
 VERSION_DIR = "QaTa-COV19-v2"
 SETS = {"train": "Train Set", "test": "Test Set"}

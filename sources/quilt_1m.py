@@ -43,10 +43,10 @@ from collections.abc import Iterator
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file
 from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import caption_records, caption_rejections
-from sources.io.files import open_file
 
 LOOKUP = "quilt_1M_lookup.csv"
 IMAGE_DIRS = ("quilt_1m", "images")

@@ -39,8 +39,8 @@ from PIL import UnidentifiedImageError
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
-from sources.io.image import ImageDecodeError, decode_file, image_from_array
 from sources.io.files import open_file, walk
+from sources.io.image import ImageDecodeError, decode_file, image_from_array
 
 # split -> (image folder, mask folder); each may be nested once more inside a same-named folder.
 SETS = {

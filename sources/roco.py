@@ -44,11 +44,11 @@ from pathlib import Path
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file
 from sources.io.lfs import check_lfs_pointer
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import caption_records, caption_rejections
 from sources.rocov2 import CAPTION_PROMPTS, FIGURE_REF, not_utf8, repaired
-from sources.io.files import open_file
 
 SPLITS = {"train": "train", "validation": "validate", "test": "test"}  # folder -> canonical split
 SUBSETS = ("radiology", "non-radiology")

@@ -45,11 +45,11 @@ from pathlib import Path
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file
 from sources.io.hub import decode_image_cell, iter_parquet_rows, split_files
 from sources.io.lfs import check_lfs_pointer
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import caption_records, caption_rejections
-from sources.io.files import open_file
 
 SPLITS = {"train": "train", "valid": "validate", "test": "test"}  # file prefix -> canonical split
 PREFIXES = {split: prefix for prefix, split in SPLITS.items()}

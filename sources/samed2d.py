@@ -43,8 +43,8 @@ import numpy as np
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
-from sources.io.image import ImageDecodeError, decode_file, image_from_array, load_pixels
 from sources.io.files import open_file
+from sources.io.image import ImageDecodeError, decode_file, image_from_array, load_pixels
 
 INDEX_FILE, MAPPING_FILE = "SAMed2D_v1.json", "SAMed2D_v1_class_mapping_id.json"
 MODALITY_PREFIXES = (  # name prefix -> modality; the first match wins

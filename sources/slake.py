@@ -42,11 +42,11 @@ from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, WorkUnit
+from sources.io.files import mtime_ns, open_file
 from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.cot import with_rationale
 from sources.shapes.rationales import attached_rationales
-from sources.io.files import mtime_ns, open_file
 
 SPLIT_FILES = {
     "train": ("train.json",),

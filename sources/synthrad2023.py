@@ -44,9 +44,9 @@ import numpy as np
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import scan, source_path
 from sources.io.image import ImageDecodeError, image_from_array
 from sources.io.nifti import axial_slice, load_nifti, mr_to_uint16
-from sources.io.files import scan, source_path
 
 TASKS = {"Task1": ("mr", "mri", "MRI"), "Task2": ("cbct", "ct", "CBCT")}  # folder -> (file, modality, words)
 REGIONS = ("brain", "pelvis")
@@ -101,7 +101,8 @@ class Synthrad2023(Source):
     @classmethod
     def find_root(cls, sources_root: Path) -> Path | None:
         found = super().find_root(sources_root)
-        if found is None and any((source_path(sources_root) / task / region).is_dir() for task in TASKS for region in REGIONS):
+        if found is None and any((source_path(sources_root) / task / region).is_dir()
+                                 for task in TASKS for region in REGIONS):
             return source_path(sources_root)  # Task1/ and Task2/ unpacked straight into the sources root
         return found
 

@@ -57,11 +57,11 @@ from functools import lru_cache
 
 from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import mtime_ns, open_file
 from sources.io.hub import content_key, decode_image_cell, image_cell_bytes, iter_parquet_rows, split_files
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.cot import with_rationale
 from sources.shapes.rationales import attached_rationales
-from sources.io.files import mtime_ns, open_file
 
 log = logging.getLogger(__name__)
 

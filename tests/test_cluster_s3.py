@@ -348,7 +348,8 @@ def test_every_recipe_from_s3_sources_into_s3_equals_the_local_build(s3_server, 
 
     print("\nlocal folders vs s3:// (moto on loopback), both on the 3-node cluster; wall seconds of `unimed build`:")
     for stage, (local_seconds, remote_seconds, units, source_requests, total) in timings.items():
-        print(f"  {stage}: local {local_seconds:.1f}s, s3 {remote_seconds:.1f}s ({remote_seconds / local_seconds:.2f}x); "
+        print(f"  {stage}: local {local_seconds:.1f}s, s3 {remote_seconds:.1f}s "
+              f"({remote_seconds / local_seconds:.2f}x); "
               f"{found[stage]['records']} records, {found[stage]['shards']} shards, {units} units; "
               f"S3 requests {total} in all, on the sources {source_requests} "
               f"({sum(source_requests.values()) / max(units, 1):.1f} per unit)")

@@ -36,7 +36,8 @@ def benchmark_file(build_dir: Path | str) -> str:
     return storage.location(fs, storage.join(root, ".state", "benchmarks.parquet"))
 
 
-def read_benchmarks(settings: NearDuplicateSettings, sources_root: Path | str | None) -> tuple[pa.Table, dict[str, str]]:
+def read_benchmarks(settings: NearDuplicateSettings,
+                    sources_root: Path | str | None) -> tuple[pa.Table, dict[str, str]]:
     """Every item of the listed evaluation splits, hashed; and why any benchmark was not read."""
     rows: list[dict] = []
     missing: dict[str, str] = {}

@@ -64,7 +64,8 @@ def apply_near_duplicate_rules(con: duckdb.DuckDBPyConnection, recipe: Recipe, b
         summary["report"] = report.to_pylist()
         summary["benchmarks_missing"] = (bench.schema.metadata or {}).get(b"unimed5m.missing", b"").decode()
     else:
-        storage.remove(fs, storage.join(root, REPORT_FILE))  # a report of an earlier decision would not describe this one
+        # a report of an earlier decision would not describe this one
+        storage.remove(fs, storage.join(root, REPORT_FILE))
     summary["benchmark_overlap"] = con.execute(
         "SELECT count(*) FROM chosen WHERE reason = 'benchmark_overlap'").fetchall()[0][0]
     summary["near_duplicate"] = reject_near_duplicates(con, rules_of(recipe))

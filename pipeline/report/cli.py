@@ -26,7 +26,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def register(commands) -> None:
     report = commands.add_parser("report", help="static HTML report of a build (funnel, counts, alignment, "
                                                 "galleries, licences, models, audit); opens from disk")
-    report.add_argument("build_dir", help="a build directory such as build/stage1, or its URL (s3://bucket/prefix/stage1)")
+    report.add_argument("build_dir",
+                        help="a build directory such as build/stage1, or its URL (s3://bucket/prefix/stage1)")
     report.add_argument("--out", help="output folder or URL (default BUILD/report)")
     report.add_argument("--gallery", type=int, default=12, help="samples per gallery (default 12)")
     report.set_defaults(run=_cmd_report)

@@ -18,7 +18,8 @@ def staged_members(build_dir: Path | str, ids: list[str]) -> dict[str, dict[str,
     them, else read again from the build's sources (samples whose source cannot give them are left out).
     BUILD is a folder or a URL (everything is read through manifests/storage.py)."""
     fs, root = storage.filesystem(build_dir)
-    files = [storage.location(fs, f) for f in storage.glob(fs, storage.join(root, ".state", "staging", "*", "*.parquet"))]
+    staged = storage.glob(fs, storage.join(root, ".state", "staging", "*", "*.parquet"))
+    files = [storage.location(fs, path) for path in staged]
     if not ids or not files:
         return {}
     con = storage.duckdb_connect(fs)

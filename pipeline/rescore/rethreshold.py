@@ -67,8 +67,8 @@ def refinalize(build_dir: Path | str, recipe, resolved_sources: dict, models: di
     sources = recorded_sources(recipe, resolved_sources)
     report = BuildReport(build_dir, sources)
     try:
-        report.result = finalize(build_dir, staging_dir, storage.location(fs, storage.join(root, ".state", "units.parquet")),
-                                 recipe,
+        units_file = storage.location(fs, storage.join(root, ".state", "units.parquet"))
+        report.result = finalize(build_dir, staging_dir, units_file, recipe,
                                  use_ray=False, sources=source_locations(
                                      [s for s in sources if s.name in {e.name for e in recipe.sources}]))
     except MissingPixels as err:

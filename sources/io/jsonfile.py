@@ -10,8 +10,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from sources.io.lfs import check_lfs_pointer
 from sources.io.files import mtime_ns, open_file
+from sources.io.lfs import check_lfs_pointer
 
 
 @lru_cache(maxsize=8)
