@@ -20,6 +20,7 @@ from filters.alignment.pairs import KEY, TODO, scorer_digest
 from filters.cag.steps import ReplyCache
 from manifests import storage
 from pipeline.engine.benchmarks import BENCHMARK_SCHEMA, load_benchmarks, write_benchmarks
+from pipeline.config import load_recipe
 from pipeline.engine.inputs import StatCache, unit_fingerprint
 from sources import SOURCES
 from sources.io import files
@@ -122,10 +123,10 @@ def test_read_many_leaves_out_what_is_missing(memory_root, tmp_path):
 # Sources -----------------------------------------------------------------------------------------------------
 
 
-def _records(cls, root) -> list[bytes]:
+def _records(cls, root, options: dict | None = None, splits=None) -> list[bytes]:
     found = cls.find_root(root)
     assert found is not None, f"{cls.card.name} not found under {root}"
-    adapter = cls(found, {}, None)
+    adapter = cls(found, options or {}, splits)
     return [pickle.dumps(item.__dict__) for unit in adapter.work_units() for item in adapter.iter_records(unit)]
 
 
@@ -158,6 +159,19 @@ def test_hub_cache_layouts_read_from_a_store(sample_on_a_store, name):
     _, hub, url = sample_on_a_store
     records = _records(SOURCES[name], source_path(f"{url}/hub"))
     assert records and records == _records(SOURCES[name], hub)
+
+
+# the code paths the bundled recipes switch on by their options (segmentation masks, volume pairs, ...)
+RECIPE_OPTIONS = [pytest.param(entry.name, entry.options, list(entry.splits) or None, id=f"{recipe}-{entry.name}")
+                  for recipe in ("stage1", "stage2", "stage3") for entry in load_recipe(recipe).sources
+                  if entry.options]
+
+
+@pytest.mark.parametrize(("name", "options", "splits"), RECIPE_OPTIONS)
+def test_recipe_options_read_from_a_store_as_from_disk(sample_on_a_store, name, options, splits):
+    local, _, url = sample_on_a_store
+    records = _records(SOURCES[name], source_path(f"{url}/tree"), options, splits)
+    assert records and records == _records(SOURCES[name], local, options, splits)
 
 
 def test_local_roots_stay_plain_paths(tmp_path):
