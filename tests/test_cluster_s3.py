@@ -1,5 +1,8 @@
 """A build on a 3-node Ray cluster into s3:// on a local S3 server (moto), killed once and rerun, against a
 local single-node build of the same sources; then `unimed query`, `unimed export` and the loader on it.
+And (issue 30) stage 1 with alignment, stage 2 and stage 3 read from sources on the S3 server into s3://,
+byte for byte the same as from and into local folders, then rethreshold, report, release and audit sample
+on the s3:// build, with the S3 requests counted from the server's access log.
 
 The cluster is Ray's own `ray.cluster_utils.Cluster` (head + 2 nodes on this machine, each with a custom
 resource: scorer, reader, writer); the S3 server is moto's, on 127.0.0.1 and a free port, stopped at the end.
