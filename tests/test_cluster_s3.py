@@ -324,11 +324,15 @@ def test_every_recipe_from_s3_sources_into_s3_equals_the_local_build(s3_server, 
         units = len(open_build(f"{out}/{stage}").execute("SELECT DISTINCT unit_id FROM records").fetchall())
         source_requests = Counter(method for method, target in requests if "/src/" in target or "prefix=src" in target)
         timings[stage] = (local_seconds, remote_seconds, units, dict(source_requests), len(requests))
-    # stage 1 on the store kept its caches there: the alignment index, benchmark hashes, no local state
+    # the builds kept their caches and state on the store: alignment scores, benchmark hashes, HQ subset, CAG replies
     assert fs.isfile(f"{BUCKET}/out/stage1/.state/benchmarks.parquet")
-    assert storage.find(fs, f"{BUCKET}/out/stage1/.state/align_cache", ".duckdb")
+    assert storage.find(fs, f"{BUCKET}/out/stage1/.state/align_cache", ".parquet")
     assert fs.isfile(f"{BUCKET}/out/stage2/.state/hq_selection.parquet")
     assert storage.find(fs, f"{BUCKET}/out/stage2/.state/cag_cache", ".json")
+    # `unimed score` on the s3:// build finds every pair in that cache: no model runs, the decision is unchanged
+    scored, _ = _unimed("score", f"{out}/stage1", "--models-dir", str(tmp_path / "demo"), env={**env, "COLUMNS": "400"})
+    assert " 0 scored now" in scored.stdout + scored.stderr, scored.stdout + scored.stderr
+    _same_build(f"{out}/stage1", local_out / "stage1")
 
     # the commands after a build, on the S3 build and on the local one
     for build in (f"{out}/stage1", str(local_out / "stage1")):
