@@ -330,7 +330,8 @@ def test_every_recipe_from_s3_sources_into_s3_equals_the_local_build(s3_server, 
     assert fs.isfile(f"{BUCKET}/out/stage2/.state/hq_selection.parquet")
     assert storage.find(fs, f"{BUCKET}/out/stage2/.state/cag_cache", ".json")
     # `unimed score` on the s3:// build finds every pair in that cache: no model runs, the decision is unchanged
-    scored, _ = _unimed("score", f"{out}/stage1", "--models-dir", str(tmp_path / "demo"), env={**env, "COLUMNS": "400"})
+    wide = {**env, "COLUMNS": "400"}  # one line per message
+    scored, _ = _unimed("score", f"{out}/stage1", "--models-dir", str(tmp_path / "demo"), env=wide)
     assert " 0 scored now" in scored.stdout + scored.stderr, scored.stdout + scored.stderr
     _same_build(f"{out}/stage1", local_out / "stage1")
 
