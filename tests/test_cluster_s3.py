@@ -322,17 +322,27 @@ def test_every_recipe_from_s3_sources_into_s3_equals_the_local_build(s3_server, 
                                    *(hq[1] if hq else []), env=env)
         found[stage] = _same_build(f"{out}/{stage}", local_out / stage)
         units = len(open_build(f"{out}/{stage}").execute("SELECT DISTINCT unit_id FROM records").fetchall())
-        source_requests = Counter(method for method, target in requests if "/src/" in target or "prefix=src" in target)
+        source_requests = Counter(method for method, target in requests
+                                  if "/src/" in target or "prefix=src" in target)
         timings[stage] = (local_seconds, remote_seconds, units, dict(source_requests), len(requests))
     # the builds kept their caches and state on the store: alignment scores, benchmark hashes, HQ subset, CAG replies
     assert fs.isfile(f"{BUCKET}/out/stage1/.state/benchmarks.parquet")
     assert storage.find(fs, f"{BUCKET}/out/stage1/.state/align_cache", ".parquet")
     assert fs.isfile(f"{BUCKET}/out/stage2/.state/hq_selection.parquet")
     assert storage.find(fs, f"{BUCKET}/out/stage2/.state/cag_cache", ".json")
-    # `unimed score` on the s3:// build finds every pair in that cache: no model runs, the decision is unchanged
+    print("\nlocal folders vs s3:// (moto on loopback), both on the 3-node cluster; wall seconds of `unimed build`:")
+    for stage, (local_seconds, remote_seconds, units, source_requests, total) in timings.items():
+        print(f"  {stage}: local {local_seconds:.1f}s, s3 {remote_seconds:.1f}s "
+              f"({remote_seconds / local_seconds:.2f}x); "
+              f"{found[stage]['records']} records, {found[stage]['shards']} shards, {units} units; "
+              f"S3 requests {total} in all, on the sources {source_requests} "
+              f"({sum(source_requests.values()) / max(units, 1):.1f} per unit)")
+
+    # `unimed score` finds every pair in the cache the build left (on the store, or on disk): no model runs
     wide = {**env, "COLUMNS": "400"}  # one line per message
-    scored, _ = _unimed("score", f"{out}/stage1", "--models-dir", str(tmp_path / "demo"), env=wide)
-    assert " 0 scored now" in scored.stdout + scored.stderr, scored.stdout + scored.stderr
+    for build in (f"{out}/stage1", str(local_out / "stage1")):
+        scored, _ = _unimed("score", build, "--models-dir", str(tmp_path / "demo"), env=wide)
+        assert " 0 scored now" in scored.stdout + scored.stderr, scored.stdout + scored.stderr
     _same_build(f"{out}/stage1", local_out / "stage1")
 
     # the commands after a build, on the S3 build and on the local one
@@ -349,15 +359,10 @@ def test_every_recipe_from_s3_sources_into_s3_equals_the_local_build(s3_server, 
         folder = tmp_path / f"release-{name}"
         releases.append({p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
                          for p in sorted(folder.rglob("*")) if p.is_file()})
+    stats = [json.loads((tmp_path / f"release-{name}" / "stats.json").read_text()) for name in ("remote", "local")]
+    assert stats[0] == stats[1], {key: (stats[0].get(key), stats[1].get(key)) for key in stats[0]
+                                  if stats[0].get(key) != stats[1].get(key)}
     assert releases[0] == releases[1] and "release.json" in releases[0]
     from pipeline.audit.sample import read_sample
 
     assert read_sample(f"{out}/stage1") == read_sample(local_out / "stage1")
-
-    print("\nlocal folders vs s3:// (moto on loopback), both on the 3-node cluster; wall seconds of `unimed build`:")
-    for stage, (local_seconds, remote_seconds, units, source_requests, total) in timings.items():
-        print(f"  {stage}: local {local_seconds:.1f}s, s3 {remote_seconds:.1f}s "
-              f"({remote_seconds / local_seconds:.2f}x); "
-              f"{found[stage]['records']} records, {found[stage]['shards']} shards, {units} units; "
-              f"S3 requests {total} in all, on the sources {source_requests} "
-              f"({sum(source_requests.values()) / max(units, 1):.1f} per unit)")
