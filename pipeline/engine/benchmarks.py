@@ -49,7 +49,8 @@ def read_benchmarks(settings: NearDuplicateSettings,
             continue
         root = adapter_cls.find_root(source_path(sources_root)) if sources_root else None
         if root is None:
-            missing[entry.name] = (f"none of {list(adapter_cls.card.root_names)} under {sources_root}"
+            # no machine's path in the note: it goes into stats.json and so into a release
+            missing[entry.name] = (f"none of {list(adapter_cls.card.root_names)} under --sources-root"
                                    if sources_root else "no --sources-root")
             continue
         adapter = adapter_cls(root, entry.options, entry.splits)
@@ -70,7 +71,7 @@ def read_benchmarks(settings: NearDuplicateSettings,
             del rows[before:]
             continue
         if len(rows) == before:
-            missing[entry.name] = f"no items in splits {entry.splits} under {root}"
+            missing[entry.name] = f"no items in splits {entry.splits} in {root.name}/"
     return pa.Table.from_pylist(rows, schema=BENCHMARK_SCHEMA), missing
 
 
@@ -79,7 +80,7 @@ def collect_benchmarks(settings: NearDuplicateSettings, sources_root: Path | str
     """Read and hash the benchmarks into the build's state folder; returns the missing ones."""
     table, missing = read_benchmarks(settings, sources_root)
     for name, why in missing.items():
-        log.warning("benchmark %s not read: %s", name, why)
+        log.warning("benchmark %s not read: %s (sources root %s)", name, why, sources_root)
     write_benchmarks(table, missing, build_dir)
     return missing
 
