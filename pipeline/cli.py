@@ -216,7 +216,7 @@ def _cmd_contamination(args: argparse.Namespace) -> int:
         console.print(f"[red]--sources-root {args.sources_root} is not a directory[/red]")
         return 1
     try:
-        summary = contamination_of_build(Path(args.build_dir), args.against.split(",") if args.against else None,
+        summary = contamination_of_build(args.build_dir, args.against.split(",") if args.against else None,
                                          sources_root,
                                          Path(args.out) if args.out else None)
     except (RecipeError, ContaminationError) as err:
