@@ -113,18 +113,20 @@ MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "n
 
 
 class ShardReader:
-    """Reads `<key>.<suffix>` members from BUILD/shards/ (the manifest's `shard` column is relative to it); one member index per shard, built on first use."""
+    """Reads `<key>.<suffix>` members from BUILD/shards/ (the manifest's `shard` column is relative to it); one member
+    index per shard, built on first use. BUILD is a folder or a URL: on object storage a member is one ranged GET."""
 
-    def __init__(self, build_dir: Path):
-        self.build_dir = Path(build_dir)
+    def __init__(self, build_dir: Path | str):
+        self.build_dir = build_dir
+        self.fs, self.root = storage.filesystem(build_dir)
         self._index: dict[str, dict[str, tuple[int, int]]] = {}
         self._lock = threading.Lock()
 
     def _members(self, shard: str) -> dict[str, tuple[int, int]]:
         with self._lock:
             if shard not in self._index:
-                path = self.build_dir / "shards" / shard
-                with tarfile.open(path) as tar:
+                with self.fs.open(storage.join(self.root, "shards", shard), "rb") as handle, \
+                        tarfile.open(fileobj=handle, mode="r:") as tar:
                     self._index[shard] = {m.name: (m.offset_data, m.size) for m in tar.getmembers() if m.isfile()}
             return self._index[shard]
 
@@ -133,6 +135,9 @@ class ShardReader:
             offset, size = self._members(shard)[f"{key}.{suffix}"]
         except (KeyError, FileNotFoundError, tarfile.TarError) as err:
             raise FileNotFoundError(f"{key}.{suffix} is not in shard {shard} of {self.build_dir}") from err
-        with open(self.build_dir / "shards" / shard, "rb") as handle:
+        path = storage.join(self.root, "shards", shard)
+        if not storage.is_local(self.fs):
+            return storage.read_range(self.fs, path, offset, size)
+        with open(path, "rb") as handle:
             handle.seek(offset)
             return handle.read(size)

@@ -36,6 +36,11 @@ def is_url(location: str | os.PathLike) -> bool:
     return "://" in text and not text.startswith("file://")
 
 
+def as_location(location: str | os.PathLike) -> Path | str:
+    """A build's location as callers hold it: a `Path` for a local folder, the URL string otherwise."""
+    return location if isinstance(location, str) and is_url(location) else Path(location)
+
+
 def join(base: str, *parts: str) -> str:
     return posixpath.join(str(base), *parts)
 
@@ -45,7 +50,7 @@ def write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     if is_local(fs):
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # two workers may publish the same name
         with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -95,6 +100,32 @@ def exists(fs: fsspec.AbstractFileSystem, path: str) -> bool:
 
 def read_bytes(fs: fsspec.AbstractFileSystem, path: str) -> bytes:
     return fs.cat_file(path)
+
+
+def read_many(fs: fsspec.AbstractFileSystem, paths: list[str]) -> dict[str, bytes]:
+    """The files among `paths` that exist, by path, in one call: local reads in a loop; on an object store
+    the filesystem's concurrent GETs (`cat` with missing files omitted), never a listing."""
+    if is_local(fs):
+        found = {}
+        for path in paths:
+            try:
+                with open(path, "rb") as handle:
+                    found[path] = handle.read()
+            except FileNotFoundError:
+                continue
+        return found
+    if not paths:
+        return {}
+    listed = fs.cat(list(paths), on_error="omit")
+    return {fs._strip_protocol(path): data for path, data in listed.items() if isinstance(data, bytes)}
+
+
+def object_version(info: dict) -> str:
+    """What changes when a file or object is rewritten, from `fs.info`: its size with its ETag, else its
+    modification or creation time (a cache of something read from a store is keyed by this)."""
+    stamp = next((info[key] for key in ("ETag", "etag", "mtime", "LastModified", "last_modified", "created")
+                  if info.get(key)), "")
+    return f"{info.get('size')}-{str(stamp).strip(chr(34))}"
 
 
 def read_text(fs: fsspec.AbstractFileSystem, path: str) -> str:

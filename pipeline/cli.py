@@ -50,14 +50,31 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_source_paths(values: list[str]) -> dict[str, Path]:
+def _parse_source_paths(values: list[str]) -> dict[str, Path | str]:
     paths = {}
     for value in values:
         name, sep, path = value.partition("=")
         if not sep or not name or not path:
             raise SystemExit(f"--source-path expects NAME=DIR, got {value!r}")
-        paths[name] = Path(path)
+        paths[name] = _input_location(path)
     return paths
+
+
+def _input_location(value: str) -> Path | str:
+    """A folder the build reads from, resolved here once: an absolute path, or a URL (`s3://bucket/datasets`)."""
+    from manifests.storage import is_url
+
+    return value if is_url(value) else Path(value).resolve()
+
+
+def _is_folder(location: Path | str) -> bool:
+    from sources.io.files import source_path
+
+    try:
+        return source_path(location).is_dir()
+    except (OSError, ValueError, ImportError) as err:  # an unknown protocol, a store that refuses: say so
+        log.debug("checking %s failed: %s", location, err)
+        return False
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -80,13 +97,14 @@ def _cmd_build(args: argparse.Namespace) -> int:
         _print_plan(recipe)
         return 0
     only = args.only.split(",") if args.only else None
-    if args.sources_root and not Path(args.sources_root).is_dir():
+    sources_root = _input_location(args.sources_root) if args.sources_root else None
+    if sources_root is not None and not _is_folder(sources_root):
         console.print(f"[red]--sources-root {args.sources_root} is not a directory[/red]")
         return 1
     try:
-        report = build(recipe, args.out, Path(args.sources_root) if args.sources_root else None,
+        report = build(recipe, args.out, sources_root,
                        _parse_source_paths(args.source_path), only, args.ray_address, progress=not args.quiet,
-                       hq_build=Path(args.hq_build) if args.hq_build else None, refresh=args.refresh,
+                       hq_build=_input_location(args.hq_build) if args.hq_build else None, refresh=args.refresh,
                        access=args.access)
     except (RecipeError, AccessRefused, KeyError, ModelNotAvailable) as err:  # one line, what to do
         prefix = {RecipeError: "recipe error: ", ModelNotAvailable: "model missing: "}.get(type(err), "")
@@ -194,12 +212,13 @@ def _cmd_contamination(args: argparse.Namespace) -> int:
     from pipeline.config import RecipeError
     from pipeline.rescore.contamination import ContaminationError, contamination_of_build
 
-    if args.sources_root and not Path(args.sources_root).is_dir():
+    sources_root = _input_location(args.sources_root) if args.sources_root else None
+    if sources_root is not None and not _is_folder(sources_root):
         console.print(f"[red]--sources-root {args.sources_root} is not a directory[/red]")
         return 1
     try:
-        summary = contamination_of_build(Path(args.build_dir), args.against.split(",") if args.against else None,
-                                         Path(args.sources_root) if args.sources_root else None,
+        summary = contamination_of_build(args.build_dir, args.against.split(",") if args.against else None,
+                                         sources_root,
                                          Path(args.out) if args.out else None)
     except (RecipeError, ContaminationError) as err:
         console.print(f"[red]{err}[/red]")
@@ -225,7 +244,7 @@ def _cmd_rethreshold(args: argparse.Namespace) -> int:
                "lambda_s": args.lambda_s, "keep_fraction": args.keep_fraction, "keep_scope": args.keep_scope,
                "unscored": args.unscored}
     try:
-        report = rethreshold(Path(args.build_dir), **{k: v for k, v in changes.items() if v is not None})
+        report = rethreshold(args.build_dir, **{k: v for k, v in changes.items() if v is not None})
     except RecipeError as err:
         console.print(f"[red]{err}[/red]")
         return 1
@@ -240,7 +259,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from pipeline.rescore.score import score_build
 
     try:
-        report = score_build(Path(args.build_dir), only=args.only, models_dir=args.models_dir,
+        report = score_build(args.build_dir, only=args.only, models_dir=args.models_dir,
                              ray_address=args.ray_address, cut=not args.no_cut)
     except (RecipeError, ModelNotAvailable, ClusterTooSmall) as err:
         console.print(f"[red]{err}[/red]")
@@ -367,9 +386,10 @@ def make_parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="build a recipe into shards and a manifest")
     build.add_argument("--recipe", required=True, help="bundled recipe name (stage1) or a YAML path")
     build.add_argument("--sources-root", help="folder holding the datasets' downloads, by their own top folder names, "
-                       "or a Hugging Face Hub cache (hub/ with datasets--owner--name folders)")
+                       "or a Hugging Face Hub cache (hub/ with datasets--owner--name folders); a folder or an "
+                       "fsspec URL such as s3://bucket/datasets")
     build.add_argument("--source-path", action="append", default=[], metavar="NAME=DIR",
-                       help="where one source is, overriding discovery (repeatable)")
+                       help="where one source is (a folder or a URL), overriding discovery (repeatable)")
     build.add_argument("--out", default="build", help="output root, a folder or an fsspec URL such as s3://bucket/prefix; "
                        "the build goes to OUT/<recipe> (default build)")
     build.add_argument("--only", help="comma-separated source names to build")
@@ -393,7 +413,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     rethr = commands.add_parser("rethreshold", help="re-decide the alignment cut of a build from its scores "
                                                      "(no model runs)")
-    rethr.add_argument("build_dir", help="a build directory such as build/stage1")
+    rethr.add_argument("build_dir", help="a build directory such as build/stage1, or its URL")
     rethr.add_argument("--normalize", choices=("minmax", "rank"))
     rethr.add_argument("--normalize-scope", choices=("global", "source", "modality"))
     rethr.add_argument("--m-score", choices=("logit", "sigmoid"))
@@ -405,7 +425,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     score = commands.add_parser("score", help="alignment scores for an existing build, read from its shards "
                                               "(shards are not rewritten)")
-    score.add_argument("build_dir", help="a build directory such as build/stage1")
+    score.add_argument("build_dir", help="a build directory such as build/stage1, or its URL")
     score.add_argument("--only", choices=("alignment", "biomedclip"), default="alignment",
                        help="alignment: MedGemma/E5/MedSigLIP raw scores, then the recipe's cut; "
                             "biomedclip: the align_bmc column alone (default alignment)")
@@ -425,7 +445,7 @@ def make_parser() -> argparse.ArgumentParser:
     contam.add_argument("build_dir", help="a build directory built with near_duplicates.enabled")
     contam.add_argument("--against", help="comma-separated benchmark sources (default: the recipe's list); "
                                           "splits from the recipe's list, else validate,test")
-    contam.add_argument("--sources-root", required=True, help="folder holding the benchmarks' downloads")
+    contam.add_argument("--sources-root", required=True, help="folder (or URL) holding the benchmarks' downloads")
     contam.add_argument("--out", help="also write the report to this Parquet file")
     contam.set_defaults(run=_cmd_contamination)
     export = commands.add_parser("export", help="write a build in the formats UniMedVL's and Bagel's loaders read")

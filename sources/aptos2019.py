@@ -36,6 +36,7 @@ from pathlib import Path
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import LabelTemplates, label_records, label_rejections
 
@@ -73,7 +74,7 @@ DR_TEMPLATES = LabelTemplates(
 
 def read_csv(path: Path) -> list[dict[str, str]]:
     """Rows keyed by stripped column names (BOMs and stray spaces occur), values stripped."""
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    with open_file(path, "r", encoding="utf-8-sig", newline="") as handle:
         return [{(key or "").strip(): (value or "").strip() for key, value in row.items()}
                 for row in csv.DictReader(handle)]
 

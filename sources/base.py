@@ -11,7 +11,6 @@ Everything odd about a dataset lives in its own module; the output is canonical.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any, ClassVar
 
 from manifests.records import Record, Rejection
 from sources.io.errors import SourceError  # re-exported: adapters import it from sources.base
+from sources.io.files import relative_to, scan, source_path
 from sources.io.hub import ROWS_PER_UNIT, find_snapshot, row_group_ranges
 
 
@@ -130,8 +130,8 @@ class Source:
     #: Items are questions on shared images (set by sources/shapes/vqa.py `VqaSource`): `VQA_OPTIONS` apply.
     questions_on_shared_images: ClassVar[bool] = False
 
-    def __init__(self, root: Path, options: dict[str, Any] | None = None, splits: Sequence[str] | None = None):
-        self.root = Path(root)
+    def __init__(self, root: Path | str, options: dict[str, Any] | None = None, splits: Sequence[str] | None = None):
+        self.root = source_path(root)  # a Path locally, a UPath for a URL (sources/io/files.py)
         self.options = dict(options or {})
         self.splits = tuple(splits) if splits else None  # None: every split
         self._input_listing: tuple[tuple[str, ...], tuple[str, ...]] | None = None
@@ -145,10 +145,10 @@ class Source:
         """The dataset's folder under a common sources root, found by its download's top folder name; else
         the snapshot of one of its Hub repos when the root is (or holds) a Hugging Face Hub cache."""
         for name in cls.card.root_names:
-            candidate = Path(sources_root) / name
+            candidate = source_path(sources_root) / name
             if candidate.is_dir():
                 return candidate
-        return find_snapshot(Path(sources_root), cls.card.hub_repos) if cls.card.hub_repos else None
+        return find_snapshot(source_path(sources_root), cls.card.hub_repos) if cls.card.hub_repos else None
 
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> None:
@@ -206,24 +206,21 @@ class Source:
             files: list[str] = []
             folders: list[str] = []
 
-            def walk(folder: str, depth: int) -> None:
-                folders.append(os.path.relpath(folder, self.root))
-                try:
-                    entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-                except OSError:
-                    return
-                for entry in entries:
+            def walk(folder: Path, relative: str, depth: int) -> None:
+                folders.append(relative)
+                for entry in sorted(scan(folder), key=lambda entry: entry.name):
                     if entry.name.startswith("."):  # .git, .cache: not the dataset
                         continue
+                    path = entry.name if relative == "." else f"{relative}/{entry.name}"
                     if entry.is_dir():
                         if depth < LISTING_DEPTH:
-                            walk(entry.path, depth + 1)
+                            walk(entry.path, path, depth + 1)
                         else:
-                            folders.append(os.path.relpath(entry.path, self.root))
+                            folders.append(path)
                     elif entry.name.lower().endswith(ANNOTATION_SUFFIXES):
-                        files.append(os.path.relpath(entry.path, self.root))
+                        files.append(path)
 
-            walk(str(self.root), 0)
+            walk(self.root, ".", 0)
             self._input_listing = (tuple(files), tuple(folders))
         return self._input_listing
 
@@ -257,7 +254,7 @@ class Source:
 
     def relative(self, path: Path) -> str:
         """A path relative to the dataset root (provenance never names the user's machine)."""
-        return Path(path).relative_to(self.root).as_posix()
+        return relative_to(path, self.root)
 
     def reject(self, record_id: str, split: str, reason: str, detail: str = "", **facts: Any) -> Rejection:
         """A rejection; its task family and types, unless given, come from the card where they are unique."""

@@ -31,12 +31,12 @@ One interleaved record per pair: H&E tile + instruction naming the HER2 level ->
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import scan
 from sources.io.image import ImageDecodeError, decode_file
 
 SPLITS = {"train": "train", "val": "validate", "test": "test"}  # folder -> canonical split
@@ -51,7 +51,7 @@ RESPONSE = "The requested image has been generated."
 
 def _png_names(folder) -> set[str]:
     try:
-        return {e.name for e in os.scandir(folder) if e.is_file() and e.name.lower().endswith(".png")}
+        return {e.name for e in scan(folder) if e.is_file() and e.name.lower().endswith(".png")}
     except OSError:
         return set()
 

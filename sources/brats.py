@@ -48,7 +48,6 @@ brain covers less than `min_foreground_fraction` is `empty_slice`, one without t
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +56,7 @@ import numpy as np
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import scan, source_path
 from sources.io.image import ImageDecodeError, image_from_array
 from sources.io.nifti import NiftiVolume, axial_slice, load_nifti, mr_to_uint16
 
@@ -99,7 +99,7 @@ RESPONSES = (
 def case_files(folder: Path) -> tuple[str, dict[str, str]] | None:
     """(naming, {2023 name: file name}) when `folder` is a BraTS case folder, else None."""
     try:
-        names = {entry.name for entry in os.scandir(folder) if entry.is_file()}
+        names = {entry.name for entry in scan(folder) if entry.is_file()}
     except OSError:
         return None
     for naming, sep, table in NAMINGS:
@@ -116,7 +116,7 @@ def case_files(folder: Path) -> tuple[str, dict[str, str]] | None:
 
 def _subfolders(folder: Path) -> list[Path]:
     try:
-        return sorted(Path(entry.path) for entry in os.scandir(folder) if entry.is_dir())
+        return [entry.path for entry in sorted(scan(folder), key=lambda e: e.name) if entry.is_dir()]
     except OSError:
         return []
 
@@ -174,7 +174,7 @@ class Brats(Source):
 
     @classmethod
     def find_root(cls, sources_root: Path) -> Path | None:
-        return Path(sources_root) if find_downloads(Path(sources_root)) else None
+        return source_path(sources_root) if find_downloads(source_path(sources_root)) else None
 
     def _pairs(self) -> list[tuple[str, str]]:
         pairs = []

@@ -39,6 +39,7 @@ from pathlib import Path, PurePosixPath
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import LabelTemplates, label_records, label_rejections
 
@@ -69,7 +70,7 @@ DOWNLOAD_FOLDERS = ("CheXpert-v1.0-small", "CheXpert-v1.0")
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    with open_file(path, "r", encoding="utf-8-sig", newline="") as handle:
         return [{(key or "").strip(): (value or "").strip() for key, value in row.items()}
                 for row in csv.DictReader(handle)]
 

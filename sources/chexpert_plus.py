@@ -43,6 +43,7 @@ from pathlib import Path, PurePosixPath
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file
 from sources.io.image import ImageDecodeError, decode_file
 
 CSV_GLOB = "df_chexpert_plus_*.csv"
@@ -109,7 +110,7 @@ class ChexpertPlus(Source):
     def work_units(self) -> list[WorkUnit]:
         table, png_dir = self._csv(), self._png_dir()
         by_split: dict[str, list[dict]] = {}
-        with open(table, encoding="utf-8-sig", newline="") as handle:
+        with open_file(table, "r", encoding="utf-8-sig", newline="") as handle:
             for number, row in enumerate(csv.DictReader(handle)):
                 path = (row.get("path_to_image") or "").strip()
                 split = _split(row.get("split"), path)

@@ -27,7 +27,6 @@ an all-zero mask is `mask_empty`; an unreadable file is its decoder's reason.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import numpy as np
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import scan
 from sources.io.image import ImageDecodeError, decode_binary_mask, decode_file, image_from_array
 
 IMAGE_DIR, MASK_DIR = "Original", "Ground Truth"
@@ -75,7 +75,7 @@ class CvcClinicDb(Source):
         if not self.wants_split("unsplit"):
             return []
         folder = self.root / copy / IMAGE_DIR
-        names = sorted((e.name for e in os.scandir(folder)
+        names = sorted((e.name for e in scan(folder)
                         if e.is_file() and e.name.lower().endswith(SUFFIXES)), key=_frame_order)
         return self.chunked_units("unsplit", [(copy, name) for name in names])
 

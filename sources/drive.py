@@ -30,7 +30,6 @@ an unreadable file is its decoder's reason; a mask whose size differs from the i
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 
@@ -38,6 +37,7 @@ import numpy as np
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import scan
 from sources.io.image import ImageDecodeError, decode_binary_mask, decode_file, image_from_array
 
 SPLITS = {"training": "train", "test": "test"}  # folder -> canonical split
@@ -71,7 +71,7 @@ class Drive(Source):
         for folder, split in SPLITS.items():
             if not self.wants_split(split) or not (self.root / folder / "images").is_dir():
                 continue
-            names = sorted(e.name for e in os.scandir(self.root / folder / "images")
+            names = sorted(e.name for e in scan(self.root / folder / "images")
                            if e.is_file() and IMAGE_NAME.match(e.name))
             units.extend(self.chunked_units(split, [(folder, name) for name in names]))
         return units

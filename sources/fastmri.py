@@ -34,7 +34,6 @@ Ids `fastmri/<split>/<file stem>/<slice:03d>`; split from the folder name (train
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from PIL import Image as PILImage
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import name_or_reader, scan
 from sources.io.image import image_from_array
 from sources.io.nifti import mr_to_uint16
 
@@ -100,8 +100,9 @@ class Fastmri(Source):
 
     def work_units(self) -> list[WorkUnit]:
         files = []
-        for folder in [self.root, *sorted(Path(e.path) for e in os.scandir(self.root) if e.is_dir())]:
-            files.extend(sorted(Path(e.path) for e in os.scandir(folder) if e.is_file() and e.name.endswith(".h5")))
+        for folder in [self.root, *(e.path for e in sorted(scan(self.root), key=lambda e: e.name) if e.is_dir())]:
+            files.extend(e.path for e in sorted(scan(folder), key=lambda e: e.name)
+                         if e.is_file() and e.name.endswith(".h5"))
         if not files:
             raise SourceError(f"{self.root}: no .h5 files here or one folder below; unpack the fastMRI tarballs")
         units = []
@@ -115,7 +116,7 @@ class Fastmri(Source):
         relative, split = unit.items[0], unit.split
         file_id = f"{self.name}/{split}/{Path(relative).stem}"
         try:
-            with h5py.File(self.root / relative, "r") as handle:
+            with name_or_reader(self.root / relative) as file, h5py.File(file, "r") as handle:
                 target_name = next((name for name in TARGETS if name in handle), None)
                 volume = np.asarray(handle[target_name], dtype=np.float32) if target_name else None
                 attrs = {key: handle.attrs[key] for key in ("acquisition", "patient_id") if key in handle.attrs}

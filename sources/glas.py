@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +40,7 @@ from PIL import UnidentifiedImageError
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file, scan
 from sources.io.image import ImageDecodeError, decode_file, image_from_array
 
 TILE = re.compile(r"^(?P<part>train|testA|testB)_(?P<number>\d+)\.bmp$", re.IGNORECASE)
@@ -57,7 +57,7 @@ RESPONSES = (
 def read_instance_map(path: Path, source_path: str) -> np.ndarray:
     """An instance label map (0 background, one integer per object) as stored."""
     try:
-        with PILImage.open(path) as img:
+        with open_file(path) as handle, PILImage.open(handle) as img:
             return np.asarray(img.convert("L") if img.mode not in ("L", "P", "I", "I;16") else img)
     except FileNotFoundError as err:
         raise ImageDecodeError("missing_file", source_path) from err
@@ -83,7 +83,7 @@ class Glas(Source):
     def work_units(self) -> list[WorkUnit]:
         if not self.root.is_dir():
             raise SourceError(f"{self.root}: not a folder; point the root at the Warwick QU Dataset folder")
-        tiles = sorted((e.name for e in os.scandir(self.root) if e.is_file() and TILE.match(e.name)), key=_order)
+        tiles = sorted((e.name for e in scan(self.root) if e.is_file() and TILE.match(e.name)), key=_order)
         if not tiles:
             raise SourceError(f"{self.root}: no train_<n>.bmp / testA_<n>.bmp tiles; point the root at the "
                               "Warwick QU Dataset folder")

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import LabelTemplates, label_records, label_rejections
 
@@ -125,7 +126,7 @@ class Ham10000(Source):
         metadata = self._metadata()
         if not self.wants_split("unsplit"):
             return []
-        with open(metadata, encoding="utf-8-sig", newline="") as handle:
+        with open_file(metadata, "r", encoding="utf-8-sig", newline="") as handle:
             rows = [{key.strip().lower(): (value or "").strip() for key, value in row.items() if key}
                     for row in csv.DictReader(handle)]
         index = self._image_index()

@@ -55,6 +55,7 @@ from pathlib import Path
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.ham10000 import DERMOSCOPY_LABELS, DERMOSCOPY_TEMPLATES
+from sources.io.files import open_file
 from sources.io.image import ImageDecodeError, decode_file
 from sources.io.lfs import check_lfs_pointer
 from sources.shapes.captions import LabelTemplates, label_records, label_rejections
@@ -181,7 +182,7 @@ class Isic(Source):
                 continue
             images = _find(self.root, release.images, want_dir=True) or release.images[0]
             check_lfs_pointer(self.root / table)
-            with open(self.root / table, encoding="utf-8-sig", newline="") as handle:
+            with open_file(self.root / table, "r", encoding="utf-8-sig", newline="") as handle:
                 rows = [{(key or "").strip(): (value or "").strip() for key, value in row.items()}
                         for row in csv.DictReader(handle)]
             items = [{"row": number, "table": table, "images": images, "year": release.year, "kind": release.kind,

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file, source_path
 from sources.io.image import ImageDecodeError, decode_file
 
 REPORTS = "indiana_reports.csv"
@@ -57,7 +58,7 @@ INSTRUCTIONS = (
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    with open_file(path, "r", encoding="utf-8-sig", newline="") as handle:
         return [{(key or "").strip().lower(): " ".join((value or "").split()) for key, value in row.items()}
                 for row in csv.DictReader(handle)]
 
@@ -90,8 +91,8 @@ class IuXray(Source):
     def find_root(cls, sources_root: Path) -> Path | None:
         # "archive" is what every Kaggle zip unpacks to: only take it when it holds this dataset.
         for name in cls.card.root_names:
-            if (Path(sources_root) / name / REPORTS).is_file():
-                return Path(sources_root) / name
+            if (source_path(sources_root) / name / REPORTS).is_file():
+                return source_path(sources_root) / name
         return None
 
     def work_units(self) -> list[WorkUnit]:

@@ -46,7 +46,6 @@ Split "unsplit" (IXI has no official split). A subject lacking a contrast is `mi
 from __future__ import annotations
 
 import itertools
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,6 +55,7 @@ import numpy as np
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.fastmri import degrade
+from sources.io.files import scan
 from sources.io.image import ImageDecodeError, image_from_array
 from sources.io.nifti import NiftiVolume, axial_slice, load_nifti, mr_to_uint16
 
@@ -132,12 +132,12 @@ class Ixi(Source):
         self._pairs()
         self._sr_contrasts()
         volumes: dict[str, dict[str, str]] = {}
-        for folder in [self.root, *sorted(Path(e.path) for e in os.scandir(self.root) if e.is_dir())]:
-            for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        for folder in [self.root, *(e.path for e in sorted(scan(self.root), key=lambda e: e.name) if e.is_dir())]:
+            for entry in sorted(scan(folder), key=lambda e: e.name):
                 match = NAME.match(entry.name)
                 if match and entry.is_file():
                     files = volumes.setdefault(match["volume"], {})
-                    files.setdefault(match["contrast"], self.relative(Path(entry.path)))
+                    files.setdefault(match["contrast"], self.relative(entry.path))
         if not volumes:
             raise SourceError(f"{self.root}: no IXI<id>-<site>-<nnnn>-<T1|T2|PD>.nii.gz files; "
                               "unpack the tarballs there")

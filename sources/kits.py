@@ -40,7 +40,6 @@ are `mask_size_mismatch`.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +48,7 @@ import numpy as np
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import scan
 from sources.io.image import ImageDecodeError, image_from_array
 from sources.io.nifti import axial_slice, load_nifti
 
@@ -95,7 +95,7 @@ class Kits(Source):
     def _cases_folder(self) -> str:
         for folder in CASE_FOLDERS:
             path = self.root / folder
-            if path.is_dir() and any(e.is_dir() and CASE.match(e.name) for e in os.scandir(path)):
+            if path.is_dir() and any(e.is_dir() and CASE.match(e.name) for e in scan(path)):
                 return folder
         raise SourceError(f"{self.root}: no case_XXXXX folders in data/, dataset/, kits21/data/ or the root; "
                           "point the root at the kits19, kits21 or kits23 checkout")
@@ -116,7 +116,7 @@ class Kits(Source):
         self._window()  # a bad option fails on the driver, not on every worker
         prefix = f"{folder}/" if folder else ""
         by_split: dict[str, list[dict]] = {"train": [], "test": []}
-        for case in sorted(e.name for e in os.scandir(self.root / folder) if e.is_dir() and CASE.match(e.name)):
+        for case in sorted(e.name for e in scan(self.root / folder) if e.is_dir() and CASE.match(e.name)):
             case_dir = self.root / prefix / case
             seg = _first(case_dir, SEGMENTATION)
             item = {"case": case, "folder": f"{prefix}{case}", "imaging": _first(case_dir, IMAGING), "seg": seg}

@@ -48,6 +48,7 @@ from pathlib import Path
 
 from manifests.records import Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import mtime_ns, open_file
 from sources.io.lfs import check_lfs_pointer
 
 FILE_PATTERN = re.compile(r"^(healthcaremagic_dialogue_\d+|icliniq_dialogue)\.txt$")
@@ -59,7 +60,7 @@ def _blocks(path: str, mtime_ns: int) -> tuple[tuple[str, ...], ...]:
     """The file's dialogue blocks: the lines from one `id=` line up to the next."""
     check_lfs_pointer(path)
     blocks: list[list[str]] = []
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    with open_file(path, "r", encoding="utf-8", errors="replace") as handle:
         for line in handle:
             line = line.rstrip("\r\n")
             if line.startswith("id="):
@@ -124,14 +125,14 @@ class Meddialog(Source):
             return []
         units = []
         for path in files:
-            count = len(_blocks(str(path), path.stat().st_mtime_ns))
+            count = len(_blocks(str(path), mtime_ns(path)))
             units.extend(self.chunked_units("train", [(path.name, i) for i in range(count)], label=path.stem))
         return units
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
         for name, index in unit.items:
             path = self.root / name
-            yield self._record(_blocks(str(path), path.stat().st_mtime_ns)[index], name, index)
+            yield self._record(_blocks(str(path), mtime_ns(path))[index], name, index)
 
     def _record(self, lines: tuple[str, ...], name: str, index: int) -> Record | Rejection:
         record_id = f"{self.name}/train/{Path(name).stem}-{index:06d}"

@@ -50,6 +50,7 @@ from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, SourceError, WorkUnit
+from sources.io.files import open_file, source_path
 from sources.io.image import ImageDecodeError, decode_file
 from sources.mimic_cxr_jpg import METADATA_FILES, jpg_path, read_metadata, sibling_root
 from sources.shapes.vqa import VqaSource, without_placeholders
@@ -102,10 +103,10 @@ class MedicalDiffVqa(VqaSource):
     def images_root(self) -> Path | None:
         option = self.options.get("images_root")
         if option:
-            if not any((Path(option) / name).is_file() for name in METADATA_FILES):
+            if not any((source_path(option) / name).is_file() for name in METADATA_FILES):
                 raise SourceError(f"images_root {option} holds no {METADATA_FILES[0]}; point it at the "
                                   "MIMIC-CXR-JPG version folder")
-            return Path(option)
+            return source_path(option)
         return next((path for name in METADATA_FILES
                      if (path := sibling_root(self.root, IMAGE_FOLDERS, name)) is not None), None)
 
@@ -116,7 +117,7 @@ class MedicalDiffVqa(VqaSource):
         images_root = self.images_root()
         chosen, studies = frontal_images(images_root) if images_root else ({}, set())
         by_split: dict[str, list[dict]] = {}
-        with open(path, encoding="utf-8-sig", newline="") as handle:
+        with open_file(path, "r", encoding="utf-8-sig", newline="") as handle:
             for row_number, row in enumerate(csv.DictReader(handle)):
                 split = SPLITS.get(row.get("split", "").strip(), "unsplit")
                 study, ref = row["study_id"].strip(), row.get("ref_id", "").strip()

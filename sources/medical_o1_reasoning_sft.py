@@ -43,6 +43,7 @@ from functools import lru_cache
 
 from manifests.records import Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import mtime_ns, open_file
 from sources.shapes.cot import render_cot
 
 CONFIGS = {"en": ("medical_o1_sft.json", "en"), "zh": ("medical_o1_sft_Chinese.json", "zh"),
@@ -53,7 +54,7 @@ KEYS = ("Question", "Complex_CoT", "Response")
 @lru_cache(maxsize=4)
 def _load(path: str, mtime_ns: int) -> tuple:
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open_file(path, "r", encoding="utf-8") as handle:
             data = json.load(handle)
     except ValueError as err:
         raise SourceError(f"{path} is not one JSON list ({err}); medical-o1-reasoning-SFT ships JSON lists, "
@@ -92,14 +93,14 @@ class MedicalO1ReasoningSft(Source):
         if not self.wants_split("train"):
             return []
         path = self.root / name
-        rows = _load(str(path), path.stat().st_mtime_ns)
+        rows = _load(str(path), mtime_ns(path))
         return self.chunked_units("train", [(name, index) for index in range(len(rows))], label=config)
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
         config, _, language = self._file()
         for name, index in unit.items:
             path = self.root / name
-            yield self._record(_load(str(path), path.stat().st_mtime_ns)[index], config, language, name, index)
+            yield self._record(_load(str(path), mtime_ns(path))[index], config, language, name, index)
 
     def _record(self, row, config: str, language: str, name: str, index: int) -> Record | Rejection:
         record_id = f"{self.name}/train/{config}-{index:06d}"

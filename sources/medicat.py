@@ -41,6 +41,7 @@ from pathlib import Path, PurePosixPath
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file, source_path
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import caption_records, caption_rejections
 from sources.rocov2 import FIGURE_REF
@@ -85,8 +86,8 @@ class Medicat(Source):
     def find_root(cls, sources_root: Path) -> Path | None:
         # "release" is a generic folder name: only a folder holding the figures file counts
         for name in cls.card.root_names:
-            if (Path(sources_root) / name / FIGURES_FILE).is_file():
-                return Path(sources_root) / name
+            if (source_path(sources_root) / name / FIGURES_FILE).is_file():
+                return source_path(sources_root) / name
         return None
 
     def work_units(self) -> list[WorkUnit]:
@@ -96,7 +97,7 @@ class Medicat(Source):
         if not self.wants_split("unsplit"):
             return []
         items = []
-        with open(path, encoding="utf-8") as handle:
+        with open_file(path, "r", encoding="utf-8") as handle:
             for line_number, line in enumerate(handle, start=1):
                 if line.strip():
                     items.append(self._item(line_number, line))

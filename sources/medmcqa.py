@@ -43,6 +43,7 @@ from functools import lru_cache
 
 from manifests.records import Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import mtime_ns, open_file
 from sources.io.hub import iter_parquet_rows, split_files
 
 SPLITS = {"train": "train", "dev": "validate", "test": "test"}  # file stem -> canonical split
@@ -54,7 +55,7 @@ REQUIRED_KEYS = ("id", "question", "opa", "opb", "opc", "opd")
 
 @lru_cache(maxsize=8)
 def _read_lines(path: str, mtime_ns: int) -> tuple[str, ...]:
-    with open(path, encoding="utf-8") as handle:
+    with open_file(path, "r", encoding="utf-8") as handle:
         return tuple(handle.read().splitlines())
 
 
@@ -101,7 +102,7 @@ class Medmcqa(Source):
             if not self.wants_split(split):
                 continue
             path = self.root / f"{stem}.json"
-            lines = _read_lines(str(path), path.stat().st_mtime_ns)
+            lines = _read_lines(str(path), mtime_ns(path))
             units.extend(self.chunked_units(split, [(path.name, index) for index in range(len(lines))]))
         return units
 
@@ -115,7 +116,7 @@ class Medmcqa(Source):
         base = int(self.options.get("cop_base", 1))
         for name, index in unit.items:
             path = self.root / name
-            line = _read_lines(str(path), path.stat().st_mtime_ns)[index]
+            line = _read_lines(str(path), mtime_ns(path))[index]
             if line.strip():
                 yield self._record(line, f"{name}#{index}", unit.split, name, base)
 

@@ -47,6 +47,7 @@ from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import mtime_ns, open_file
 from sources.io.lfs import check_lfs_pointer
 from sources.io.image import ImageDecodeError, decode_file
 
@@ -66,7 +67,7 @@ MISSING = ("", "n/a", "na", "none", "null")
 def _read_rows(path: str, mtime_ns: int) -> tuple:
     """Rows of a JSON list or a JSON-lines file; a bad line stays a string so it can be rejected."""
     check_lfs_pointer(path)
-    with open(path, encoding="utf-8") as handle:
+    with open_file(path, "r", encoding="utf-8") as handle:
         text = handle.read()
     if path.endswith(".json"):
         rows = json.loads(text)
@@ -141,7 +142,7 @@ class Medpix2(Source):
                 continue
             items = []
             for path in paths:
-                rows = _read_rows(str(path), path.stat().st_mtime_ns)
+                rows = _read_rows(str(path), mtime_ns(path))
                 items.extend((self.relative(path), index) for index in range(len(rows)))
             units.extend(self.chunked_units(split, items))
         return units
@@ -149,7 +150,7 @@ class Medpix2(Source):
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
         for relative, index in unit.items:
             path = self.root / relative
-            row = _read_rows(str(path), path.stat().st_mtime_ns)[index]
+            row = _read_rows(str(path), mtime_ns(path))[index]
             yield self._record(row, relative, index, unit.split)
 
     def _record(self, row, relative: str, index: int, split: str) -> Record | Rejection:
@@ -204,7 +205,7 @@ class Medpix2(Source):
         paths = self.annotation_files()
         for relative, index in unit.items:
             path = self.root / relative
-            row = _read_rows(str(path), path.stat().st_mtime_ns)[index]
+            row = _read_rows(str(path), mtime_ns(path))[index]
             if isinstance(row, dict) and _known(row.get("image")):
                 name = str(row["image"]).strip().removesuffix(".png")
                 parent = Path(relative).parent

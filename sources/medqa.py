@@ -49,6 +49,7 @@ from pathlib import Path
 
 from manifests.records import Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import mtime_ns, open_file
 
 SPLITS = {"train": "train", "dev": "validate", "test": "test"}  # file stem -> canonical split
 QUESTION_DIRS = ("questions/US", "data_clean/questions/US", "US", ".")
@@ -58,7 +59,7 @@ REQUIRED_KEYS = ("question", "options", "answer_idx")
 
 @lru_cache(maxsize=8)
 def _read_lines(path: str, mtime_ns: int) -> tuple[str, ...]:
-    with open(path, encoding="utf-8") as handle:
+    with open_file(path, "r", encoding="utf-8") as handle:
         return tuple(handle.read().splitlines())
 
 
@@ -110,7 +111,7 @@ class Medqa(Source):
             path = folder / pattern.format(stem=stem)
             if not path.is_file() or not self.wants_split(split):
                 continue
-            lines = _read_lines(str(path), path.stat().st_mtime_ns)
+            lines = _read_lines(str(path), mtime_ns(path))
             relative = self.relative(path)
             units.extend(self.chunked_units(split, [(relative, index) for index in range(len(lines))]))
         return units
@@ -118,7 +119,7 @@ class Medqa(Source):
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
         for relative, index in unit.items:
             path = self.root / relative
-            line = _read_lines(str(path), path.stat().st_mtime_ns)[index]
+            line = _read_lines(str(path), mtime_ns(path))[index]
             if line.strip():
                 yield self._record(line, index, unit.split, relative)
 

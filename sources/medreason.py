@@ -40,6 +40,7 @@ from pathlib import Path
 
 from manifests.records import Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import mtime_ns, open_file
 from sources.io.lfs import check_lfs_pointer
 from sources.shapes.cot import render_cot
 
@@ -52,7 +53,7 @@ FAILED_GENERATION = "no reasoning path"
 @lru_cache(maxsize=2)
 def _lines(path: str, mtime_ns: int) -> tuple[str, ...]:
     check_lfs_pointer(path)
-    with open(path, encoding="utf-8") as handle:
+    with open_file(path, "r", encoding="utf-8") as handle:
         return tuple(handle.read().splitlines())
 
 
@@ -102,14 +103,14 @@ class Medreason(Source):
         path = self._file()
         if not self.wants_split("train"):
             return []
-        lines = _lines(str(path), path.stat().st_mtime_ns)
+        lines = _lines(str(path), mtime_ns(path))
         return self.chunked_units("train", [(path.name, i) for i, line in enumerate(lines) if line.strip()])
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
         drop = {str(name).lower() for name in self.options.get("drop_datasets", BENCHMARKS)}
         for name, index in unit.items:
             path = self.root / name
-            yield self._record(_lines(str(path), path.stat().st_mtime_ns)[index], name, index, drop)
+            yield self._record(_lines(str(path), mtime_ns(path))[index], name, index, drop)
 
     def _record(self, line: str, name: str, index: int, drop: set[str]) -> Record | Rejection:
         record_id = f"{self.name}/train/{index:06d}"

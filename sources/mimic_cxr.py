@@ -38,6 +38,7 @@ from pathlib import PurePosixPath
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, WorkUnit
 from sources.io.dicom import decode_dicom
+from sources.io.files import open_file
 from sources.io.image import ImageDecodeError
 
 RECORD_LIST = "cxr-record-list.csv.gz"
@@ -105,7 +106,7 @@ def report_sections(text: str) -> dict[str, str]:
 
 
 def _read_csv_gz(path) -> list[dict]:
-    with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
+    with open_file(path) as raw, gzip.open(raw, "rt", encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle))
 
 

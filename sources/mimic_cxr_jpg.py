@@ -46,6 +46,7 @@ from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import source_path
 from sources.io.image import ImageDecodeError, decode_file
 from sources.mimic_cxr import INSTRUCTIONS, KEPT_SECTIONS, REPORT_PROBLEMS, SPLIT_FILES, _read_csv_gz, report_sections
 
@@ -121,9 +122,9 @@ class MimicCxrJpg(Source):
     def reports_root(self) -> Path | None:
         option = self.options.get("reports_root")
         if option:
-            if not Path(option).is_dir():
+            if not source_path(option).is_dir():
                 raise SourceError(f"reports_root {option} is not a directory; point it at the MIMIC-CXR release")
-            return Path(option)
+            return source_path(option)
         return sibling_root(self.root, REPORT_FOLDERS, "files")
 
     def work_units(self) -> list[WorkUnit]:

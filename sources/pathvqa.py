@@ -51,6 +51,7 @@ from functools import lru_cache
 
 from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
 from sources.base import DatasetCard, SourceError, WorkUnit
+from sources.io.files import mtime_ns, open_file
 from sources.io.hub import content_key, decode_image_cell, image_cell_bytes, iter_parquet_rows, split_files
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.vqa import VqaSource
@@ -70,7 +71,7 @@ class _PlainUnpickler(pickle.Unpickler):
 
 @lru_cache(maxsize=4)
 def _load_rows(path: str, mtime_ns: int) -> list:
-    with open(path, "rb") as handle:
+    with open_file(path, "rb") as handle:
         rows = _PlainUnpickler(io.BytesIO(handle.read())).load()
     if not isinstance(rows, list):
         raise ValueError(f"expected a pickled list of QA dicts, got {type(rows).__name__}")
@@ -116,7 +117,7 @@ class PathVqa(VqaSource):
             relative = f"qas/{folder}/{folder}_qa.pkl"
             path = self.root / relative
             try:
-                rows = _load_rows(str(path), path.stat().st_mtime_ns)
+                rows = _load_rows(str(path), mtime_ns(path))
             except (pickle.UnpicklingError, ValueError, EOFError, TypeError) as err:
                 units.append(WorkUnit(self.name, f"pathvqa/{split}/{relative}", split,
                                       ({"file": relative, "error": str(err)},)))
@@ -138,7 +139,7 @@ class PathVqa(VqaSource):
                               modality="histopathology", provenance=[first["file"]])
             return
         path = self.root / first["file"]
-        rows = _load_rows(str(path), path.stat().st_mtime_ns)
+        rows = _load_rows(str(path), mtime_ns(path))
         images: dict[str, Image | ImageDecodeError] = {}
         yield from self.grouped_records(unit, (self._record(rows[item["row"]], item, unit.split, images)
                                                for item in unit.items))

@@ -39,6 +39,7 @@ from collections.abc import Iterator
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file
 from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import caption_records, caption_rejections
@@ -99,7 +100,7 @@ class PmcOa(Source):
             if not self.wants_split(split):
                 continue
             items, seen = [], set()
-            with open(self.root / name, encoding="utf-8") as handle:
+            with open_file(self.root / name, "r", encoding="utf-8") as handle:
                 for line_number, line in enumerate(handle, start=1):
                     if not line.strip():
                         continue

@@ -48,6 +48,7 @@ from collections.abc import Iterator
 
 from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
 from sources.base import DatasetCard, SourceError, WorkUnit
+from sources.io.files import open_file
 from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.vqa import VqaSource
@@ -68,7 +69,7 @@ def _key(name: str) -> str:
 def _read_csv(path) -> list[dict[str, str]]:
     """Rows keyed by normalised column names ("Choice A" -> "choicea", "Answer_label" -> "answerlabel")."""
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
+        with open_file(path, "r", encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle)
             header = [_key(name) for name in next(reader, [])]
             return [dict(zip(header, row)) for row in reader if row]

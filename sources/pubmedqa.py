@@ -59,6 +59,7 @@ from pathlib import Path
 
 from manifests.records import Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import mtime_ns, open_file
 from sources.io.hub import iter_parquet_rows
 from sources.io.lfs import check_lfs_pointer
 
@@ -74,7 +75,7 @@ DECISIONS = ("yes", "no", "maybe")
 @lru_cache(maxsize=4)
 def _load(path: str, mtime_ns: int) -> dict:
     check_lfs_pointer(path)
-    with open(path, encoding="utf-8") as handle:
+    with open_file(path, "r", encoding="utf-8") as handle:
         data = json.load(handle)
     if not isinstance(data, dict):
         raise SourceError(f"{path}: expected a JSON object keyed by PMID, got {type(data).__name__}")
@@ -119,7 +120,7 @@ class Pubmedqa(Source):
     def _ids_in(self, folder: Path, names: tuple[str, ...]) -> set[str] | None:
         for name in names:
             if (folder / name).is_file():
-                return set(_load(str(folder / name), (folder / name).stat().st_mtime_ns))
+                return set(_load(str(folder / name), mtime_ns(folder / name)))
         return None
 
     def _hub_files(self) -> dict[str, list[str]]:
@@ -130,7 +131,7 @@ class Pubmedqa(Source):
 
     def _hub_units(self, files: dict[str, list[str]]) -> list[WorkUnit]:
         test_file = self.options.get("test_ids_file")
-        test = set(_load(str(test_file), Path(test_file).stat().st_mtime_ns)) if test_file else None
+        test = set(_load(str(test_file), mtime_ns(test_file))) if test_file else None
         units = []
         for subset in tuple(self.options.get("subsets", SUBSET_FILES)):
             if subset == "pqal":
@@ -173,7 +174,7 @@ class Pubmedqa(Source):
             path = folder / SUBSET_FILES[subset]
             if not path.is_file():
                 continue
-            entries = _load(str(path), path.stat().st_mtime_ns)
+            entries = _load(str(path), mtime_ns(path))
             split_of = self._splitter(folder, subset)
             by_split: dict[str, list] = {}
             for pmid in entries:
@@ -201,7 +202,7 @@ class Pubmedqa(Source):
             return
         for relative, pmid in unit.items:
             path = self.root / relative
-            entries = _load(str(path), path.stat().st_mtime_ns)
+            entries = _load(str(path), mtime_ns(path))
             yield self._record(entries[pmid], pmid, unit.split, relative)
 
     def _record(self, entry, pmid: str, split: str, relative: str, subset: str | None = None) -> Record | Rejection:

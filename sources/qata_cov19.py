@@ -30,7 +30,6 @@ lung is a valid answer) with foreground fraction 0.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +37,7 @@ import numpy as np
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import scan
 from sources.io.image import ImageDecodeError, decode_binary_mask, decode_file, image_from_array
 
 VERSION_DIR = "QaTa-COV19-v2"
@@ -82,7 +82,7 @@ class QataCov19(Source):
             images = self.root / prefix / folder / IMAGE_DIR
             if not self.wants_split(split) or not images.is_dir():
                 continue
-            names = sorted(e.name for e in os.scandir(images) if e.is_file() and e.name.lower().endswith(".png"))
+            names = sorted(e.name for e in scan(images) if e.is_file() and e.name.lower().endswith(".png"))
             units.extend(self.chunked_units(split, [(f"{prefix}{folder}", name) for name in names]))
         return units
 

@@ -43,6 +43,7 @@ from collections.abc import Iterator
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file
 from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import caption_records, caption_rejections
@@ -102,7 +103,7 @@ class Quilt1m(Source):
         image_dir = next((name for name in IMAGE_DIRS if (self.root / name).is_dir()), IMAGE_DIRS[0])
         csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # roi/noisy text cells can be long
         by_split: dict[str, list[dict]] = {}
-        with open(path, encoding="utf-8-sig", newline="") as handle:
+        with open_file(path, "r", encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle)
             header = [name.strip().lower() for name in next(reader, [])]
             for number, values in enumerate(reader):

@@ -30,7 +30,6 @@ validation set has no label in these folders -> None. An image without a mask is
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from PIL import UnidentifiedImageError
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file, walk
 from sources.io.image import ImageDecodeError, decode_file, image_from_array
 
 # split -> (image folder, mask folder); each may be nested once more inside a same-named folder.
@@ -60,17 +60,16 @@ RESPONSES = (
 def _files(folder: Path, suffix: str) -> dict[str, Path]:
     """Every `*<suffix>` under a folder, by stem (walks the class and doubled sub-folders)."""
     found = {}
-    for current, dirs, names in os.walk(folder):
-        dirs.sort()
-        for name in sorted(names):
+    for current, _, names in walk(folder):  # top down, names sorted
+        for name in names:
             if name.lower().endswith(suffix) and not name.startswith("."):
-                found.setdefault(Path(name).stem, Path(current) / name)
+                found.setdefault(Path(name).stem, current / name)
     return found
 
 
 def read_grey(path: Path, source_path: str) -> np.ndarray:
     try:
-        with PILImage.open(path) as img:
+        with open_file(path) as handle, PILImage.open(handle) as img:
             return np.asarray(img.convert("L"))
     except FileNotFoundError as err:
         raise ImageDecodeError("missing_file", source_path) from err

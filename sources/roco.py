@@ -44,6 +44,7 @@ from pathlib import Path
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file
 from sources.io.lfs import check_lfs_pointer
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.captions import caption_records, caption_rejections
@@ -164,7 +165,7 @@ def _licences(path: Path) -> dict[str, dict[str, str | None]]:
     if not path.is_file():
         return {}
     check_lfs_pointer(path)
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
+    with open_file(path, "r", encoding="utf-8-sig", errors="replace", newline="") as handle:
         rows = [{(key or "").strip().lower(): (value or "").strip() for key, value in row.items()}
                 for row in csv.DictReader(handle)]
     return {row.get("roco_id", ""): {"pmc_id": row.get("pmc_id") or None, "cc": row.get("cc") or None}

@@ -45,6 +45,7 @@ from pathlib import Path
 
 from manifests.records import Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file
 from sources.io.hub import decode_image_cell, iter_parquet_rows, split_files
 from sources.io.lfs import check_lfs_pointer
 from sources.io.image import ImageDecodeError, decode_file
@@ -82,7 +83,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
     """Rows keyed by stripped, lower-cased column names: headers carry BOMs and stray spaces."""
     check_lfs_pointer(path)
     try:
-        with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        with open_file(path, "r", encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
             reader = csv.reader(handle)
             header = [name.strip().lower() for name in next(reader, [])]
             rows = []

@@ -43,6 +43,7 @@ import numpy as np
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import open_file
 from sources.io.image import ImageDecodeError, decode_file, image_from_array, load_pixels
 
 INDEX_FILE, MAPPING_FILE = "SAMed2D_v1.json", "SAMed2D_v1_class_mapping_id.json"
@@ -88,7 +89,7 @@ class Samed2d(Source):
     def _json(self, name: str) -> tuple[object, str]:
         for relative in (name, f"annotations/{name}"):
             if (self.root / relative).is_file():
-                with open(self.root / relative, encoding="utf-8") as handle:
+                with open_file(self.root / relative, "r", encoding="utf-8") as handle:
                     return json.load(handle), relative
         raise SourceError(f"{self.root}: no {name} (or annotations/{name}); point the root at SAMed2Dv1")
 

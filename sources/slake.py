@@ -46,6 +46,7 @@ from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
 from sources.base import DatasetCard, WorkUnit
+from sources.io.files import mtime_ns, open_file
 from sources.io.hub import ZipImages
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.cot import with_rationale
@@ -62,7 +63,7 @@ REQUIRED_KEYS = ("qid", "img_name", "question", "answer")
 
 @lru_cache(maxsize=8)
 def _load_rows(path: str, mtime_ns: int) -> list:
-    with open(path, encoding="utf-8") as handle:
+    with open_file(path, "r", encoding="utf-8") as handle:
         rows = json.load(handle)
     if not isinstance(rows, list):
         raise ValueError(f"expected a JSON list of QA rows, got {type(rows).__name__}")
@@ -117,7 +118,7 @@ class Slake(VqaSource):
                 continue
             relative = self.relative(path)
             try:
-                rows = _load_rows(str(path), path.stat().st_mtime_ns)
+                rows = _load_rows(str(path), mtime_ns(path))
             except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
                 units.append(WorkUnit(self.name, f"slake/{split}/{relative}", split, ({"file": relative, "error": str(err)},)))
                 continue
@@ -132,7 +133,7 @@ class Slake(VqaSource):
                               provenance=[first["file"]])
             return
         path = self.root / first["file"]
-        rows = _load_rows(str(path), path.stat().st_mtime_ns)
+        rows = _load_rows(str(path), mtime_ns(path))
         images: dict[str, Image | ImageDecodeError] = {}
         rationales = self._rationales(unit.split)
         packed = None if (self.root / "imgs").is_dir() or not (self.root / "imgs.zip").is_file() else \

@@ -36,7 +36,6 @@ folder says so, else "train" (the training release is the only one with CT).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +44,7 @@ import numpy as np
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import scan, source_path
 from sources.io.image import ImageDecodeError, image_from_array
 from sources.io.nifti import axial_slice, load_nifti, mr_to_uint16
 
@@ -101,8 +101,9 @@ class Synthrad2023(Source):
     @classmethod
     def find_root(cls, sources_root: Path) -> Path | None:
         found = super().find_root(sources_root)
-        if found is None and any((Path(sources_root) / task / region).is_dir() for task in TASKS for region in REGIONS):
-            return Path(sources_root)  # Task1/ and Task2/ unpacked straight into the sources root
+        if found is None and any((source_path(sources_root) / task / region).is_dir()
+                                 for task in TASKS for region in REGIONS):
+            return source_path(sources_root)  # Task1/ and Task2/ unpacked straight into the sources root
         return found
 
     def _window(self) -> tuple[float, float]:
@@ -130,7 +131,7 @@ class Synthrad2023(Source):
                 split = _split_of(self.root.name)
                 if not self.wants_split(split):
                     continue
-                for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+                for entry in sorted(scan(folder), key=lambda e: e.name):
                     if entry.is_dir() and PATIENT.match(entry.name):
                         units.append(WorkUnit(self.name, f"{self.name}/{split}/{entry.name}", split,
                                               ({"task": task, "region": region, "patient": entry.name},)))

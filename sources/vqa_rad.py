@@ -61,6 +61,7 @@ from functools import lru_cache
 
 from manifests.records import IMAGE_TOKEN, Image, Record, Rejection, dataset_text
 from sources.base import DatasetCard, SourceError, WorkUnit
+from sources.io.files import mtime_ns, open_file
 from sources.io.hub import content_key, decode_image_cell, image_cell_bytes, iter_parquet_rows, split_files
 from sources.io.image import ImageDecodeError, decode_file
 from sources.shapes.cot import with_rationale
@@ -75,7 +76,7 @@ IMAGE_DIR = "VQA_RAD Image Folder"
 
 @lru_cache(maxsize=4)
 def _load_rows(path: str, mtime_ns: int) -> list:
-    with open(path, encoding="utf-8") as handle:
+    with open_file(path, "r", encoding="utf-8") as handle:
         rows = json.load(handle)
     if not isinstance(rows, list):
         raise ValueError(f"expected a JSON list of QA rows, got {type(rows).__name__}")
@@ -126,7 +127,7 @@ class VqaRad(VqaSource):
         if not path.is_file():
             raise SourceError(f"{self.root}: no '{JSON_FILE}'; point the root at the unzipped OSF VQA_RAD folder")
         try:
-            return _load_rows(str(path), path.stat().st_mtime_ns)
+            return _load_rows(str(path), mtime_ns(path))
         except (ValueError, UnicodeDecodeError) as err:
             raise SourceError(f"{path}: not a readable JSON list ({err}); re-download it from OSF") from err
 

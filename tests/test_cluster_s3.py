@@ -1,5 +1,8 @@
 """A build on a 3-node Ray cluster into s3:// on a local S3 server (moto), killed once and rerun, against a
 local single-node build of the same sources; then `unimed query`, `unimed export` and the loader on it.
+And (issue 30) stage 1 with alignment, stage 2 and stage 3 read from sources on the S3 server into s3://,
+byte for byte the same as from and into local folders, then rethreshold, report, release and audit sample
+on the s3:// build, with the S3 requests counted from the server's access log.
 
 The cluster is Ray's own `ray.cluster_utils.Cluster` (head + 2 nodes on this machine, each with a custom
 resource: scorer, reader, writer); the S3 server is moto's, on 127.0.0.1 and a free port, stopped at the end.
@@ -18,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -226,3 +230,139 @@ def _query_export_and_loader(remote_build: str, local_build: Path, tmp_path: Pat
     batches = [next(iter(make_loader([build], scale=1e-4, batch_size=4, rank=0, world_size=1)))
                for build in (remote_build, local_build)]
     assert batches[0]["key"] == batches[1]["key"] and len(batches[0]["key"]) == 4
+
+
+# Issue 30: every recipe from sources on S3 into S3, byte for byte the same as from and into local folders ----------
+
+
+class RequestLog(logging.Handler):
+    """Counts the S3 server's requests (werkzeug's access log) by method and by the first part of the key."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.requests: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = next((arg for arg in record.args or () if isinstance(arg, str) and arg.count(" ") >= 2), "")
+        method, _, rest = line.partition(" ")
+        if method in ("GET", "HEAD", "PUT", "POST", "DELETE"):
+            self.requests.append((method, rest.rsplit(" ", 1)[0]))
+
+    def count(self, marker: str) -> Counter:
+        """Requests whose path or query names `marker` (a prefix such as /bucket/src or prefix=src), by method."""
+        return Counter(method for method, target in self.requests if marker in target)
+
+
+@pytest.fixture
+def s3_requests(s3_server):
+    server_log = logging.getLogger("werkzeug")
+    handler, level, propagate = RequestLog(), server_log.level, server_log.propagate
+    server_log.setLevel(logging.INFO)
+    server_log.propagate = False  # counted, not printed
+    server_log.addHandler(handler)
+    yield handler
+    server_log.removeHandler(handler)
+    server_log.setLevel(level)
+    server_log.propagate = propagate
+
+
+def _unimed(*args: str, env: dict, timeout: int = 900) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env, capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, f"unimed {' '.join(args)}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return result, time.monotonic() - started
+
+
+def _build_outputs(build) -> tuple[list[tuple], dict[str, str], str]:
+    """(manifest rows, shard name -> sha256, dataset card) of a build, local or on S3."""
+    rows = open_build(build).execute("SELECT * FROM records ORDER BY id").fetchall()
+    fs, root = storage.filesystem(build)
+    shards = {relative_shard(build, location): hashlib.sha256(storage.read_bytes(fs, storage.filesystem(location)[1]))
+              .hexdigest() for location in shard_locations(build)}
+    return rows, shards, storage.read_text(fs, storage.join(root, "README.md"))
+
+
+def _same_build(remote: str, local: Path) -> dict:
+    rows, shards, card = _build_outputs(remote)
+    local_rows, local_shards, local_card = _build_outputs(local)
+    assert rows == local_rows and any(row for row in rows)
+    assert shards == local_shards and shards
+    assert card == local_card
+    return {"records": len(rows), "shards": len(shards)}
+
+
+@pytest.mark.slow  # 10 to 20 minutes on 2 shared cores: six builds on three Ray nodes, then the commands after a build
+def test_every_recipe_from_s3_sources_into_s3_equals_the_local_build(s3_server, cluster, s3_requests, tmp_path):
+    root = tmp_path / "src"
+    write_sample_tree(root)
+    fs, _ = storage.filesystem(f"s3://{BUCKET}")
+    fs.put(f"{root}/", f"{BUCKET}/src/", recursive=True)
+    sources, out, local_out = f"s3://{BUCKET}/src", f"s3://{BUCKET}/out", tmp_path / "out"
+    env = _env(RAY_ADDRESS=cluster.address)  # both builds on the same 3-node cluster: only the storage differs
+    _unimed("demo-models", "--out", str(tmp_path / "demo"), env=env)
+    stage1 = yaml.safe_load((REPO / "pipeline" / "recipes" / "stage1.yaml").read_text())
+    stage1["near_duplicates"]["enabled"] = True  # benchmark hashes and decontamination on the store too
+    recipe1 = tmp_path / "stage1.yaml"
+    recipe1.write_text(yaml.safe_dump(stage1))
+    runs = {
+        "stage1": ["--recipe", str(recipe1), "--align", "--models-dir", str(tmp_path / "demo"),
+                   "--only", "slake,rocov2,medqa,pmc_vqa"],
+        "stage2": ["--recipe", "stage2", "--models-dir", str(tmp_path / "demo"), "--only", "medreason,medthink"],
+        "stage3": ["--recipe", "stage3", "--only", "brats,kvasir_seg,bci"],
+    }
+    timings, found = {}, {}
+    for stage, args in runs.items():
+        hq = {"stage2": [["--hq-build", f"{out}/stage1"], ["--hq-build", str(local_out / "stage1")]]}.get(stage)
+        before = len(s3_requests.requests)
+        _, remote_seconds = _unimed("build", *args, "--sources-root", sources, "--out", out, "--quiet",
+                                    *(hq[0] if hq else []), env=env)
+        requests = s3_requests.requests[before:]
+        _, local_seconds = _unimed("build", *args, "--sources-root", str(root), "--out", str(local_out), "--quiet",
+                                   *(hq[1] if hq else []), env=env)
+        found[stage] = _same_build(f"{out}/{stage}", local_out / stage)
+        units = len(open_build(f"{out}/{stage}").execute("SELECT DISTINCT unit_id FROM records").fetchall())
+        source_requests = Counter(method for method, target in requests
+                                  if "/src/" in target or "prefix=src" in target)
+        timings[stage] = (local_seconds, remote_seconds, units, dict(source_requests), len(requests))
+    # the builds kept their caches and state on the store: alignment scores, benchmark hashes, HQ subset, CAG replies
+    assert fs.isfile(f"{BUCKET}/out/stage1/.state/benchmarks.parquet")
+    assert storage.find(fs, f"{BUCKET}/out/stage1/.state/align_cache", ".parquet")
+    assert fs.isfile(f"{BUCKET}/out/stage2/.state/hq_selection.parquet")
+    assert storage.find(fs, f"{BUCKET}/out/stage2/.state/cag_cache", ".json")
+    print("\nlocal folders vs s3:// (moto on loopback), both on the 3-node cluster; wall seconds of `unimed build`:")
+    for stage, (local_seconds, remote_seconds, units, source_requests, total) in timings.items():
+        print(f"  {stage}: local {local_seconds:.1f}s, s3 {remote_seconds:.1f}s "
+              f"({remote_seconds / local_seconds:.2f}x); "
+              f"{found[stage]['records']} records, {found[stage]['shards']} shards, {units} units; "
+              f"S3 requests {total} in all, on the sources {source_requests} "
+              f"({sum(source_requests.values()) / max(units, 1):.1f} per unit)")
+
+    # `unimed score` finds every pair in the cache the build left (on the store, or on disk): no model runs
+    wide = {**env, "COLUMNS": "400"}  # one line per message
+    for build in (f"{out}/stage1", str(local_out / "stage1")):
+        scored, _ = _unimed("score", build, "--models-dir", str(tmp_path / "demo"), env=wide)
+        assert " 0 scored now" in scored.stdout + scored.stderr, scored.stdout + scored.stderr
+    _same_build(f"{out}/stage1", local_out / "stage1")
+
+    # the commands after a build, on the S3 build and on the local one
+    for build in (f"{out}/stage1", str(local_out / "stage1")):
+        _unimed("rethreshold", build, "--keep-fraction", "0.6", env=env)
+    _same_build(f"{out}/stage1", local_out / "stage1")
+    _unimed("report", f"{out}/stage1", env=env)
+    assert fs.isfile(f"{BUCKET}/out/stage1/report/index.html")
+    assert storage.find(fs, f"{BUCKET}/out/stage1/report/images", ".png")
+    releases = []
+    for name, build in (("remote", f"{out}/stage1"), ("local", str(local_out / "stage1"))):
+        _unimed("release", build, "--out", str(tmp_path / f"release-{name}"), env=env)
+        _unimed("audit", "sample", build, "--n", "12", "--seed", "3", env=env)
+        folder = tmp_path / f"release-{name}"
+        releases.append({p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                         for p in sorted(folder.rglob("*")) if p.is_file()})
+    stats = [json.loads((tmp_path / f"release-{name}" / "stats.json").read_text()) for name in ("remote", "local")]
+    assert stats[0] == stats[1], {key: (stats[0].get(key), stats[1].get(key)) for key in stats[0]
+                                  if stats[0].get(key) != stats[1].get(key)}
+    assert releases[0] == releases[1] and "release.json" in releases[0]
+    from pipeline.audit.sample import read_sample
+
+    assert read_sample(f"{out}/stage1") == read_sample(local_out / "stage1")

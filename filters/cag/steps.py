@@ -3,7 +3,8 @@
 A record takes part when `meta["cag"]` names its role: `t2i` (plain CAG T2I: the fused prompt replaces
 the human turn, the image follows) or `plan` (T2I with planning: the fused prompt, then the step-3
 reply as a gpt turn with loss, then the image). Both roles share steps 1 and 2 (the cache answers the
-second one). Replies are cached raw under `<cache>/<step>/<kk>/<key>.json`, keyed by the step's
+second one). Replies are cached raw under `<cache>/<step>/<kk>/<key>.json` (a folder or an object-store
+prefix), keyed by the step's
 generation settings, the prompt text and the inputs, so a rebuild never regenerates and a change of the
 rules (filters/cag/rules.py) re-decides from the cache. Backend failures are not cached.
 A reply that breaks a rule rejects the row with `cag_<step>_<rule>` and the reply's start in `detail`;
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from filters.alignment.captioner import load_prompt
@@ -23,36 +23,41 @@ from filters.cag import rules
 from filters.cag.client import Failure
 from filters.cag.settings import CagSettings
 from filters.models import item_seed
+from manifests import storage
 from manifests.records import IMAGE_TOKEN, Record
 
 ROLES = ("t2i", "plan")
 
 
 class ReplyCache:
-    """One small JSON file per reply, written under a temporary name and renamed (safe across workers)."""
+    """One small JSON file per reply under a folder or an object-store prefix (manifests/storage.py),
+    published whole (tmp + rename locally, one PUT on a store), so it is safe across workers.
+
+    A batch's replies are read with one call (`get_many`): a local loop of reads, or the filesystem's
+    concurrent GETs on a store; a missing reply is simply absent, never a listing."""
 
     def __init__(self, root: Path | str | None):
-        self.root = Path(root) if root else None
+        self.location = str(root) if root else None
+        self.fs, self.root = storage.filesystem(self.location) if self.location else (None, None)
 
-    def _path(self, step: str, key: str) -> Path:
-        return self.root / step / key[:2] / f"{key}.json"
+    def _path(self, step: str, key: str) -> str:
+        return storage.join(self.root, step, key[:2], f"{key}.json")
 
     def get(self, step: str, key: str) -> str | None:
-        if self.root is None:
-            return None
-        path = self._path(step, key)
-        if not path.is_file():
-            return None
-        return json.loads(path.read_text(encoding="utf-8"))["reply"]
+        return self.get_many(step, [key]).get(key)
+
+    def get_many(self, step: str, keys: list[str]) -> dict[str, str]:
+        """The cached replies among `keys` (absent keys are left out)."""
+        if self.root is None or not keys:
+            return {}
+        paths = {self._path(step, key): key for key in keys}
+        found = storage.read_many(self.fs, list(paths))
+        return {paths[path]: json.loads(data.decode("utf-8"))["reply"] for path, data in found.items()}
 
     def put(self, step: str, key: str, reply: str, version: str) -> None:
         if self.root is None:
             return
-        path = self._path(step, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"reply": reply, "prompt_version": version}), encoding="utf-8")
-        os.replace(tmp, path)
+        storage.write_text(self.fs, self._path(step, key), json.dumps({"reply": reply, "prompt_version": version}))
 
 
 def image_of(record: Record):
@@ -141,7 +146,8 @@ def run_step(chat, step: str, records: list[Record], settings: CagSettings, cach
             continue
         text = request_text(step, record, settings)
         todo.append((record, text, reply_key(step, record, text, settings)))
-    replies = {key: cache.get(step, key) for _, _, key in todo}
+    found = cache.get_many(step, sorted({key for _, _, key in todo}))
+    replies = {key: found.get(key) for _, _, key in todo}
     counts["cached"] = sum(reply is not None for reply in replies.values())
     missing = {key: (record, text) for record, text, key in todo if replies[key] is None}
     if missing:

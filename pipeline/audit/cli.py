@@ -8,6 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from manifests import storage
+
 console = Console(stderr=True, soft_wrap=True)  # one-line messages, never wrapped mid-path
 
 
@@ -23,7 +25,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    build = Path(args.build_dir)
+    build = storage.as_location(args.build_dir)  # a folder, or a URL (s3://...) for `sample`
     if args.action == "sample":
         from pipeline.audit.sample import read_sample, write_sample
 

@@ -14,6 +14,7 @@ n rows, whatever the corpus size), and the chosen rows fetched by id; nothing el
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import duckdb
@@ -21,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from manifests import storage
 from manifests.query import QUERY_MEMORY_LIMIT, open_build
 from pipeline.audit import AuditError, audit_dir
 
@@ -29,7 +31,10 @@ POOL = "coalesce(modality, 'unknown')"  # the stratum of a row
 CANDIDATES_PER_QUERY = 64  # rows of a missing family tried at a time
 
 
-def sample_path(build_dir: Path) -> Path:
+def sample_path(build_dir: Path | str) -> Path | str:
+    """BUILD/audit/sample.parquet: a path, or a URL for a build on object storage."""
+    if storage.is_url(build_dir):
+        return storage.join(str(build_dir), "audit", "sample.parquet")
     return audit_dir(build_dir) / "sample.parquet"
 
 
@@ -109,9 +114,10 @@ def draw(con: duckdb.DuckDBPyConnection, n: int, seed: int) -> list[dict]:
 def write_sample(build_dir: Path, n: int = 200, seed: int = 0, force: bool = False) -> Path:
     from pipeline.audit.store import AnswerStore
 
-    build_dir = Path(build_dir)
+    build_dir = storage.as_location(build_dir)
     path = sample_path(build_dir)
-    if path.exists() and not force and AnswerStore(build_dir).count():
+    fs, stored = storage.filesystem(path)
+    if fs.isfile(stored) and not force and AnswerStore(build_dir).count():
         raise AuditError(f"{path} already has answers recorded against it; pass --force to draw a new sample "
                          "(the old answers stay in audit/answers/ but refer to the old items)")
     if n < 1:
@@ -122,15 +128,14 @@ def write_sample(build_dir: Path, n: int = 200, seed: int = 0, force: bool = Fal
     if not items:
         raise AuditError(f"{build_dir} has no kept samples in shards; nothing to audit")
     table = pa.Table.from_pylist([{"item": i, **row, "seed": seed} for i, row in enumerate(items)])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    storage.write_bytes(fs, stored, buffer.getvalue())  # published whole: tmp + rename, or one PUT
     return path
 
 
-def read_sample(build_dir: Path) -> list[dict]:
-    path = sample_path(Path(build_dir))
-    if not path.exists():
-        raise AuditError(f"no audit sample in {Path(build_dir)}; run `unimed audit sample {build_dir} --n 200 --seed 0`")
-    return pq.read_table(path).to_pylist()
+def read_sample(build_dir: Path | str) -> list[dict]:
+    fs, path = storage.filesystem(sample_path(storage.as_location(build_dir)))
+    if not fs.isfile(path):
+        raise AuditError(f"no audit sample in {build_dir}; run `unimed audit sample {build_dir} --n 200 --seed 0`")
+    return pq.read_table(io.BytesIO(storage.read_bytes(fs, path))).to_pylist()

@@ -8,8 +8,8 @@ and `unimed rethreshold`-style re-decisions read that file, so benchmarks are ha
 
 from __future__ import annotations
 
+import io
 import logging
-import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,9 +17,11 @@ import pyarrow.parquet as pq
 
 from filters.near_duplicates import image_phash, text_minhash
 from filters.settings import NearDuplicateSettings
+from manifests import storage
 from manifests.records import Record
 from sources import get_source
 from sources.base import SourceError
+from sources.io.files import source_path
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +30,14 @@ BENCHMARK_SCHEMA = pa.schema([("benchmark", pa.string()), ("item_id", pa.string(
                               ("is_slice", pa.bool_())])
 
 
-def benchmark_file(build_dir: Path) -> Path:
-    return Path(build_dir) / ".state" / "benchmarks.parquet"
+def benchmark_file(build_dir: Path | str) -> str:
+    """Where a build keeps its hashed benchmarks: a path, or a URL on object storage."""
+    fs, root = storage.filesystem(build_dir)
+    return storage.location(fs, storage.join(root, ".state", "benchmarks.parquet"))
 
 
-def read_benchmarks(settings: NearDuplicateSettings, sources_root: Path | None) -> tuple[pa.Table, dict[str, str]]:
+def read_benchmarks(settings: NearDuplicateSettings,
+                    sources_root: Path | str | None) -> tuple[pa.Table, dict[str, str]]:
     """Every item of the listed evaluation splits, hashed; and why any benchmark was not read."""
     rows: list[dict] = []
     missing: dict[str, str] = {}
@@ -42,9 +47,10 @@ def read_benchmarks(settings: NearDuplicateSettings, sources_root: Path | None) 
         except KeyError:
             missing[entry.name] = "not a registered source (see `unimed sources`)"
             continue
-        root = adapter_cls.find_root(Path(sources_root)) if sources_root else None
+        root = adapter_cls.find_root(source_path(sources_root)) if sources_root else None
         if root is None:
-            missing[entry.name] = (f"none of {list(adapter_cls.card.root_names)} under {sources_root}"
+            # no machine's path in the note: it goes into stats.json and so into a release
+            missing[entry.name] = (f"none of {list(adapter_cls.card.root_names)} under --sources-root"
                                    if sources_root else "no --sources-root")
             continue
         adapter = adapter_cls(root, entry.options, entry.splits)
@@ -65,28 +71,31 @@ def read_benchmarks(settings: NearDuplicateSettings, sources_root: Path | None) 
             del rows[before:]
             continue
         if len(rows) == before:
-            missing[entry.name] = f"no items in splits {entry.splits} under {root}"
+            missing[entry.name] = f"no items in splits {entry.splits} in {root.name}/"
     return pa.Table.from_pylist(rows, schema=BENCHMARK_SCHEMA), missing
 
 
-def collect_benchmarks(settings: NearDuplicateSettings, sources_root: Path | None, build_dir: Path) -> dict[str, str]:
+def collect_benchmarks(settings: NearDuplicateSettings, sources_root: Path | str | None,
+                       build_dir: Path | str) -> dict[str, str]:
     """Read and hash the benchmarks into the build's state folder; returns the missing ones."""
     table, missing = read_benchmarks(settings, sources_root)
     for name, why in missing.items():
-        log.warning("benchmark %s not read: %s", name, why)
+        log.warning("benchmark %s not read: %s (sources root %s)", name, why, sources_root)
     write_benchmarks(table, missing, build_dir)
     return missing
 
 
-def write_benchmarks(table: pa.Table, missing: dict[str, str], build_dir: Path) -> None:
-    path = benchmark_file(build_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+def write_benchmarks(table: pa.Table, missing: dict[str, str], build_dir: Path | str) -> None:
+    fs, path = storage.filesystem(benchmark_file(build_dir))
     metadata = {b"unimed5m.missing": repr(sorted(missing.items())).encode()}
-    pq.write_table(table.replace_schema_metadata(metadata), tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata(metadata), buffer)
+    storage.write_bytes(fs, path, buffer.getvalue())  # published whole (tmp + rename, or one PUT)
 
 
-def load_benchmarks(build_dir: Path) -> pa.Table | None:
-    path = benchmark_file(build_dir)
-    return pq.read_table(path).cast(BENCHMARK_SCHEMA) if path.is_file() else None
+def load_benchmarks(build_dir: Path | str) -> pa.Table | None:
+    fs, path = storage.filesystem(benchmark_file(build_dir))
+    if not fs.isfile(path):
+        return None
+    table = pq.read_table(io.BytesIO(storage.read_bytes(fs, path)))
+    return table.cast(BENCHMARK_SCHEMA.with_metadata(table.schema.metadata))  # keeps the `missing` note

@@ -49,6 +49,7 @@ from pipeline.engine.units import UnitTask, expand_units
 from pipeline.engine.licences import check_access, licence_mix
 from sources import get_source
 from sources.base import Source, SourceError
+from sources.io.files import source_path
 from sources.io.hub import default_hub_cache, download_command, find_snapshot
 from sources.io.lfs import lfs_message, lfs_pointer_size
 
@@ -95,7 +96,7 @@ class BuildReport:
         return EXIT_OK
 
 
-def resolve_sources(recipe: Recipe, sources_root: Path | None, source_paths: dict[str, Path],
+def resolve_sources(recipe: Recipe, sources_root: Path | str | None, source_paths: dict[str, Path | str],
                     only: list[str] | None) -> list[ResolvedSource]:
     """Where each recipe source is: an explicit path, else its download's folder under the root."""
     resolved = []
@@ -103,22 +104,23 @@ def resolve_sources(recipe: Recipe, sources_root: Path | None, source_paths: dic
         if only and entry.name not in only:
             continue
         adapter = get_source(entry.name)
-        explicit = source_paths.get(entry.name) or (Path(entry.path) if entry.path else None)
+        explicit = source_paths.get(entry.name) or (entry.path if entry.path else None)
         if explicit is not None:
-            root = Path(explicit) if Path(explicit).is_dir() else None
+            root = source_path(explicit) if source_path(explicit).is_dir() else None
             reason = "" if root else f"--source-path {entry.name}={explicit} is not a directory"
         elif entry.hub and entry.hub not in adapter.card.hub_repos:
             root = None
             reason = (f"hub: {entry.hub} is not a layout the {entry.name} adapter reads; "
                       f"it reads {list(adapter.card.hub_repos) or 'no Hub copy'}")
         elif entry.hub:
-            caches = [c for c in (Path(sources_root) if sources_root is not None else None, default_hub_cache()) if c]
+            caches = [c for c in (source_path(sources_root) if sources_root is not None else None, default_hub_cache())
+                      if c]
             root = next((found for c in caches if (found := find_snapshot(c, [entry.hub]))), None)
             where = " or ".join(map(str, caches)) or "(no --sources-root, HF_HUB_CACHE or HF_HOME)"
             reason = "" if root else (f"Hub copy {entry.hub} not in the Hub cache {where}; "
                                       f"fetch it with: {download_command(entry.hub)}")
         elif sources_root is not None:
-            root = adapter.find_root(Path(sources_root))
+            root = adapter.find_root(source_path(sources_root))
             reason = "" if root else f"none of {list(adapter.card.root_names)} under {sources_root}" + "".join(
                 f"; or fetch the Hub copy with: {download_command(repo)}" for repo in adapter.card.hub_repos[:1])
         else:
@@ -147,20 +149,20 @@ def _write_units(fs, path: str, tasks: list[UnitTask]) -> None:
     storage.write_bytes(fs, path, buffer.getvalue())
 
 
-def build(recipe: Recipe, out: Path | str, sources_root: Path | None = None, source_paths: dict[str, Path] | None = None,
+def build(recipe: Recipe, out: Path | str, sources_root: Path | str | None = None,
+          source_paths: dict[str, Path | str] | None = None,
           only: list[str] | None = None, ray_address: str | None = None, progress: bool = True,
-          hq_build: Path | None = None, refresh: bool = False, access: str | None = None,
+          hq_build: Path | str | None = None, refresh: bool = False, access: str | None = None,
           release_filter=None) -> BuildReport:
     """`access="public"` refuses non-open sources (AccessRefused, before anything runs); `release_filter`
     (pipeline/release/rebuild.py, for `unimed rebuild`) applies a release's decisions at finalisation."""
     started = time.monotonic()
     fs, out_root = storage.filesystem(out)
     build_root = storage.join(out_root, recipe.name)
-    _check_storage_supports(recipe, fs)
     # A Path for a local build (what callers have always had); the URL for an object store
     out_dir = Path(build_root) if storage.is_local(fs) else storage.location(fs, build_root)
     state_root = storage.join(build_root, ".state")
-    state_dir = Path(state_root)  # local-only state (stage 2's HQ selection, the model caches)
+    state_dir = storage.location(fs, state_root)  # stage 2's HQ selection, the model caches: a path or a URL
     staging_root = storage.join(state_root, "staging", recipe.processing_digest())
     staging_dir = storage.location(fs, staging_root)
     resolved = resolve_sources(recipe, sources_root, source_paths or {}, only)
@@ -177,9 +179,9 @@ def build(recipe: Recipe, out: Path | str, sources_root: Path | None = None, sou
     if recipe.hq.enabled:  # stage 2: the high-quality subset of a finished stage-1 build, replayed
         from pipeline.stage2.replay import NAME as HQ_REPLAY, hq_units
 
-        root, options_json, units = hq_units(recipe.hq, Path(hq_build or recipe.hq.build), state_dir)
+        root, options_json, units = hq_units(recipe.hq, hq_build or recipe.hq.build, state_dir)
         tasks.extend(UnitTask(HQ_REPLAY, root, options_json, ("train",), unit) for unit in units)
-        report.extra_stats["hq_build"] = str(Path(hq_build or recipe.hq.build).resolve())
+        report.extra_stats["hq_build"] = root
     if report.sources_failed:
         report.sources_failed_skipped = recipe.execution.on_source_error == "skip"
     units_root = storage.join(state_root, "units.parquet")
@@ -285,7 +287,7 @@ def _registry() -> dict:
     return SOURCES
 
 
-def _run_units(pending: list[UnitTask], recipe: Recipe, staging_dir: str, state_dir: Path, run: int,
+def _run_units(pending: list[UnitTask], recipe: Recipe, staging_dir: str, state_dir: str, run: int,
                cards: dict, progress: bool) -> tuple[int, int, int]:
     import ray.data
 
@@ -305,8 +307,8 @@ def _run_units(pending: list[UnitTask], recipe: Recipe, staging_dir: str, state_
                                    "rows_per_batch": min(recipe.execution.batch_size, recipe.shards.max_samples),
                                    "bytes_per_batch": min(recipe.execution.batch_bytes, recipe.shards.max_bytes)})
     # raises ClusterTooSmall when the recipe's GPU requests cannot be placed (rather than hang)
-    ds = map_stages(ds, stage_plan(recipe, state_dir / "align_cache", state_dir / "cag_cache"), retries,
-                    recipe.execution.placement.get("score"))
+    caches = storage.join(state_dir, "align_cache"), storage.join(state_dir, "cag_cache")  # paths or URLs
+    ds = map_stages(ds, stage_plan(recipe, *caches), retries, recipe.execution.placement.get("score"))
     ds = ds.map_batches(write_staging_batch, batch_size=None, max_retries=retries,
                         **placement(recipe.execution.placement.get("write")),
                         fn_kwargs={"staging_dir": str(staging_dir), "run": run, "cards": cards,
@@ -387,15 +389,3 @@ def _write_resolved_config(out_dir: Path, recipe: Recipe, report: BuildReport) -
     }
     fs, root = storage.filesystem(out_dir)
     storage.write_text(fs, storage.join(root, "config.resolved.yaml"), yaml.safe_dump(resolved, sort_keys=False))
-
-
-def _check_storage_supports(recipe: Recipe, fs) -> None:
-    """The parts whose state is still a local folder refuse an object-store output, in one line."""
-    if storage.is_local(fs):
-        return
-    local_only = [name for name, on in (("alignment", recipe.alignment.enabled), ("cag", recipe.cag.enabled),
-                                        ("hq", recipe.hq.enabled), ("near_duplicates", recipe.near_duplicates.enabled))
-                  if on]
-    if local_only:
-        raise RecipeError(f"--out on object storage does not yet support the recipe's {', '.join(local_only)} "
-                          "section (its caches are local folders): build to a shared folder instead")

@@ -9,7 +9,7 @@ Everything here reads score columns and `.state/benchmarks.parquet`; nothing is 
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import duckdb
@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from filters.decontamination import contamination_report, match_benchmarks, reject_benchmark_overlap
 from filters.near_duplicates import NearDuplicateRules, reject_near_duplicates
+from manifests import storage
 from pipeline.config import Recipe
 from pipeline.engine.benchmarks import load_benchmarks
 
@@ -42,27 +43,29 @@ def decontaminate(con: duckdb.DuckDBPyConnection, recipe: Recipe, bench: pa.Tabl
     return contamination_report(con, bench, table)
 
 
-def write_report(report: pa.Table, build_dir: Path) -> Path:
-    path = Path(build_dir) / REPORT_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(report, tmp)
-    os.replace(tmp, path)
-    return path
+def write_report(report: pa.Table, build_dir: Path | str) -> str:
+    fs, root = storage.filesystem(build_dir)
+    path = storage.join(root, REPORT_FILE)
+    buffer = io.BytesIO()
+    pq.write_table(report, buffer)
+    storage.write_bytes(fs, path, buffer.getvalue())
+    return storage.location(fs, path)
 
 
-def apply_near_duplicate_rules(con: duckdb.DuckDBPyConnection, recipe: Recipe, build_dir: Path) -> dict:
+def apply_near_duplicate_rules(con: duckdb.DuckDBPyConnection, recipe: Recipe, build_dir: Path | str) -> dict:
     """Both rules over `chosen`; returns counts and the report rows for the build's summary."""
     settings = recipe.near_duplicates
     summary: dict = {"benchmark_overlap": 0, "near_duplicate": 0, "report": []}
     bench = load_benchmarks(build_dir) if settings.decontaminate else None
-    stale = Path(build_dir) / REPORT_FILE
+    fs, root = storage.filesystem(build_dir)
     if bench is not None:
         report = decontaminate(con, recipe, bench)
         write_report(report, build_dir)
         summary["report"] = report.to_pylist()
         summary["benchmarks_missing"] = (bench.schema.metadata or {}).get(b"unimed5m.missing", b"").decode()
-    elif stale.is_file():
-        stale.unlink()  # a report of an earlier decision would not describe this one
+    else:
+        # a report of an earlier decision would not describe this one
+        storage.remove(fs, storage.join(root, REPORT_FILE))
     summary["benchmark_overlap"] = con.execute(
         "SELECT count(*) FROM chosen WHERE reason = 'benchmark_overlap'").fetchall()[0][0]
     summary["near_duplicate"] = reject_near_duplicates(con, rules_of(recipe))

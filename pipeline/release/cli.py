@@ -15,7 +15,7 @@ def _cmd_release(args: argparse.Namespace) -> int:
     from pipeline.release.write import ReleaseError, write_release
 
     try:
-        summary = write_release(Path(args.build_dir), Path(args.out), all_rows=args.all_rows, verify=args.verify)
+        summary = write_release(args.build_dir, Path(args.out), all_rows=args.all_rows, verify=args.verify)
     except (ManifestNotFound, ReleaseError) as err:
         console.print(f"[red]{err}[/red]")
         return 1

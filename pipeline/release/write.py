@@ -39,10 +39,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from manifests import storage
 from manifests.images import ImageDecodeError, decode_bytes
 from manifests.query import QUERY_MEMORY_LIMIT, open_build
 from manifests.schema import MANIFEST_SCHEMA
-from manifests.shards import SHARDS_DIR, list_shards
+from manifests.shards import SHARDS_DIR
 from pipeline.curriculum.index import Members, scan_tar
 from pipeline.engine.licences import acknowledgments_markdown, card, licences_markdown
 
@@ -85,14 +86,15 @@ class ReleaseSummary:
 
 class _ShardMembers:
     """Sample members read by offset; the member tables (tar headers walked on first use) of the last
-    `keep` shards used are kept, enough for a manifest whose rows come shard after shard."""
+    `keep` shards used are kept, enough for a manifest whose rows come shard after shard. `root` is the
+    build's folder or URL (a ranged read per member on object storage)."""
 
-    def __init__(self, build_dir: Path, keep: int = 16):
-        self.build_dir, self.keep = build_dir, keep
+    def __init__(self, root: str, keep: int = 16):
+        self.root, self.keep = root, keep
         self.tables: OrderedDict[str, dict[str, Members]] = OrderedDict()
 
     def read(self, shard: str, key: str, suffixes: list[str]) -> dict[str, bytes]:
-        path = self.build_dir / SHARDS_DIR / shard
+        path = storage.join(self.root, SHARDS_DIR, shard)
         table = self.tables.get(shard)
         if table is None:
             table = self.tables[shard] = dict(scan_tar(path))
@@ -100,7 +102,7 @@ class _ShardMembers:
                 self.tables.popitem(last=False)
         self.tables.move_to_end(shard)
         found = {}
-        with open(path, "rb") as handle:
+        with storage.open_input(path) as handle:
             for suffix, offset, size in table.get(key, ()):
                 if suffix in suffixes:
                     handle.seek(offset)
@@ -108,8 +110,9 @@ class _ShardMembers:
         return found
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as stream:
+def _sha256(path: Path | str, fs=None) -> str:
+    """The SHA-256 of a local file, or of `path` on `fs` (a build on object storage: one streamed GET)."""
+    with (fs.open(path, "rb") if fs is not None else open(path, "rb")) as stream:
         return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
@@ -178,16 +181,19 @@ def _release_row(row: dict, shards: _ShardMembers | None, verify: bool, summary:
     return row
 
 
-def write_release(build_dir: Path, out: Path, all_rows: bool = False, verify: bool = False) -> ReleaseSummary:
-    build_dir, out = Path(build_dir), Path(out)
-    config_file, stats_file = build_dir / "config.resolved.yaml", build_dir / "stats.json"
-    if not (config_file.is_file() and stats_file.is_file()):
+def write_release(build_dir: Path | str, out: Path, all_rows: bool = False, verify: bool = False) -> ReleaseSummary:
+    """Release the build at `build_dir` (a folder, or a URL: read through manifests/storage.py) into `out`."""
+    build_dir, out = storage.as_location(build_dir), Path(out)
+    fs, root = storage.filesystem(build_dir)
+    config_file, stats_file = storage.join(root, "config.resolved.yaml"), storage.join(root, "stats.json")
+    if not (fs.isfile(config_file) and fs.isfile(stats_file)):
         raise ReleaseError(f"{build_dir} is not a finished build (no config.resolved.yaml / stats.json); "
                            "run `unimed build` to the end first")
     con = open_build(build_dir, memory_limit=QUERY_MEMORY_LIMIT)
-    resolved = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    resolved = yaml.safe_load(storage.read_text(fs, config_file))
     samples = dict(con.execute("SELECT shard, count(*) FROM kept GROUP BY shard").fetchall())
-    on_disk = {path.relative_to(build_dir / SHARDS_DIR).as_posix() for path in list_shards(build_dir)}
+    shards_root = storage.join(root, SHARDS_DIR)
+    on_disk = {path[len(shards_root) + 1:] for path in storage.find(fs, shards_root, ".tar")}
     missing = sorted(set(samples) - on_disk, key=str)
     if missing:
         raise ReleaseError(f"{build_dir}/shards lacks {missing[:3]}; rerun `unimed build` to finish it")
@@ -201,7 +207,7 @@ def write_release(build_dir: Path, out: Path, all_rows: bool = False, verify: bo
     records_tmp = out / "records" / ".part-00000.parquet.tmp"
     present = {row[0] for row in con.execute("DESCRIBE records").fetchall()}  # an older build lacks newer columns
     columns = ", ".join(f'"{name}"' if name in present else f'NULL AS "{name}"' for name in MANIFEST_SCHEMA.names)
-    shards = _ShardMembers(build_dir)
+    shards = _ShardMembers(storage.location(fs, root))
     with pq.ParquetWriter(records_tmp, RELEASE_SCHEMA) as writer:
         for part in con.sql(f"SELECT {columns} FROM kept").to_arrow_reader(BATCH_ROWS):
             batch = [_release_row(row, shards, verify, summary) for row in part.to_pylist()]
@@ -214,8 +220,8 @@ def write_release(build_dir: Path, out: Path, all_rows: bool = False, verify: bo
                 writer.write_table(pa.Table.from_pylist(batch, schema=RELEASE_SCHEMA))
     os.replace(records_tmp, out / RECORDS_FILE)
     summary.rows = pq.ParquetFile(out / RECORDS_FILE).metadata.num_rows
-    shard_facts = [{"name": name, "sha256": _sha256(build_dir / SHARDS_DIR / name), "samples": samples[name]}
-                   for name in sorted(samples)]  # paths relative to shards/
+    shard_facts = [{"name": name, "sha256": _sha256(storage.join(root, SHARDS_DIR, name), fs),
+                    "samples": samples[name]} for name in sorted(samples)]  # paths relative to shards/
     summary.shards = len(shard_facts)
 
     counts = dict(con.execute("SELECT source, count(*) FILTER (status = 'kept') FROM records GROUP BY ALL").fetchall())
@@ -237,7 +243,7 @@ def write_release(build_dir: Path, out: Path, all_rows: bool = False, verify: bo
         "images_verified": verify,
         "image_hash_mismatches": summary.hash_mismatches if verify else None,
     }
-    stats = json.loads(stats_file.read_text(encoding="utf-8"))
+    stats = json.loads(storage.read_text(fs, stats_file))
     stats["sources_skipped"] = sorted(stats.get("sources_skipped") or {})  # reasons name the builder's paths
     stats["failed_units"] = [unit.get("unit_id") for unit in stats.get("failed_units") or []]
     stats.pop("engine_error", None)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import html
 import json
 import logging
+import posixpath
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,7 @@ import pyarrow as pa  # noqa: E402
 import yaml  # noqa: E402
 
 from filters.alignment.cut import CUT_REASON, UNSCORED_REASON  # noqa: E402
+from manifests import storage  # noqa: E402
 from manifests.query import QUERY_MEMORY_LIMIT, open_build  # noqa: E402
 from manifests.shards import ShardReader  # noqa: E402
 from pipeline.report.shards import staged_members  # noqa: E402
@@ -297,7 +300,7 @@ def _write_files(page: Page, prefix: str, members: dict[str, bytes]) -> dict[str
     return files
 
 
-def _galleries(con, page: Page, build_dir: Path, per_gallery: int) -> None:
+def _galleries(con, page: Page, build_dir: Path | str, per_gallery: int) -> None:
     reader = ShardReader(build_dir)
     # the per_gallery lowest hash(id) of each modality (a top-N aggregate: no sort of every kept row), then
     # one per modality first, then a second round
@@ -373,10 +376,17 @@ def _models(stats: dict, page: Page) -> None:
     page.add("</section>")
 
 
-def _audit(build_dir: Path, page: Page) -> None:
+def _read_build_file(build_dir: Path | str, name: str) -> str | None:
+    """A small file of the build (a folder or a URL), or None when it is absent."""
+    fs, root = storage.filesystem(build_dir)
+    path = storage.join(root, name)
+    return storage.read_text(fs, path) if fs.isfile(path) else None
+
+
+def _audit(build_dir: Path | str, page: Page) -> None:
     page.add('<section id="audit"><h2>Expert audit</h2>')
-    path = build_dir / AUDIT_SUMMARY  # written by `unimed audit report` (pipeline/audit/agreement.py)
-    summary = json.loads(path.read_text()) if path.exists() else None
+    text = _read_build_file(build_dir, AUDIT_SUMMARY)  # written by `unimed audit report` (pipeline/audit/agreement.py)
+    summary = json.loads(text) if text else None
     if summary is None:
         page.add(f"<p>No audit reported yet. <code>unimed audit sample {_esc(build_dir)} --n 200 --seed 0</code>, "
                  f"<code>unimed audit serve {_esc(build_dir)}</code>, then <code>unimed audit report "
@@ -408,20 +418,42 @@ img.plot{max-width:100%}.cards{display:grid;grid-template-columns:repeat(auto-fi
 nav a{margin-right:1em}"""
 
 
-def write_report(build_dir: Path, out: Path | None = None, per_gallery: int = 12) -> Path:
-    """Render BUILD's report into OUT (default BUILD/report); returns the path of index.html."""
-    build_dir = Path(build_dir)
+def write_report(build_dir: Path | str, out: Path | str | None = None, per_gallery: int = 12) -> Path | str:
+    """Render BUILD's report into OUT (default BUILD/report); returns the location of index.html.
+
+    BUILD and OUT are folders or URLs: a report for object storage is rendered in a scratch folder and
+    uploaded when complete."""
+    build_dir = storage.as_location(build_dir)
     con = open_build(build_dir, memory_limit=QUERY_MEMORY_LIMIT)  # raises ManifestNotFound with what to do
-    out = Path(out) if out else build_dir / "report"
+    target = storage.as_location(out) if out else (
+        build_dir / "report" if isinstance(build_dir, Path) else storage.join(build_dir, "report"))
+    if isinstance(target, Path):
+        return _render(con, build_dir, target, per_gallery)
+    scratch = Path(tempfile.mkdtemp(prefix="unimed-report-"))
+    try:
+        _render(con, build_dir, scratch, per_gallery)
+        fs, path = storage.filesystem(target)
+        for stale in storage.find(fs, storage.join(path, "images")):  # a previous report's images
+            storage.remove(fs, stale)
+        for local in sorted(scratch.rglob("*")):  # index.html last: the report is complete once it is there
+            if local.is_file() and local.name != "index.html":
+                fs.put_file(str(local), storage.join(path, local.relative_to(scratch).as_posix()))
+        fs.put_file(str(scratch / "index.html"), storage.join(path, "index.html"))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return storage.join(str(target), "index.html")
+
+
+def _render(con, build_dir: Path | str, out: Path, per_gallery: int) -> Path:
     if (out / "images").exists() and (out / "index.html").exists():  # a previous report: replace its images
         shutil.rmtree(out / "images")
     (out / "images").mkdir(parents=True, exist_ok=True)
-    stats_path, config_path = build_dir / "stats.json", build_dir / "config.resolved.yaml"
-    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
-    config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
+    stats_text, config_text = (_read_build_file(build_dir, name) for name in ("stats.json", "config.resolved.yaml"))
+    stats = json.loads(stats_text) if stats_text else {}
+    config = yaml.safe_load(config_text) if config_text else {}
     page = Page(out)
     total, kept = con.execute("SELECT count(*), count(*) FILTER (WHERE status = 'kept') FROM records").fetchall()[0]
-    name = (config or {}).get("name") or build_dir.name
+    name = (config or {}).get("name") or posixpath.basename(str(build_dir).rstrip("/"))
     page.add(f"<h1>Build report: {_esc(name)}</h1><nav>" + "".join(f'<a href="#{s}">{s}</a>' for s in SECTIONS)
              + "</nav>")
     page.add(f'<section id="summary"><p>{_esc(build_dir)}: {total} input records, {kept} kept '

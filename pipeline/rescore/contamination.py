@@ -26,7 +26,7 @@ class ContaminationError(RuntimeError):
     """The build cannot be checked as asked; the message says what to do."""
 
 
-def contamination_of_build(build_dir: Path, against: list[str] | None, sources_root: Path | None,
+def contamination_of_build(build_dir: Path | str, against: list[str] | None, sources_root: Path | str | None,
                            out: Path | None = None) -> dict:
     recipe, _ = load_build_recipe(build_dir)
     try:

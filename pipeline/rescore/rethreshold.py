@@ -16,27 +16,30 @@ from pathlib import Path
 
 import yaml
 
+from manifests import storage
 from pipeline.engine.build import BuildReport, ResolvedSource, _write_resolved_config, _write_stats, source_locations
 from pipeline.config import RecipeError, parse_recipe
 from pipeline.engine.finalize import finalize
 from pipeline.engine.reread import MissingPixels
+from sources.io.files import source_path
 
 DECISION_KEYS = ("normalize", "normalize_scope", "m_score", "lambda_s", "keep_fraction", "keep_scope", "unscored")
 
 
-def load_build_recipe(build_dir: Path):
-    path = Path(build_dir) / "config.resolved.yaml"
-    if not path.is_file():
-        raise RecipeError(f"{path} not found: point at a build directory such as build/stage1")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+def load_build_recipe(build_dir: Path | str):
+    fs, root = storage.filesystem(build_dir)
+    path = storage.join(root, "config.resolved.yaml")
+    if not fs.isfile(path):
+        raise RecipeError(f"{storage.location(fs, path)} not found: point at a build directory such as build/stage1")
+    data = yaml.safe_load(storage.read_text(fs, path))
     resolved_sources = data.pop("resolved_sources", {}) or {}
     data.pop("processing_digest", None)
     return parse_recipe(data), resolved_sources
 
 
-def rethreshold(build_dir: Path, **changes) -> BuildReport:
-    """Apply new decision settings (`DECISION_KEYS`) to the build in `build_dir`, in place."""
-    build_dir = Path(build_dir)
+def rethreshold(build_dir: Path | str, **changes) -> BuildReport:
+    """Apply new decision settings (`DECISION_KEYS`) to the build in `build_dir` (a folder or a URL), in place."""
+    build_dir = storage.as_location(build_dir)
     recipe, resolved_sources = load_build_recipe(build_dir)
     if not recipe.alignment.enabled:
         raise RecipeError(f"{build_dir} was built without alignment scores; rebuild with alignment enabled "
@@ -49,20 +52,23 @@ def rethreshold(build_dir: Path, **changes) -> BuildReport:
     return refinalize(build_dir, recipe, resolved_sources, previous_models(build_dir))
 
 
-def refinalize(build_dir: Path, recipe, resolved_sources: dict, models: dict) -> BuildReport:
+def refinalize(build_dir: Path | str, recipe, resolved_sources: dict, models: dict) -> BuildReport:
     """Finalise a build again from its staged rows under `recipe` (shards, manifest, stats, config).
 
     Shards whose content is unchanged keep their bytes (finalisation skips them by their digest).
     """
-    build_dir = Path(build_dir)
-    staging_dir = build_dir / ".state" / "staging" / recipe.processing_digest()
-    if not staging_dir.is_dir():
+    build_dir = storage.as_location(build_dir)
+    fs, root = storage.filesystem(build_dir)
+    staging = storage.join(root, ".state", "staging", recipe.processing_digest())
+    staging_dir = storage.location(fs, staging)
+    if not storage.glob(fs, storage.join(staging, "*")):
         raise RecipeError(f"{staging_dir} is missing: the staging area of this build was removed, so it can "
                           "only be rebuilt (scores stay cached under .state/align_cache)")
     sources = recorded_sources(recipe, resolved_sources)
     report = BuildReport(build_dir, sources)
     try:
-        report.result = finalize(build_dir, staging_dir, build_dir / ".state" / "units.parquet", recipe,
+        units_file = storage.location(fs, storage.join(root, ".state", "units.parquet"))
+        report.result = finalize(build_dir, staging_dir, units_file, recipe,
                                  use_ray=False, sources=source_locations(
                                      [s for s in sources if s.name in {e.name for e in recipe.sources}]))
     except MissingPixels as err:
@@ -76,16 +82,17 @@ def refinalize(build_dir: Path, recipe, resolved_sources: dict, models: dict) ->
 def recorded_sources(recipe, resolved_sources: dict) -> list[ResolvedSource]:
     """Where the build read each source (config.resolved.yaml), with the recipe's splits and options."""
     entries = {entry.name: entry for entry in recipe.sources}
-    return [ResolvedSource(name, Path(info["root"]) if info.get("root") else None,
+    return [ResolvedSource(name, source_path(info["root"]) if info.get("root") else None,
                            list(entries[name].splits) if name in entries else [],
                            dict(entries[name].options) if name in entries else {}, info.get("skipped") or "")
             for name, info in resolved_sources.items()]
 
 
-def previous_models(build_dir: Path) -> dict:
+def previous_models(build_dir: Path | str) -> dict:
     import json
 
-    stats = build_dir / "stats.json"
-    if stats.is_file():
-        return json.loads(stats.read_text()).get("alignment_models", {}) or {}
+    fs, root = storage.filesystem(build_dir)
+    stats = storage.join(root, "stats.json")
+    if fs.isfile(stats):
+        return json.loads(storage.read_text(fs, stats)).get("alignment_models", {}) or {}
     return {}

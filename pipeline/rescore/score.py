@@ -21,10 +21,12 @@ Only the shards holding pairs still to be scored are read, on Ray Data, one task
 from __future__ import annotations
 
 import copy
+import io
 import json
 import logging
 import os
 import pickle
+import posixpath
 import shutil
 import tarfile
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ import pyarrow.parquet as pq
 from filters.alignment.cache import CACHE_SCHEMA, cache_relation, prepare
 from filters.alignment.pairs import BIOMEDCLIP, KEY, score_columns, scorer_digest
 from filters.settings import AlignmentSettings
+from manifests import storage
 from manifests.records import Image, Record
 from manifests.schema import ALIGN_RAW_COLUMNS, ALIGNMENT_COLUMNS
 from pipeline.config import Recipe
@@ -67,12 +70,13 @@ class ScoreReport:
     finalized: object = None  # the BuildReport of the re-finalisation (alignment only)
 
 
-def score_build(build_dir: Path, only: str = "alignment", models_dir: str | None = None,
+def score_build(build_dir: Path | str, only: str = "alignment", models_dir: str | None = None,
                 ray_address: str | None = None, cut: bool = True) -> ScoreReport:
-    """Score the kept samples of the build in `build_dir` (see the module docstring)."""
+    """Score the kept samples of the build in `build_dir`, a folder or a URL (see the module docstring)."""
     if only not in MODES:
         raise ValueError(f"only must be one of {MODES}, not {only!r}")
-    build_dir = Path(build_dir)
+    build_dir = storage.as_location(build_dir)
+    fs, root = storage.filesystem(build_dir)
     recipe, resolved_sources = load_build_recipe(build_dir)
     mode = BIOMEDCLIP if only == BIOMEDCLIP else None
     settings = copy.deepcopy(recipe.alignment)
@@ -81,13 +85,13 @@ def score_build(build_dir: Path, only: str = "alignment", models_dir: str | None
         settings.models_dir = models_dir
     if mode and not settings.biomedclip.model:
         settings.biomedclip.model = BIOMEDCLIP_MODEL
-    cache_dir = build_dir / ".state" / "align_cache"
+    cache_dir = storage.location(fs, storage.join(root, ".state", "align_cache"))
     columns = score_columns(settings, mode)
     report = ScoreReport(build_dir, only)
 
     from manifests.query import manifest_glob
 
-    con = duckdb.connect()
+    con = storage.duckdb_connect(fs, duckdb.connect())
     con.execute(f"SET threads TO {max(1, os.cpu_count() or 1)}")
     manifest = manifest_glob(build_dir).replace("'", "''")
     _plan(con, manifest, settings, mode)
@@ -95,16 +99,15 @@ def score_build(build_dir: Path, only: str = "alignment", models_dir: str | None
     report.pairs, report.exempt, report.cached = con.execute(
         "SELECT count(cache_key), count(*) - count(cache_key), (SELECT count(*) FROM hits) FROM plan").fetchall()[0]
 
-    work_dir = build_dir / ".state" / "score"
-    work_dir.mkdir(parents=True, exist_ok=True)
-    fresh = work_dir / f".fresh-{os.getpid()}.parquet"
+    fresh = Path(storage.scratch_file(".parquet"))  # this run's new scores, on the driver's disk
     try:
         pending, shards = con.execute("SELECT count(*), count(DISTINCT shard) FROM plan WHERE cache_key IS NOT NULL "
                                       "AND id NOT IN (SELECT id FROM hits)").fetchall()[0]
         if pending:
             report.models = _describe(settings, mode)  # a missing model fails here, before any work
             report.shards_read = shards
-            _run(con, manifest, build_dir / "shards", recipe, settings, mode, cache_dir, columns, fresh, ray_address)
+            _run(con, manifest, storage.location(fs, storage.join(root, "shards")), recipe, settings, mode, cache_dir,
+                 columns, fresh, ray_address)
             con.execute(f"CREATE TABLE fresh AS SELECT * FROM read_parquet('{_sql_path(fresh)}')")
         else:
             con.execute(f"CREATE TABLE fresh AS SELECT '' AS id, {_nulls(columns)} LIMIT 0")
@@ -201,7 +204,7 @@ def _describe(settings: AlignmentSettings, mode: str | None) -> dict:
     return describe_models(settings)
 
 
-def _run(con, manifest: str, shards_dir: Path, recipe: Recipe, settings: AlignmentSettings, mode: str | None,
+def _run(con, manifest: str, shards_dir: str, recipe: Recipe, settings: AlignmentSettings, mode: str | None,
          cache_dir: Path, columns: tuple[str, ...], out: Path, ray_address: str | None) -> None:
     """Ray Data: one task per shard reads the pending samples -> the alignment stages -> score rows."""
     import ray.data
@@ -217,7 +220,7 @@ def _run(con, manifest: str, shards_dir: Path, recipe: Recipe, settings: Alignme
     items: dict[str, dict] = {}
     for row in rows:
         items.setdefault(row["shard"], {})[row["key"]] = _manifest_record(row)
-    tasks = [{"shard": str(shards_dir / shard), "samples": pickle.dumps(samples, protocol=5)}
+    tasks = [{"shard": storage.join(shards_dir, shard), "samples": pickle.dumps(samples, protocol=5)}
              for shard, samples in sorted(items.items())]
 
     ensure_ray(ray_address)
@@ -246,7 +249,7 @@ def read_shard_samples(batch: dict[str, np.ndarray], rows_per_batch: int,
     for path, blob in zip(batch["shard"], batch["samples"]):
         samples: dict[str, tuple[Record, list[str], list[str]]] = pickle.loads(blob)
         pending, size = [], 0
-        with open(path, "rb") as stream:
+        with storage.open_input(path) as stream:  # a local file, or the shard streamed from object storage
             for sample in group_by_keys(tar_file_expander([{"stream": stream, "url": str(path)}])):
                 if sample["__key__"] not in samples:
                     continue
@@ -264,10 +267,10 @@ def read_shard_samples(batch: dict[str, np.ndarray], rows_per_batch: int,
                 pending.append(record)
                 size += sum(len(sample[p]) for p in inputs + outputs if p in sample)
                 if len(pending) >= rows_per_batch or size >= bytes_per_batch:
-                    yield _record_rows(pending, Path(path).name)
+                    yield _record_rows(pending, posixpath.basename(path))
                     pending, size = [], 0
         if pending:
-            yield _record_rows(pending, Path(path).name)
+            yield _record_rows(pending, posixpath.basename(path))
 
 
 def _record_rows(records: list[Record], shard: str) -> dict[str, np.ndarray]:
@@ -292,50 +295,64 @@ def score_rows(batch: dict[str, np.ndarray], columns: tuple[str, ...]) -> pa.Tab
     return pa.Table.from_pydict(out, schema=schema)
 
 
-def _update_file(con, source: Path, target: Path, columns: tuple[str, ...], where: str = "") -> bool:
-    """Write `source` with `columns` taken from table `scores` (matching id) to a temporary file next
-    to `target`; False, writing nothing, when no row of it is scored."""
-    table = pq.read_table(source)
+def _update_file(con, fs, source: str, target: str, columns: tuple[str, ...], where: str = "") -> str | None:
+    """Write `source` with `columns` taken from table `scores` (matching id) to a temporary file (next to
+    `target` locally, a scratch file for object storage); its name, or None, writing nothing, when no row of
+    it is scored. `_publish` puts it in place."""
+    table = pq.read_table(source) if storage.is_local(fs) else pq.read_table(io.BytesIO(storage.read_bytes(fs, source)))
     con.register("part", table.append_column("__row", pa.array(np.arange(table.num_rows))))
     try:
         if not con.execute("SELECT count(*) FROM part p SEMI JOIN scores s ON p.id = s.id").fetchall()[0][0]:
-            return False
+            return None
         replaced = ", ".join(f"CASE WHEN s.id IS NULL THEN p.{c} ELSE s.{c} END AS {c}" for c in columns)
         result = con.sql(f"SELECT p.* REPLACE ({replaced}) FROM part p LEFT JOIN scores s "
                          f"ON p.id = s.id {where} ORDER BY p.__row").to_arrow_table()
     finally:
         con.unregister("part")
     result = result.select(table.schema.names).cast(table.schema)
-    pq.write_table(result, _tmp(target))
-    return True
+    written = _tmp(target) if storage.is_local(fs) else storage.scratch_file(".parquet")
+    pq.write_table(result, written)
+    return written
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp")
+def _tmp(path: str) -> str:
+    folder, name = posixpath.split(path)
+    return posixpath.join(folder, f".{name}.tmp")
 
 
-def _publish(paths: list[Path]) -> None:
-    for path in paths:
-        os.replace(_tmp(path), path)
+def _publish(fs, written: list[tuple[str, str]]) -> None:
+    """(temporary file, target) pairs into place: a rename locally, an upload (one PUT each) on a store."""
+    for tmp, target in written:
+        if storage.is_local(fs):
+            os.replace(tmp, target)
+        else:
+            storage.put_file(fs, tmp, target)
 
 
-def _write_bmc(con, build_dir: Path, recipe: Recipe) -> None:
+def _write_bmc(con, build_dir: Path | str, recipe: Recipe) -> None:
     """`align_bmc` into the staged rows (so a later finalisation keeps it) and the manifest."""
-    staging = build_dir / ".state" / "staging" / recipe.processing_digest()
-    staged = [p for p in sorted(staging.glob("*.parquet"))
-              if _update_file(con, p, p, ("align_bmc",), "AND p.kind = 'record'")]
-    manifest = [p for p in sorted((build_dir / "manifest").glob("part-*.parquet"))
-                if _update_file(con, p, p, ("align_bmc",))]
-    _publish(staged)  # every file is written before any is renamed: a failure leaves the old ones
-    _publish(manifest)
+    fs, root = storage.filesystem(build_dir)
+    staging = storage.join(root, ".state", "staging", recipe.processing_digest())
+    staged = [(tmp, p) for p in storage.glob(fs, storage.join(staging, "*.parquet"))
+              if (tmp := _update_file(con, fs, p, p, ("align_bmc",), "AND p.kind = 'record'"))]
+    manifest = [(tmp, p) for p in storage.glob(fs, storage.join(root, "manifest", "part-*.parquet"))
+                if (tmp := _update_file(con, fs, p, p, ("align_bmc",)))]
+    _publish(fs, staged)  # every file is written before any is put in place: a failure leaves the old ones
+    _publish(fs, manifest)
 
 
-def _link(source: Path, target: Path) -> None:
-    """`target` holds `source`'s bytes: a hard link (no copy) where the file system allows."""
-    if target.exists() and os.path.samefile(source, target):
+def _link(fs, source: str, target: str) -> None:
+    """`target` holds `source`'s bytes: a hard link (no copy) where the file system allows; a copy inside the
+    store (no download) on object storage."""
+    if not storage.is_local(fs):
+        if not (fs.isfile(target) and fs.size(target) == fs.size(source)):
+            fs.copy(source, target)
+        return
+    if os.path.exists(target) and os.path.samefile(source, target):
         return
     tmp = _tmp(target)
-    tmp.unlink(missing_ok=True)
+    if os.path.exists(tmp):
+        os.unlink(tmp)
     try:
         os.link(source, tmp)
     except OSError:  # another file system, or no hard links: copy
@@ -343,24 +360,27 @@ def _link(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def _finalize_aligned(con, build_dir: Path, recipe: Recipe, resolved_sources: dict, settings: AlignmentSettings,
+def _finalize_aligned(con, build_dir: Path | str, recipe: Recipe, resolved_sources: dict, settings: AlignmentSettings,
                       columns: tuple[str, ...], cut: bool, models: dict):
     """The staging area of the aligned recipe (staged bytes linked, rows with scores), then finalise."""
     aligned = copy.deepcopy(recipe)
     aligned.alignment = copy.deepcopy(settings)
     if not cut:
         aligned.alignment.keep_fraction, aligned.alignment.unscored = 1.0, "keep"
-    source = build_dir / ".state" / "staging" / recipe.processing_digest()
-    target = build_dir / ".state" / "staging" / aligned.processing_digest()
-    target.mkdir(parents=True, exist_ok=True)
+    fs, root = storage.filesystem(build_dir)
+    source = storage.join(root, ".state", "staging", recipe.processing_digest())
+    target = storage.join(root, ".state", "staging", aligned.processing_digest())
+    storage.makedirs(fs, target)
     if target != source:
-        for tar in sorted(source.glob("*.tar")):
-            _link(tar, target / tar.name)
+        for tar in storage.glob(fs, storage.join(source, "*.tar")):
+            _link(fs, tar, storage.join(target, posixpath.basename(tar)))
     written = []
-    for part in sorted(source.glob("*.parquet")):
-        if _update_file(con, part, target / part.name, columns, "AND p.kind = 'record'"):
-            written.append(target / part.name)
+    for part in storage.glob(fs, storage.join(source, "*.parquet")):
+        name = storage.join(target, posixpath.basename(part))
+        tmp = _update_file(con, fs, part, name, columns, "AND p.kind = 'record'")
+        if tmp:
+            written.append((tmp, name))
         elif target != source:
-            _link(part, target / part.name)
-    _publish(written)
+            _link(fs, part, name)
+    _publish(fs, written)
     return refinalize(build_dir, aligned, resolved_sources, models or previous_models(build_dir))

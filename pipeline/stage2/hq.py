@@ -10,14 +10,15 @@ chosen whole. Only kept rows of the recipe's splits take part. The choice is wri
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
 
 from filters.settings import RecipeError
+from manifests import storage
 from pipeline.stage2.settings import HqSettings
 
 COLUMNS = ("id", "source", "split", "modality", "task_family", "main_task_type", "sub_task_type", "provenance",
@@ -25,25 +26,27 @@ COLUMNS = ("id", "source", "split", "modality", "task_family", "main_task_type",
 SCOPE_COLUMNS = {"modality": "task_family, modality", "source": "task_family, source", "global": "task_family"}
 
 
-def check_build(build_dir: Path, settings: HqSettings) -> Path:
-    build_dir = Path(build_dir)
-    manifest = build_dir / "manifest"
-    if not any(manifest.glob("*.parquet")) or not (build_dir / "shards").is_dir():
+def check_build(build_dir: Path | str, settings: HqSettings, con: duckdb.DuckDBPyConnection | None = None) -> str:
+    """The manifest glob (a path or a URL) of a finished stage-1 build that has the HQ score column."""
+    fs, root = storage.filesystem(build_dir)
+    manifest = storage.join(root, "manifest", "*.parquet")
+    if not storage.glob(fs, manifest) or not fs.exists(storage.join(root, "shards")):
         raise RecipeError(f"hq.build {build_dir} is not a finished build (no manifest/*.parquet and shards/): "
                           "build stage 1 first (`make build-stage1`) or pass --hq-build DIR")
-    columns = duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{manifest.as_posix()}/*.parquet', "
-                         "union_by_name = true)").fetchall()
+    glob = storage.location(fs, manifest).replace("'", "''")
+    con = con or storage.duckdb_connect(fs)
+    columns = con.sql(f"DESCRIBE SELECT * FROM read_parquet('{glob}', union_by_name = true)").fetchall()
     if settings.score not in {row[0] for row in columns}:
         raise RecipeError(f"{build_dir} has no `{settings.score}` column: build stage 1 with --align "
                           "(or `unimed score` it) before choosing its high-quality subset")
-    return manifest
+    return glob
 
 
-def select_hq(build_dir: Path, settings: HqSettings) -> duckdb.DuckDBPyRelation:
+def select_hq(build_dir: Path | str, settings: HqSettings) -> duckdb.DuckDBPyRelation:
     """The chosen rows (COLUMNS + the score + `hq_rank`, `hq_pool`), ordered by id."""
-    manifest = check_build(build_dir, settings)
-    con = duckdb.connect()
-    con.execute(f"CREATE VIEW m AS SELECT * FROM read_parquet('{manifest.as_posix()}/*.parquet', union_by_name = true)")
+    con = storage.duckdb_connect(storage.filesystem(build_dir)[0])
+    manifest = check_build(build_dir, settings, con)
+    con.execute(f"CREATE VIEW m AS SELECT * FROM read_parquet('{manifest}', union_by_name = true)")
     score, scope = settings.score, SCOPE_COLUMNS[settings.scope]
     columns = ", ".join(COLUMNS)
     ranked = ", ".join(f"'{family}'" for family in settings.ranked_families) or "NULL"
@@ -64,20 +67,23 @@ def select_hq(build_dir: Path, settings: HqSettings) -> duckdb.DuckDBPyRelation:
     return con.sql(query)
 
 
-def write_selection(build_dir: Path, settings: HqSettings, state_dir: Path) -> Path:
-    """Choose and write `hq_selection.parquet` (atomically) and a summary; returns the selection's path."""
+def write_selection(build_dir: Path | str, settings: HqSettings, state_dir: Path | str) -> str:
+    """Choose and write `hq_selection.parquet` (published whole) and a summary; returns the selection's
+    location (a path, or a URL when the stage-2 build is on object storage)."""
     relation = select_hq(build_dir, settings)
     table = relation.fetch_arrow_table()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / "hq_selection.parquet"
-    tmp = state_dir / ".hq_selection.parquet.tmp"
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    fs, state = storage.filesystem(state_dir)
+    path = storage.join(state, "hq_selection.parquet")
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    storage.write_bytes(fs, path, buffer.getvalue())
     con = duckdb.connect()
     con.register("chosen", table)
     counts = con.execute("SELECT task_family, modality, count(*) FROM chosen GROUP BY ALL ORDER BY ALL").fetchall()
-    summary = {"build": str(Path(build_dir).resolve()), "selected": table.num_rows,
+    summary = {"build": str(build_dir if storage.is_url(build_dir) else Path(build_dir).resolve()),
+               "selected": table.num_rows,
                "settings": settings.digest(),
                "by_family_modality": [{"task_family": f, "modality": m, "count": n} for f, m, n in counts]}
-    (state_dir.parent / "hq_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8")
-    return path
+    storage.write_text(fs, storage.join(state.rstrip("/").rsplit("/", 1)[0], "hq_summary.json"),
+                       json.dumps(summary, indent=2, sort_keys=True))
+    return storage.location(fs, path)

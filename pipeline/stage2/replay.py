@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import json
 from collections.abc import Iterator
 from functools import lru_cache
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from manifests import storage
 from manifests.images import decode_bytes
 from manifests.records import Record, Rejection
 from manifests.shards import ShardReader
@@ -30,13 +32,14 @@ ROLE_SUFFIX = {"t2i": "cag", "plan": "plan"}
 
 
 @lru_cache(maxsize=4)
-def _selection(path: str, mtime_ns: int) -> dict[str, dict]:
-    return {row["id"]: row for row in pq.read_table(path).to_pylist()}
+def _selection(location: str, version: str) -> dict[str, dict]:
+    fs, path = storage.filesystem(location)
+    return {row["id"]: row for row in pq.read_table(io.BytesIO(storage.read_bytes(fs, path))).to_pylist()}
 
 
 @lru_cache(maxsize=4)
 def _reader(build_dir: str) -> ShardReader:
-    return ShardReader(Path(build_dir))
+    return ShardReader(build_dir)
 
 
 class HqReplay(Source):
@@ -46,10 +49,14 @@ class HqReplay(Source):
         url="(a local stage-1 build)", citation="UniMed-5M stage 2 (spec 5, 6.1)", root_names=("stage1",))
 
     def _rows(self) -> dict[str, dict]:
-        path = Path(self.options["selection"])
-        if not path.is_file():
-            raise SourceError(f"{path} is missing: the stage-2 build writes it from hq.build before reading")
-        return _selection(str(path), path.stat().st_mtime_ns)
+        location = self.options["selection"]  # a path, or a URL: every worker reads it itself
+        fs, path = storage.filesystem(location)
+        try:
+            info = fs.info(path)
+        except FileNotFoundError:
+            raise SourceError(f"{location} is missing: the stage-2 build writes it from hq.build before reading") \
+                from None
+        return _selection(location, storage.object_version(info))
 
     def work_units(self) -> list[WorkUnit]:
         size = int(self.options.get("items_per_unit", self.items_per_unit))
@@ -116,13 +123,14 @@ def cag_row(record: Record, role: str) -> Record:
     return row
 
 
-def hq_units(settings, build_dir: Path, state_dir: Path) -> tuple[str, str, list[WorkUnit]]:
-    """Choose the subset (pipeline/stage2/hq.py, no model); the replay's root, options (JSON) and units."""
+def hq_units(settings, build_dir: Path | str, state_dir: Path | str) -> tuple[str, str, list[WorkUnit]]:
+    """Choose the subset (pipeline/stage2/hq.py, no model); the replay's root, options (JSON) and units.
+    `build_dir` and `state_dir` are folders or URLs (a stage-1 build on object storage is read in place)."""
     from pipeline.stage2.hq import write_selection
 
-    build_dir = Path(build_dir).resolve()
+    build_dir = str(build_dir) if storage.is_url(build_dir) else str(Path(build_dir).resolve())
     selection = write_selection(build_dir, settings, state_dir)
-    options = {"selection": str(selection), "t2i_original": settings.t2i_original,
+    options = {"selection": selection, "t2i_original": settings.t2i_original,
                "cag_roles": list(settings.cag_roles), "items_per_unit": settings.items_per_unit}
     units = HqReplay(build_dir, options, ("train",)).work_units()
-    return str(build_dir), json.dumps(options, sort_keys=True), units
+    return build_dir, json.dumps(options, sort_keys=True), units

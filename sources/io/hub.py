@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from manifests.records import Image
+from sources.io.files import mtime_ns, open_file, source_path
 from sources.io.image import ImageDecodeError, decode_bytes
 
 REVISION = re.compile(r"^[0-9a-f]{40}$")
@@ -49,7 +50,7 @@ def download_command(repo_id: str) -> str:
 
 def _hub_dirs(sources_root: Path) -> list[Path]:
     """Folders that may hold `datasets--*` entries, given a root that is a cache, `$HF_HOME`, or a parent."""
-    root = Path(sources_root)
+    root = source_path(sources_root)
     return [folder for folder in (root, root / "hub", root / "huggingface" / "hub") if folder.is_dir()]
 
 
@@ -72,7 +73,7 @@ def snapshot_of(repo_folder: Path) -> Path | None:
 
 def find_snapshot(sources_root: Path, repo_ids: Sequence[str]) -> Path | None:
     """The snapshot of the first of `repo_ids` present in the Hub cache at (or under) `sources_root`."""
-    root = Path(sources_root)
+    root = source_path(sources_root)
     for repo_id in repo_ids:
         folder_name = cache_folder_name(repo_id)
         if root.name == folder_name and root.is_dir():
@@ -90,9 +91,9 @@ def find_snapshot(sources_root: Path, repo_ids: Sequence[str]) -> Path | None:
 def default_hub_cache() -> Path | None:
     """`$HF_HUB_CACHE`, else `$HF_HOME/hub`, when set (the home-folder default is not guessed)."""
     if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
+        return source_path(os.environ["HF_HUB_CACHE"])
     if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]) / "hub"
+        return source_path(os.environ["HF_HOME"]) / "hub"
     return None
 
 
@@ -113,7 +114,8 @@ def row_group_ranges(path: Path, rows_per_unit: int = ROWS_PER_UNIT) -> list[tup
     """(first row group, stop row group, first row index) of each unit; reads only the file footer."""
     import pyarrow.parquet as pq
 
-    metadata = pq.ParquetFile(path).metadata
+    with open_file(path) as handle:
+        metadata = pq.ParquetFile(handle).metadata
     ranges, start, first_row, rows, row = [], 0, 0, 0, 0
     for group in range(metadata.num_row_groups):
         count = metadata.row_group(group).num_rows
@@ -133,20 +135,22 @@ def iter_parquet_rows(path: Path, row_groups: tuple[int, int], first_row: int = 
     import pyarrow.parquet as pq
 
     start, stop = row_groups
-    handle = pq.ParquetFile(path)
-    present = set(handle.schema_arrow.names)
-    wanted = [c for c in columns if c in present] if columns else None
-    row = first_row
-    for batch in handle.iter_batches(batch_size=BATCH_ROWS, row_groups=list(range(start, stop)), columns=wanted):
-        for values in batch.to_pylist():
-            yield row, values
-            row += 1
+    with open_file(path) as stream:
+        handle = pq.ParquetFile(stream)
+        present = set(handle.schema_arrow.names)
+        wanted = [c for c in columns if c in present] if columns else None
+        row = first_row
+        for batch in handle.iter_batches(batch_size=BATCH_ROWS, row_groups=list(range(start, stop)), columns=wanted):
+            for values in batch.to_pylist():
+                yield row, values
+                row += 1
 
 
 def parquet_columns(path: Path) -> list[str]:
     import pyarrow.parquet as pq
 
-    return list(pq.ParquetFile(path).schema_arrow.names)
+    with open_file(path) as handle:
+        return list(pq.ParquetFile(handle).schema_arrow.names)
 
 
 def image_cell_bytes(cell: Any) -> bytes | None:
@@ -186,7 +190,7 @@ def hub_text(value: Any) -> str:
 def _zip_index(path: str, mtime_ns: int) -> dict[str, tuple[str, ...]]:
     """Member names by basename (the central directory only; nothing is decompressed)."""
     by_basename: dict[str, list[str]] = {}
-    with zipfile.ZipFile(path) as archive:
+    with open_file(path) as stream, zipfile.ZipFile(stream) as archive:
         for info in archive.infolist():
             if not info.is_dir():
                 by_basename.setdefault(info.filename.rsplit("/", 1)[-1], []).append(info.filename)
@@ -195,24 +199,24 @@ def _zip_index(path: str, mtime_ns: int) -> dict[str, tuple[str, ...]]:
 
 @lru_cache(maxsize=8)
 def _zip_names(path: str, mtime_ns: int) -> tuple[str, ...]:
-    with zipfile.ZipFile(path) as archive:
+    with open_file(path) as stream, zipfile.ZipFile(stream) as archive:
         return tuple(info.filename for info in archive.infolist() if not info.is_dir())
 
 
 def zip_names(path: Path) -> tuple[str, ...]:
     """Every file member of a zip (central directory only); BadZipFile/OSError when it is not readable."""
-    return _zip_names(str(path), Path(path).stat().st_mtime_ns)
+    return _zip_names(str(path), mtime_ns(path))
 
 
 @lru_cache(maxsize=4)
 def _zip_json(path: str, mtime_ns: int, member: str):
-    with zipfile.ZipFile(path) as archive:
+    with open_file(path) as stream, zipfile.ZipFile(stream) as archive:
         return json.loads(archive.read(member).decode("utf-8"))
 
 
 def zip_json_list(path: Path, member: str, what: str) -> list:
     """The JSON list in one zip member; ValueError (or UnicodeDecodeError) says why it is not one."""
-    items = _zip_json(str(path), Path(path).stat().st_mtime_ns, member)
+    items = _zip_json(str(path), mtime_ns(path), member)
     if not isinstance(items, list):
         raise ValueError(f"expected a JSON list of {what}, got {type(items).__name__}")
     return items
@@ -222,15 +226,16 @@ class ZipImages:
     """Members of one or more zips, found by relative path suffix (`xmlab0/source.jpg`) or by basename."""
 
     def __init__(self, zips: Sequence[Path]):
-        self.zips = [Path(z) for z in zips]
-        self._open: dict[Path, zipfile.ZipFile] = {}
+        self.zips = [source_path(z) for z in zips]
+        self._open: dict[str, zipfile.ZipFile] = {}
+        self._streams: list = []
 
     def locate(self, relative: str) -> tuple[Path, str] | None:
         relative = relative.strip().lstrip("/")
         basename = relative.rsplit("/", 1)[-1]
         for path in self.zips:
             try:
-                members = _zip_index(str(path), path.stat().st_mtime_ns).get(basename, ())
+                members = _zip_index(str(path), mtime_ns(path)).get(basename, ())
             except (zipfile.BadZipFile, OSError) as err:
                 raise ImageDecodeError("unreadable_file", f"{path.name}: not a readable zip ({err})") from err
             if "/" in relative:
@@ -244,10 +249,11 @@ class ZipImages:
         if found is None:
             raise ImageDecodeError("missing_file", f"{relative}: not in {[z.name for z in self.zips]}")
         path, member = found
-        if path not in self._open:
-            self._open[path] = zipfile.ZipFile(path)
+        if str(path) not in self._open:  # one reader per zip: members are ranged reads of it
+            self._streams.append(open_file(path))
+            self._open[str(path)] = zipfile.ZipFile(self._streams[-1])
         try:
-            return self._open[path].read(member)
+            return self._open[str(path)].read(member)
         except (zipfile.BadZipFile, OSError, KeyError) as err:
             raise ImageDecodeError("unreadable_file", f"{path.name}:{member}: {err}") from err
 
@@ -257,4 +263,7 @@ class ZipImages:
     def close(self) -> None:
         for archive in self._open.values():
             archive.close()
+        for stream in self._streams:
+            stream.close()
+        self._streams.clear()
         self._open.clear()

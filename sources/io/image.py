@@ -17,6 +17,7 @@ from PIL import UnidentifiedImageError
 from manifests.images import (ImageDecodeError, decode_bytes, downscale_to_fit, encode_png, image_from_array,
                               load_pixels, normalised_std, pil_to_array, pixel_hash, rescale_to_uint16, shard_bytes)
 from manifests.records import Image
+from sources.io.files import open_file
 
 __all__ = ["ImageDecodeError", "decode_binary_mask", "decode_bytes", "decode_file", "downscale_to_fit", "encode_png",
            "image_from_array", "load_pixels", "normalised_std", "pil_to_array", "pixel_hash", "rescale_to_uint16",
@@ -37,7 +38,7 @@ def decode_file(path: Path, *, source_path: str) -> Image:
 def decode_binary_mask(path: Path, source_path: str, threshold: int = 127) -> np.ndarray:
     """A mask file (PNG, GIF, TIFF, BMP, even lossy JPEG) as uint8 0/255: grey above `threshold` is foreground."""
     try:
-        with PILImage.open(path) as img:
+        with open_file(path) as handle, PILImage.open(handle) as img:
             values = np.asarray(img.convert("L"))
     except FileNotFoundError as err:
         raise ImageDecodeError("missing_file", source_path) from err

@@ -10,13 +10,14 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from sources.io.files import mtime_ns, open_file
 from sources.io.lfs import check_lfs_pointer
 
 
 @lru_cache(maxsize=8)
 def _parsed_list(path: str, mtime_ns: int, what: str) -> list:
     check_lfs_pointer(path)
-    with open(path, encoding="utf-8") as handle:
+    with open_file(path, "r", encoding="utf-8") as handle:
         items = json.load(handle)
     if not isinstance(items, list):
         raise ValueError(f"expected a JSON list of {what}, got {type(items).__name__}")
@@ -26,4 +27,4 @@ def _parsed_list(path: str, mtime_ns: int, what: str) -> list:
 def load_json_list(path: Path, what: str) -> list:
     """The JSON list at `path`; ValueError (or UnicodeDecodeError) says why it is not one, SourceError
     that it is a Git LFS pointer."""
-    return _parsed_list(str(path), path.stat().st_mtime_ns, what)
+    return _parsed_list(str(path), mtime_ns(path), what)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sources.io.errors import SourceError
+from sources.io.files import open_file
 
 SIGNATURE = b"version https://git-lfs.github.com/spec/v1"
 MAX_POINTER_BYTES = 1024  # the spec caps a pointer file well below this
@@ -18,7 +19,7 @@ MAX_POINTER_BYTES = 1024  # the spec caps a pointer file well below this
 def lfs_pointer_size(path: Path | str) -> int | None:
     """The size of the real file when `path` is a Git LFS pointer (0 if the pointer names none), else None."""
     try:
-        with open(path, "rb") as handle:
+        with open_file(path, "rb") as handle:
             head = handle.read(MAX_POINTER_BYTES + 1)
     except OSError:
         return None

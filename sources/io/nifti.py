@@ -22,6 +22,7 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.orientations import OrientationError
 from nibabel.spatialimages import HeaderDataError, ImageDataError
 
+from sources.io.files import local_file, source_path as source_file
 from sources.io.image import ImageDecodeError
 
 # What nibabel and numpy raise on a damaged file: bad headers, short reads, broken gzip streams,
@@ -55,10 +56,16 @@ def load_nifti(path: Path, *, source_path: str = "", dtype: str | None = "float3
     stored dtype (use it for label maps). A trailing singleton axis (x, y, z, 1) is dropped; a real
     4D series is refused rather than silently reduced to its first volume.
     """
-    path = Path(path)
+    path = source_file(path)
     where = source_path or str(path)
     if not path.is_file():
         raise ImageDecodeError("missing_file", where)
+    with local_file(path) as name:  # nibabel opens names: one download into a scratch file on object storage
+        data, affine, zooms, original_axcodes = _read_volume(Path(name), where, dtype)
+    return NiftiVolume(data=data, affine=affine, zooms=zooms, original_axcodes=original_axcodes)
+
+
+def _read_volume(path: Path, where: str, dtype: str | None) -> tuple[np.ndarray, np.ndarray, tuple, tuple]:
     try:
         img = _open_nifti(path, where)
         shape = tuple(int(n) for n in img.shape)
@@ -82,7 +89,7 @@ def load_nifti(path: Path, *, source_path: str = "", dtype: str | None = "float3
         raise  # already tagged above (it is a ValueError, so it must pass before the next clause)
     except _READ_ERRORS as err:
         raise ImageDecodeError("nifti_unreadable", f"{where}: {type(err).__name__}: {err}") from err
-    return NiftiVolume(data=data, affine=affine, zooms=zooms, original_axcodes=original_axcodes)
+    return data, affine, zooms, original_axcodes
 
 
 def _open_nifti(path: Path, where: str) -> nib.Nifti1Pair:

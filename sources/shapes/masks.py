@@ -30,7 +30,7 @@ RESPONSES = (
 
 def union_mask(root: Path, paths: Sequence[str], threshold: int = 127) -> np.ndarray:
     """The OR of the masks at `paths` (uint8 0/255). Raises ImageDecodeError, or ValueError on differing sizes."""
-    masks = [decode_binary_mask(Path(root) / path, path, threshold) for path in paths]
+    masks = [decode_binary_mask(root / path, path, threshold) for path in paths]  # root: a Path or a UPath
     if any(mask.shape != masks[0].shape for mask in masks):
         raise ValueError(f"mask sizes differ: {[m.shape for m in masks]}")
     return np.where(np.logical_or.reduce(masks), 255, 0).astype(np.uint8)

@@ -9,6 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from sources.base import SourceError
+from sources.io.files import mtime_ns, open_file
 
 # MedThink set -> (folder, file stem -> split, the dataset whose items it explains)
 SETS = {"rad": ("R-RAD", {"trainset": "train", "testset": "test"}, "vqa_rad"),
@@ -18,7 +19,7 @@ ANSWER_TYPES = {"closed-end": "closed", "closed_end": "closed", "open-end": "ope
 
 @lru_cache(maxsize=16)
 def _load(path: str, mtime_ns: int) -> tuple[tuple[str, dict], ...]:
-    with open(path, encoding="utf-8") as handle:
+    with open_file(path, "r", encoding="utf-8") as handle:
         data = json.load(handle)
     if not isinstance(data, dict):
         raise SourceError(f"{path}: expected one JSON object keyed by question id, got {type(data).__name__}")
@@ -27,7 +28,7 @@ def _load(path: str, mtime_ns: int) -> tuple[tuple[str, dict], ...]:
 
 def load_rationale_file(path: Path) -> tuple[tuple[str, dict], ...]:
     """(question key, row) pairs of one MedThink JSON file, cached until the file changes."""
-    return _load(str(path), path.stat().st_mtime_ns)
+    return _load(str(path), mtime_ns(path))
 
 
 def medthink_base(root: Path) -> Path:
