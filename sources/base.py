@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from manifests.records import Record, Rejection
 from sources.io.errors import SourceError  # re-exported: adapters import it from sources.base
-from sources.io.files import relative_to, scan, source_path
+from sources.io.files import lexical_inside, relative_to, scan, source_path
 from sources.io.hub import ROWS_PER_UNIT, find_snapshot, row_group_ranges
 
 
@@ -184,14 +184,13 @@ class Source:
         """A folder an option names (images kept outside the dataset folder) and its direct subfolders, as unit
         inputs: a file added to or removed from them changes a folder's mtime, so the units that read them re-run.
         Paths outside the root stay absolute here (they are only stat-ed, never written to an output)."""
-        folders = [Path(folder)]
+        folders = [folder]
         try:
-            folders += sorted(Path(entry.path) for entry in os.scandir(folder)
-                              if entry.is_dir() and not entry.name.startswith("."))
+            folders += sorted((entry.path for entry in scan(folder) if entry.is_dir() and not entry.name.startswith(".")),
+                              key=str)
         except OSError:
             pass
-        root = str(self.root)
-        return [os.path.relpath(f, root) if str(f).startswith(root + os.sep) else str(f) for f in folders]
+        return [inside if (inside := lexical_inside(f, self.root)) is not None else str(f) for f in folders]
 
     def annotation_files(self) -> list[str]:
         """Files near the root named like annotations (JSON, CSV, text, pickle, Parquet, XML, YAML)."""

@@ -64,10 +64,10 @@ import json
 import zipfile
 from collections.abc import Iterator
 from functools import lru_cache
-from pathlib import Path
 
 from manifests.records import Record, Rejection, dataset_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import mtime_ns, open_file
 from sources.io.hub import iter_parquet_rows, zip_names
 from sources.io.lfs import check_lfs_pointer
 from sources.shapes.cot import render_cot
@@ -92,10 +92,10 @@ def _entries(path: str, mtime_ns: int, member: str | None) -> dict:
     """A PubMedQA JSON (a dict keyed by PMID), from a file or a zip member; parsed once per worker."""
     if member is None:
         check_lfs_pointer(path)
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
+        with open_file(path, "rb") as handle:
+            data = json.loads(handle.read().decode("utf-8"))
     else:
-        with zipfile.ZipFile(path) as archive:
+        with open_file(path) as stream, zipfile.ZipFile(stream) as archive:
             data = json.loads(archive.read(member).decode("utf-8"))
     if not isinstance(data, dict):
         raise SourceError(f"{path}{':' + member if member else ''}: expected a JSON object keyed by PMID, "
@@ -197,7 +197,7 @@ class Bigbio(Source):
                 if not self.wants_split(split):
                     continue
                 relative, member = located
-                entries = _entries(str(self.root / relative), (self.root / relative).stat().st_mtime_ns, member)
+                entries = _entries(str(self.root / relative), mtime_ns(self.root / relative), member)
                 items = [(relative, member, subset, str(pmid)) for pmid in entries]
                 units.extend(self.chunked_units(split, items, label=subset))
         if not located_any:
@@ -213,7 +213,7 @@ class Bigbio(Source):
                 yield self._record(values, f"row{row:07d}", unit.split, first["subset"], first["file"])
             return
         for relative, member, subset, pmid in unit.items:
-            entries = _entries(str(self.root / relative), (self.root / relative).stat().st_mtime_ns, member)
+            entries = _entries(str(self.root / relative), mtime_ns(self.root / relative), member)
             yield self._record(entries[pmid], pmid, unit.split, subset, relative)
 
     def _record(self, entry, key: str, split: str, subset: str, relative: str) -> Record | Rejection:

@@ -50,7 +50,6 @@ multi-image labels (`Image-1: <image>`) go with their tokens.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -58,6 +57,7 @@ from pathlib import Path, PurePosixPath
 from manifests.records import IMAGE_TOKEN, Record, Rejection, turns_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.gmai_vl import image_paths, modality_from_words
+from sources.io.files import lexical_inside
 from sources.io.image import ImageDecodeError, decode_file
 from sources.io.jsonlines import is_parse_error, line_ranges, read_range
 from sources.llava_med import conversation
@@ -175,9 +175,7 @@ class InternvlMedical(Source):
         )
 
     def _inside(self, folder: Path) -> str | None:
-        """The folder relative to the dataset root, lexically (a Hub snapshot's files are links out of it)."""
-        relative = os.path.relpath(folder, self.root)
-        return None if relative.split(os.sep)[0] == ".." else Path(relative).as_posix()
+        return lexical_inside(folder, self.root)
 
     def _where(self, folders: list[Path]) -> str:
         return ", ".join(f"{inside}/" if (inside := self._inside(f)) is not None else "images_root" for f in folders)

@@ -56,6 +56,7 @@ from pathlib import Path
 
 from manifests.records import IMAGE_TOKEN, Record, Rejection
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
+from sources.io.files import lexical_inside, open_file
 from sources.io.hub import zip_names
 from sources.io.image import ImageDecodeError, decode_file
 
@@ -175,7 +176,7 @@ class PmcInline(Source):
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:
         figures_root = self._figures_root()
-        inside = figures_root.is_relative_to(self.root)
+        inside = lexical_inside(figures_root, self.root) is not None
         window_chars = int(self.options.get("window_chars", WINDOW_CHARS))
         max_figures = int(self.options.get("max_figures", MAX_FIGURES))
         open_zip: tuple[str, zipfile.ZipFile] | None = None
@@ -183,8 +184,8 @@ class PmcInline(Source):
             for zip_name, member in unit.items:
                 if open_zip is None or open_zip[0] != zip_name:
                     if open_zip is not None:
-                        open_zip[1].close()
-                    open_zip = (zip_name, zipfile.ZipFile(self.root / zip_name))
+                        open_zip[1].fp.close()  # the stream under the archive (ZipFile leaves a given stream open)
+                    open_zip = (zip_name, zipfile.ZipFile(open_file(self.root / zip_name)))
                 pmcid = MEMBER.search(member).group(1)
                 try:
                     paper = json.loads(open_zip[1].read(member).decode("utf-8"))
@@ -196,7 +197,7 @@ class PmcInline(Source):
                                        window_chars, max_figures)
         finally:
             if open_zip is not None:
-                open_zip[1].close()
+                open_zip[1].fp.close()
 
     def _paper(self, paper, pmcid: str, zip_name: str, inside_root: Path | None, figures_root: Path,
                window_chars: int, max_figures: int) -> Iterator[Record | Rejection]:

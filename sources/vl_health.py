@@ -57,7 +57,6 @@ way (ids `.../<file>/r<row>`), with `image` a path or an embedded `datasets` Ima
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -65,6 +64,7 @@ from pathlib import Path, PurePosixPath
 from manifests.records import Record, Rejection, turns_text
 from sources.base import DatasetCard, Source, SourceError, WorkUnit
 from sources.io.hub import decode_image_cell, image_cell_bytes, iter_parquet_rows
+from sources.io.files import lexical_inside
 from sources.io.image import ImageDecodeError, decode_file
 from sources.io.jsonfile import load_json_list
 from sources.llava_med import conversation
@@ -277,9 +277,7 @@ class VlHealth(Source):
         )
 
     def _inside(self, folder: Path) -> str | None:
-        """The folder relative to the dataset root, lexically (a Hub snapshot's files are links out of it)."""
-        relative = os.path.relpath(folder, self.root)
-        return None if relative.split(os.sep)[0] == ".." else Path(relative).as_posix()
+        return lexical_inside(folder, self.root)
 
     def _where(self, folders: list[Path]) -> str:
         return ", ".join(f"{inside}/" if (inside := self._inside(f)) is not None else f.name + "/" for f in folders)

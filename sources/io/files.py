@@ -168,6 +168,16 @@ def local_file(path: Path) -> Iterator[str]:
         os.unlink(scratch)
 
 
+def lexical_inside(folder: Path, root: Path) -> str | None:
+    """`folder` relative to `root` in POSIX form, lexically (a Hub snapshot's files are links out of it),
+    or None when it lies outside `root`; for a local path or a UPath."""
+    if is_remote(root) or is_remote(folder):
+        relative = posixpath.relpath(str(getattr(folder, "path", folder)), str(getattr(root, "path", root)).rstrip("/"))
+    else:
+        relative = Path(os.path.relpath(folder, root)).as_posix()
+    return None if relative.split("/")[0] == ".." else relative
+
+
 def relative_to(path: Path, root: Path) -> str:
     """`path` relative to `root`, in POSIX form, for a local path or a UPath."""
     if is_remote(root):

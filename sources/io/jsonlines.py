@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from sources.io.files import open_file
 from sources.io.lfs import check_lfs_pointer
 
 
@@ -20,7 +21,7 @@ def line_ranges(path: Path, lines_per_range: int) -> list[tuple[int, int, int]]:
     check_lfs_pointer(path)
     ranges: list[tuple[int, int, int]] = []
     offset, line, start_offset, start_line = 0, 0, 0, 0
-    with open(path, "rb") as handle:
+    with open_file(path, "rb") as handle:
         for raw in handle:
             if line - start_line == lines_per_range:
                 ranges.append((start_offset, start_line, lines_per_range))
@@ -36,7 +37,7 @@ def read_range(path: Path, offset: int, first_line: int, count: int) -> Iterator
     """(line number, parsed value) for `count` lines from `offset`: None for a blank line, the parser's message
     (a str, prefixed `not JSON:`) for a line that does not parse; a parsed JSON string stays a str too, so
     callers tell them apart with `is_parse_error`."""
-    with open(path, "rb") as handle:
+    with open_file(path, "rb") as handle:
         handle.seek(offset)
         for number in range(first_line, first_line + count):
             raw = handle.readline()
