@@ -1,6 +1,7 @@
 """What the benchmarks count about a process they spawned: wall time from spawn, peak summed PSS of its
-process tree, bytes it wrote (per-process `/proc/<pid>/io` write_bytes, last value seen of each process,
-dead ones included), and the peak size of a folder, all sampled in one thread.
+process tree, bytes it wrote and CPU seconds it used (per process `/proc/<pid>/io` write_bytes and user +
+system time, last value seen of each process, dead ones included), and the peak size of a folder, all
+sampled in one thread.
 
 Ray's workers are children of the raylet, which the build's driver starts: they are in the tree. Ray's
 object store lives in /dev/shm and is not a block device, so its writes are not in write_bytes.
@@ -49,6 +50,8 @@ class TreeMeter:
     peak_pss: int = 0
     peak_folder: int = 0
     written: dict[int, int] = field(default_factory=dict)  # pid -> last write_bytes seen
+    cpu: dict[int, float] = field(default_factory=dict)  # pid -> last user + system seconds seen
+    pss_by_name: dict[str, int] = field(default_factory=dict)  # at the peak: summed PSS by process name
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def sample(self) -> None:
@@ -57,21 +60,31 @@ class TreeMeter:
             tree = [root, *root.children(recursive=True)]
         except psutil.Error:
             tree = []
-        pss = 0
+        pss, by_name = 0, {}
         for process in tree:
             try:
                 with process.oneshot():
-                    pss += process.memory_full_info().pss
+                    own = process.memory_full_info().pss
+                    pss += own
+                    name = process.name()
+                    by_name[name] = by_name.get(name, 0) + own
                     self.written[process.pid] = process.io_counters().write_bytes
+                    times = process.cpu_times()
+                    self.cpu[process.pid] = times.user + times.system
             except psutil.Error:
                 continue
-        self.peak_pss = max(self.peak_pss, pss)
+        if pss > self.peak_pss:
+            self.peak_pss, self.pss_by_name = pss, by_name
         if self.watch is not None:
             self.peak_folder = max(self.peak_folder, folder_bytes(self.watch))
 
     @property
     def bytes_written(self) -> int:
         return sum(self.written.values())
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu.values())
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -110,4 +123,5 @@ def run_measured(command: list[str], watch: Path | None = None, env: dict | None
     except json.JSONDecodeError:
         result = {}
     return {"seconds": seconds, "peak_pss": meter.peak_pss, "bytes_written": meter.bytes_written,
-            "root_written": meter.written.get(process.pid, 0), "peak_folder": meter.peak_folder, "result": result}
+            "root_written": meter.written.get(process.pid, 0), "peak_folder": meter.peak_folder,
+            "cpu_seconds": meter.cpu_seconds, "peak_pss_by_name": meter.pss_by_name, "result": result}

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from manifests import spans
 from manifests.records import Record
 
 
@@ -48,13 +49,17 @@ class Stage:
             self.process(record)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        blobs = batch["blob"].copy()
-        indices = [index for index, kind in enumerate(batch["kind"]) if kind == "record"]
-        records: list[Record] = [pickle.loads(blobs[index]) for index in indices]
-        self.process_batch(records)
-        for index, record in zip(indices, records):
-            blobs[index] = pickle.dumps(record, protocol=5)
-        return {**batch, "blob": blobs}
+        with spans.task():  # this batch's spans are written when it ends (manifests/spans.py)
+            blobs = batch["blob"].copy()
+            indices = [index for index, kind in enumerate(batch["kind"]) if kind == "record"]
+            with spans.span("serialise"):
+                records: list[Record] = [pickle.loads(blobs[index]) for index in indices]
+            with spans.span(f"stage.{self.name}", len(records)):
+                self.process_batch(records)
+            with spans.span("serialise"):
+                for index, record in zip(indices, records):
+                    blobs[index] = pickle.dumps(record, protocol=5)
+            return {**batch, "blob": blobs}
 
 
 class ActorStage:
