@@ -244,12 +244,12 @@ def breakdown(spans_dir: Path, run: dict) -> list[str]:
 
 def memory_by_process(small: dict, large: dict, sizes) -> list[str]:
     """P3's peak memory by process name (Ray names its workers after their task), at both sizes: what grows."""
-    names = sorted(set(small["peak_pss_by_name"]) | set(large["peak_pss_by_name"]),
-                   key=lambda name: -large["peak_pss_by_name"].get(name, 0))
-    lines = [f"     peak PSS by process name (MiB) at {sizes[0]} / {sizes[1]} images:"]
+    at_small, at_large = small["peak_pss_by_name"], large["peak_pss_by_name"]
+    names = sorted(set(at_small) | set(at_large), key=lambda name: -at_large.get(name, [0, 0])[0])
+    lines = [f"     at the peak, PSS by process name (MiB, processes) at {sizes[0]} / {sizes[1]} images:"]
     for name in names:
-        a, b = small["peak_pss_by_name"].get(name, 0) / 2**20, large["peak_pss_by_name"].get(name, 0) / 2**20
-        lines.append(f"     {name:34s} {a:8.0f} {b:8.0f} {b - a:+8.0f}")
+        (a, n), (b, m) = at_small.get(name, [0, 0]), at_large.get(name, [0, 0])
+        lines.append(f"     {name[:60]:60s} {a / 2**20:6.0f} ({n}) {b / 2**20:6.0f} ({m}) {(b - a) / 2**20:+6.0f}")
     return lines
 
 

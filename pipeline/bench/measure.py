@@ -51,7 +51,7 @@ class TreeMeter:
     peak_folder: int = 0
     written: dict[int, int] = field(default_factory=dict)  # pid -> last write_bytes seen
     cpu: dict[int, float] = field(default_factory=dict)  # pid -> last user + system seconds seen
-    pss_by_name: dict[str, int] = field(default_factory=dict)  # at the peak: summed PSS by process name
+    pss_by_name: dict[str, list[int]] = field(default_factory=dict)  # at the peak: name -> [summed PSS, processes]
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def sample(self) -> None:
@@ -66,8 +66,9 @@ class TreeMeter:
                 with process.oneshot():
                     own = process.memory_full_info().pss
                     pss += own
-                    name = process.name()
-                    by_name[name] = by_name.get(name, 0) + own
+                    entry = by_name.setdefault(process.name(), [0, 0])
+                    entry[0] += own
+                    entry[1] += 1
                     self.written[process.pid] = process.io_counters().write_bytes
                     times = process.cpu_times()
                     self.cpu[process.pid] = times.user + times.system
