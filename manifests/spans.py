@@ -8,9 +8,9 @@ every Ray worker) appends its spans to `<folder>/spans-<host>-<pid>.jsonl`, one 
 
 `self_seconds` is the span's wall time minus the spans opened inside it (in the same thread), so the self
 times of one process never count a second twice and sum to at most its wall time; `self_cpu` is the same
-for the thread's CPU time (a span that waits, for Ray to start or for a disk, has less CPU than wall). Ray workers inherit the
-variable from the process that starts Ray (`ray.init` in the driver); on a cluster pass it in the job's
-runtime environment. A span costs a few microseconds; when recording is off, `span` returns one shared
+for the thread's CPU time (a span that waits, for Ray to start or for a disk, has less CPU than wall).
+Ray workers inherit the variable from the process that starts Ray (`ray.init` in the driver); on a
+cluster pass it in the job's runtime environment. A span costs a few microseconds; when recording is off, `span` returns one shared
 no-op context.
 
 Spans are written when the outermost span of a process closes (at most every `FLUSH_SECONDS`) and when a

@@ -1,11 +1,12 @@
 """Ray set-up and the one way a stage is mapped: plain tasks, or a pool of actors, by its declared resources.
 
 `map_stages` runs a stage as Ray Data tasks unless its `pool_size()` asks for actors (a stage that
-holds a model loads it once per actor); consecutive task stages run in one call per batch, so records are
-unpickled and pickled once for all of them, not once per stage. Before anything streams, every actor of every GPU stage must
-fit at once (they stream together), next to one CPU for the tasks that read; otherwise Ray would wait
-forever, so the build fails at once with `ClusterTooSmall`. Without GPUs in the cluster, a stage that
-asks for one runs on CPU, its actors sharing half of the CPUs (the other half reads and decodes).
+holds a model loads it once per actor); consecutive task stages run in one call per batch, so records
+are unpickled and pickled once for all of them, not once per stage. Before anything streams, every actor
+of every GPU stage must fit at once (they stream together), next to one CPU for the tasks that read;
+otherwise Ray would wait forever, so the build fails at once with `ClusterTooSmall`. Without GPUs in the
+cluster, a stage that asks for one runs on CPU, its actors sharing half of the CPUs (the other half reads
+and decodes).
 """
 
 from __future__ import annotations
