@@ -153,7 +153,8 @@ def load_captioner(settings: AlignmentSettings) -> OpenAICaptioner | Transformer
 def caption_pairs(captioner: OpenAICaptioner | TransformersCaptioner, todo: list[Record],
                   settings: AlignmentSettings) -> None:
     """K captions per pair still to be scored, into the transient `_align_captions`."""
-    images = [to_pil(scored_image(r), captioner.input_side) for r in todo]
+    side = getattr(captioner, "input_side", None)  # None: a captioner that does not say gets the full image
+    images = [to_pil(scored_image(r), side) for r in todo]
     outputs = captioner.generate(images, [item_seed(settings.captioner.seed, r.scores[KEY]) for r in todo])
     for record, output in zip(todo, outputs):
         if isinstance(output, str):  # the backend failed for this image

@@ -56,7 +56,7 @@ def load_siglip(settings: AlignmentSettings) -> SiglipScorer:
 
 def siglip_scores(scorer: SiglipScorer, todo: list[Record], settings: AlignmentSettings) -> None:
     """M: the image-text logit (`align_m_logit`) and its sigmoid (`align_m_prob`)."""
-    images = [to_pil(scored_image(r), scorer.input_side) for r in todo]
+    images = [to_pil(scored_image(r), getattr(scorer, "input_side", None)) for r in todo]
     logits, probs = scorer.score(images, [r.scores[TEXT] for r in todo])
     for record, logit, prob in zip(todo, logits, probs):
         record.scores["align_m_logit"], record.scores["align_m_prob"] = float(logit), float(prob)
