@@ -55,6 +55,7 @@ def load_biomedclip(settings: AlignmentSettings) -> BiomedCLIPScorer:
 
 def biomedclip_scores(scorer: BiomedCLIPScorer, todo: list[Record], settings: AlignmentSettings) -> None:
     """The optional `align_bmc` column: BiomedCLIP's image-text logit."""
-    scores = scorer.score([to_pil(scored_image(r), getattr(scorer, "input_side", None)) for r in todo], [r.scores[TEXT] for r in todo])
+    images = [to_pil(scored_image(r), getattr(scorer, "input_side", None)) for r in todo]
+    scores = scorer.score(images, [r.scores[TEXT] for r in todo])
     for record, value in zip(todo, scores):
         record.scores["align_bmc"] = float(value)
