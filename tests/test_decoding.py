@@ -267,3 +267,18 @@ def test_spans_are_self_times_and_off_without_the_variable(tmp_path, monkeypatch
     assert inner["depth"] == 1 and outer["depth"] == 0
     assert outer["self_seconds"] == pytest.approx(outer["seconds"] - inner["seconds"], abs=1e-6)
     assert 0 < inner["self_cpu"] <= inner["seconds"] + 0.01
+
+
+def test_the_decoder_is_part_of_every_digest_of_staged_work(monkeypatch):
+    """Staged rows, cached alignment scores and near-duplicate hashes made by another decoder are never reused."""
+    import manifests.images
+    import pipeline.config
+    from filters.alignment.pairs import scorer_digest
+    from pipeline.config import load_recipe
+
+    recipe = load_recipe("stage1")
+    before = (recipe.processing_digest(), scorer_digest(recipe.alignment), recipe.near_duplicates.hashing_digest())
+    monkeypatch.setattr(pipeline.config, "DECODER", "full-decode")
+    monkeypatch.setattr(manifests.images, "DECODER", "full-decode")
+    after = (recipe.processing_digest(), scorer_digest(recipe.alignment), recipe.near_duplicates.hashing_digest())
+    assert all(a != b for a, b in zip(before, after))
