@@ -282,3 +282,18 @@ def test_the_decoder_is_part_of_every_digest_of_staged_work(monkeypatch):
     monkeypatch.setattr(manifests.images, "DECODER", "full-decode")
     after = (recipe.processing_digest(), scorer_digest(recipe.alignment), recipe.near_duplicates.hashing_digest())
     assert all(a != b for a, b in zip(before, after))
+
+
+@pytest.mark.slow
+def test_a_measured_build_records_the_driver_steps_too(tmp_path):
+    """The bench's child (its own process and Ray, UNIMED_SPANS set): driver and worker spans, and the breakdown."""
+    from pipeline.bench.build import breakdown, make_corpus, measure_build
+
+    make_corpus(tmp_path / "corpus", 6, mixed=False)
+    run = measure_build(tmp_path / "corpus", tmp_path / "out", 6, num_cpus=2, spans_dir=tmp_path / "spans")
+    recorded = {entry["step"] for entry in spans.read(tmp_path / "spans")}
+    assert {"start_up", "ray_start", "listing", "adapter", "read", "decode", "image_facts", "check.resolution",
+            "check.image_quality", "check.text_quality", "decide", "serialise", "write", "finalise",
+            "shutdown"} <= recorded
+    lines = breakdown(tmp_path / "spans", run)
+    assert any(line.split()[0] == "decode" for line in lines[2:]) and "cores unused" in lines[-1]
