@@ -1,5 +1,5 @@
-"""Build goals of issue 13: P1 (images/s per core against a bare loop), P1b (bytes written, peak disk),
-P2 (1 vs 2 CPUs), P3 (peak memory at two sizes).
+"""Build goals of issues 13 and 27: P1 (images/s per core against a bare loop, >= 1.0; with where the time
+went), P1b (bytes written, peak disk), P2 (1 vs 2 CPUs), P3 (peak memory at two sizes, by process).
 
     python -m pipeline.bench.build [--images 3000] [--mixed-images 1000] [--p2-images 1000]
                                    [--p3-images 300 3000] [--only P1,P1b,P2,P3]
@@ -12,6 +12,11 @@ write_bytes) and the output folder. The bare loop is one process: decode, cap th
 (JPEG quality 90, or PNG for DICOM), tar write. The headline is images/s per core (a ROCOv2 image gives
 an I2T and a T2I record; records/s is printed beside). Memory is the summed PSS (shared pages split
 between the processes that map them, so Ray's object store is not counted once per worker).
+
+Every measured build records spans (manifests/spans.py: `UNIMED_SPANS` set for its process tree);
+`breakdown` sums each step's self time over all processes. P3 prints the peak by process name: a build
+keeps one Ray worker busy per unit being read, up to the cores, so compare sizes that both keep every core
+busy (the ROCOv2 adapter's units hold 256 images), or the growth measured is the second core's worker.
 """
 
 from __future__ import annotations
