@@ -242,6 +242,8 @@ def breakdown(spans_dir: Path, run: dict) -> list[str]:
     in_spans = sum(cpu.values())
     lines.append(row.format("CPU outside spans (Ray, scheduling)", "", f"{max(0.0, tree_cpu - in_spans):.2f}",
                             f"{100 * max(0.0, tree_cpu - in_spans) / budget:.1f}%", ""))
+    for name, seconds in sorted(run.get("cpu_by_name", {}).items(), key=lambda item: -item[1])[:8]:
+        lines.append(row.format(f"  all CPU of {name[:23]}", "", f"{seconds:.2f}", "", ""))
     lines.append(row.format("cores unused (idle, or others on them)", "", f"{max(0.0, budget - tree_cpu):.2f}",
                             f"{100 * max(0.0, budget - tree_cpu) / budget:.1f}%", ""))
     return lines

@@ -51,6 +51,7 @@ class TreeMeter:
     peak_folder: int = 0
     written: dict[int, int] = field(default_factory=dict)  # pid -> last write_bytes seen
     cpu: dict[int, float] = field(default_factory=dict)  # pid -> last user + system seconds seen
+    names: dict[int, str] = field(default_factory=dict)  # pid -> its process name when last seen
     pss_by_name: dict[str, list[int]] = field(default_factory=dict)  # at the peak: name -> [summed PSS, processes]
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -66,7 +67,8 @@ class TreeMeter:
                 with process.oneshot():
                     own = process.memory_full_info().pss
                     pss += own
-                    entry = by_name.setdefault(process.name(), [0, 0])
+                    self.names[process.pid] = process.name()
+                    entry = by_name.setdefault(self.names[process.pid], [0, 0])
                     entry[0] += own
                     entry[1] += 1
                     self.written[process.pid] = process.io_counters().write_bytes
@@ -86,6 +88,13 @@ class TreeMeter:
     @property
     def cpu_seconds(self) -> float:
         return sum(self.cpu.values())
+
+    def cpu_by_name(self) -> dict[str, float]:
+        """CPU seconds by process name (a Ray worker under the name it had last: its last task's)."""
+        out: dict[str, float] = {}
+        for pid, seconds in self.cpu.items():
+            out[self.names.get(pid, "?")] = out.get(self.names.get(pid, "?"), 0.0) + seconds
+        return out
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -125,4 +134,5 @@ def run_measured(command: list[str], watch: Path | None = None, env: dict | None
         result = {}
     return {"seconds": seconds, "peak_pss": meter.peak_pss, "bytes_written": meter.bytes_written,
             "root_written": meter.written.get(process.pid, 0), "peak_folder": meter.peak_folder,
-            "cpu_seconds": meter.cpu_seconds, "peak_pss_by_name": meter.pss_by_name, "result": result}
+            "cpu_seconds": meter.cpu_seconds, "cpu_by_name": meter.cpu_by_name(), "peak_pss_by_name": meter.pss_by_name,
+            "result": result}
