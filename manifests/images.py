@@ -60,7 +60,7 @@ def jpeg_hash(data: bytes) -> str:
     """The identity of a JPEG's decoded pixels without decoding them: a hash of every segment but APPn and COM
     (tables, frame header), then the scans up to the end marker. Two files that differ only in metadata
     (EXIF, ICC, comments) or in bytes after the end hash alike; a changed coefficient or table does not."""
-    digest = hashlib.blake2b(b"jpeg|", digest_size=16)
+    digest = hashlib.sha256(b"jpeg|")  # twice blake2b's speed where the CPU has SHA instructions; 128 bits kept
     view, position, size = memoryview(data), 2, len(data)  # past SOI
     while position + 4 <= size and data[position] == 0xFF:
         marker = data[position + 1]
@@ -71,12 +71,12 @@ def jpeg_hash(data: bytes) -> str:
         if marker == 0xDA:  # start of scan: entropy-coded data up to EOI (0xFF is byte-stuffed inside it)
             eoi = data.find(b"\xff\xd9", end)
             digest.update(view[position:size if eoi < 0 else eoi + 2])
-            return digest.hexdigest()
+            return digest.hexdigest()[:32]
         if marker not in _METADATA_MARKERS:
             digest.update(view[position:end])
         position = end
     digest.update(view[position:])  # not a well-formed JPEG: the rest, as it is
-    return digest.hexdigest()
+    return digest.hexdigest()[:32]
 
 
 @dataclass(frozen=True)
