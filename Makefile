@@ -66,10 +66,12 @@ BENCH_P3_IMAGES ?= 300 3000
 BENCH_MANIFEST_ROWS ?= 5600000
 BENCH_INDEX_SAMPLES ?= 1000000
 BENCH_RETHRESHOLD_IMAGES ?= 1000
+BENCH_DECODE_IMAGES ?= 300
 
-bench: install ## issue 13's goals P1 P1b P2 P3 P4 P5 P7, one line each; then scoring and near duplicates
+bench: install ## issue 13's goals P1 P1b P2 P3 P4 P5 P7 (P1 with its time breakdown); decoding; scoring; near duplicates
 	$(BIN)/python -m pipeline.bench.build --images $(BENCH_IMAGES) --mixed-images $(BENCH_MIXED_IMAGES) \
 		--p2-images $(BENCH_P2_IMAGES) --p3-images $(BENCH_P3_IMAGES)
+	$(BIN)/python -m pipeline.bench.decode --images $(BENCH_DECODE_IMAGES)
 	$(BIN)/python -m pipeline.bench.manifest --rows $(BENCH_MANIFEST_ROWS)
 	$(BIN)/python -m pipeline.bench.loader --index-samples $(BENCH_INDEX_SAMPLES)
 	$(BIN)/python -m pipeline.bench.rethreshold --images $(BENCH_RETHRESHOLD_IMAGES)

@@ -11,18 +11,26 @@ from __future__ import annotations
 from filters import image_quality, resolution, text_quality
 from filters.settings import FilterSettings
 from manifests.records import Record
+from manifests.spans import span
 
 COARSE_FILTERS = (resolution, image_quality, text_quality)
 
 
 def score_record(record: Record, settings: FilterSettings) -> None:
     """Light text cleaning first (the paper's), then every filter's score columns."""
-    text_quality.clean_record(record)
+    with span("check.text_quality"):
+        text_quality.clean_record(record)
     for module in COARSE_FILTERS:
-        record.scores.update(module.score(record, settings))
+        with span(f"check.{module.__name__.rpartition('.')[2]}"):
+            record.scores.update(module.score(record, settings))
 
 
 def decide_record(record: Record, settings: FilterSettings) -> None:
+    with span("decide"):
+        _decide(record, settings)
+
+
+def _decide(record: Record, settings: FilterSettings) -> None:
     for module in COARSE_FILTERS:
         verdict = module.decide(record.scores, settings)
         if verdict is not None:

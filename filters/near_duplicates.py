@@ -3,7 +3,8 @@
 Scores (per record, in the workers: stage `near_duplicate_hashes`):
 - `phash`: imagehash's 64-bit DCT pHash of the first image, as a signed 64-bit integer (DuckDB BIGINT).
   16-bit images are scaled to 8 bits by their own bit depth first, so a 12-bit DICOM and its 8-bit JPEG
-  copy hash alike.
+  copy hash alike. A passthrough JPEG is hashed from its reduced decode (long side >= 256 px; the hash
+  itself looks at 32x32), manifests/images.py.
 - `text_minhash`: datasketch MinHash (`num_perm` 32-bit values, little-endian bytes) of the sample's text
   (all turns, lowercased, punctuation dropped) as character `shingle`-grams.
 
@@ -35,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image as PILImage
 
+from manifests.images import CHECK_SIDE, draft_request, reduced_view
 from manifests.records import Image, Record
 
 _WORDS = re.compile(r"[^\w]+", re.UNICODE)
@@ -52,10 +54,8 @@ def _to_pil(image: Image) -> PILImage.Image | None:
             full = float((1 << max(1, min(16, image.bit_depth or 16))) - 1)
             pixels = np.clip(pixels.astype(np.float32) * (255.0 / full), 0, 255).astype(np.uint8)
         return PILImage.fromarray(pixels)
-    if image.encoded is not None:
-        import io
-
-        return PILImage.open(io.BytesIO(image.encoded))
+    if image.encoded is not None:  # a passthrough JPEG: the hash sees a 32x32 thumbnail, a reduced decode will do
+        return reduced_view(image, *draft_request(image.width, image.height, CHECK_SIDE))
     return None
 
 

@@ -142,8 +142,10 @@ class AlignmentSettings:
         captioner = {k: v for k, v in dataclasses.asdict(self.captioner).items()
                      if k not in ("resources", "request_timeout_s", "max_retries", "max_concurrent_requests")}
         embedder = {k: v for k, v in dataclasses.asdict(self.embedder).items() if k != "resources"}
+        from manifests.images import DECODER  # the model inputs are reduced decodes of passthrough JPEGs
+
         return {"captioner": captioner, "embedder": embedder, "siglip": self.siglip.model,
-                "biomedclip": self.biomedclip.model}
+                "biomedclip": self.biomedclip.model, "decoder": DECODER}
 
 
 @dataclass
@@ -208,7 +210,9 @@ class NearDuplicateSettings:
 
     def hashing_digest(self) -> dict[str, Any]:
         """The settings that change the staged score columns (not the decisions made from them)."""
-        return {"num_perm": self.num_perm, "shingle": self.shingle}
+        from manifests.images import DECODER  # a passthrough JPEG's pHash comes from its reduced decode
+
+        return {"num_perm": self.num_perm, "shingle": self.shingle, "decoder": DECODER}
 
 
 def parse_near_duplicates(values: Any) -> NearDuplicateSettings:

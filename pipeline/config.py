@@ -15,6 +15,7 @@ import yaml
 from filters.cag.settings import CagSettings, parse_cag
 from filters.settings import (AlignmentSettings, FilterSettings, NearDuplicateSettings, RecipeError, build_section,
                               parse_alignment, parse_near_duplicates)
+from manifests.images import DECODER
 from pipeline.stage2.settings import HqSettings, parse_hq
 from pipeline.tasks.settings import TaskSettings, parse_tasks
 from sources import SOURCES
@@ -98,6 +99,7 @@ class Recipe:
             "sources": [{"name": s.name, "options": s.options, **_templates_version(s.name)} for s in self.sources],
             "filters": dataclasses.asdict(self.filters),
             "png": self.shards.png_compress_level,
+            "decoder": DECODER,  # how image facts (pixel hash, spread) are decoded: manifests/images.py
         }
         if self.alignment.enabled:  # absent when off, so builds without it keep their digest
             relevant["alignment"] = {**self.alignment.scoring_digest(), "policy": [

@@ -30,6 +30,10 @@ class BiomedCLIPScorer:
         self.model = model.to(dtype=dtype).eval()
         self.tokenizer = open_clip.get_tokenizer(name)
         self.dtype, self._torch = dtype, torch
+        # open_clip's first transform resizes the shorter side (224 for BiomedCLIP)
+        first = self.preprocess.transforms[0] if hasattr(self.preprocess, "transforms") else None
+        size = getattr(first, "size", None)
+        self.input_side = size if isinstance(size, int) else max(size) if size else None
 
     def score(self, images: list, texts: list[str]) -> np.ndarray:
         """Cosine similarity of each (image, text) pair, float32 in [-1, 1]."""
@@ -51,6 +55,7 @@ def load_biomedclip(settings: AlignmentSettings) -> BiomedCLIPScorer:
 
 def biomedclip_scores(scorer: BiomedCLIPScorer, todo: list[Record], settings: AlignmentSettings) -> None:
     """The optional `align_bmc` column: BiomedCLIP's image-text logit."""
-    scores = scorer.score([to_pil(scored_image(r)) for r in todo], [r.scores[TEXT] for r in todo])
+    images = [to_pil(scored_image(r), getattr(scorer, "input_side", None)) for r in todo]
+    scores = scorer.score(images, [r.scores[TEXT] for r in todo])
     for record, value in zip(todo, scores):
         record.scores["align_bmc"] = float(value)

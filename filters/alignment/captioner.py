@@ -19,7 +19,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from filters.alignment.pairs import CAPTIONS, KEY, scored_image, to_pil
+from filters.alignment.pairs import CAPTIONS, KEY, processor_side, scored_image, to_pil
 from filters.settings import AlignmentSettings, CaptionerSettings
 from filters.models import device_and_dtype, generate_each, item_seed, quiet_transformers, resolve_model
 from manifests.records import Record
@@ -95,6 +95,7 @@ class TransformersCaptioner:
         self.processor.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
         self.model = Gemma3ForConditionalGeneration.from_pretrained(path, dtype=dtype).to(self.device).eval()
         self.prompt = load_prompt(settings.prompt)
+        self.input_side = processor_side(self.processor.image_processor)  # 896 for Gemma 3
         self._torch = torch
 
     def generate(self, images: list, seeds: list[int]) -> list[list[str] | str]:
@@ -121,6 +122,7 @@ class OpenAICaptioner:
     def __init__(self, settings: CaptionerSettings):
         self.settings = settings
         self.url = settings.endpoint.rstrip("/") + "/chat/completions"
+        self.input_side = None  # the server's model resizes as it likes: send the full image
         self.prompt = load_prompt(settings.prompt)
 
     def request_body(self, image, seed: int) -> dict:
@@ -151,7 +153,8 @@ def load_captioner(settings: AlignmentSettings) -> OpenAICaptioner | Transformer
 def caption_pairs(captioner: OpenAICaptioner | TransformersCaptioner, todo: list[Record],
                   settings: AlignmentSettings) -> None:
     """K captions per pair still to be scored, into the transient `_align_captions`."""
-    images = [to_pil(scored_image(r)) for r in todo]
+    side = getattr(captioner, "input_side", None)  # None: a captioner that does not say gets the full image
+    images = [to_pil(scored_image(r), side) for r in todo]
     outputs = captioner.generate(images, [item_seed(settings.captioner.seed, r.scores[KEY]) for r in todo])
     for record, output in zip(todo, outputs):
         if isinstance(output, str):  # the backend failed for this image

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from filters.alignment.pairs import TEXT, scored_image, to_pil
+from filters.alignment.pairs import TEXT, processor_side, scored_image, to_pil
 from filters.settings import AlignmentSettings, ImageTextSettings
 from filters.models import device_and_dtype, quiet_transformers, resolve_model
 from manifests.records import Record
@@ -29,6 +29,7 @@ class SiglipScorer:
         self.processor = AutoProcessor.from_pretrained(path)
         self.model = SiglipModel.from_pretrained(path, dtype=dtype).to(self.device).eval()
         self.max_length = self.model.config.text_config.max_position_embeddings
+        self.input_side = processor_side(self.processor.image_processor)  # 448 for MedSigLIP-448
         self._torch = torch
 
     def score(self, images: list, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +56,7 @@ def load_siglip(settings: AlignmentSettings) -> SiglipScorer:
 
 def siglip_scores(scorer: SiglipScorer, todo: list[Record], settings: AlignmentSettings) -> None:
     """M: the image-text logit (`align_m_logit`) and its sigmoid (`align_m_prob`)."""
-    logits, probs = scorer.score([to_pil(scored_image(r)) for r in todo], [r.scores[TEXT] for r in todo])
+    images = [to_pil(scored_image(r), getattr(scorer, "input_side", None)) for r in todo]
+    logits, probs = scorer.score(images, [r.scores[TEXT] for r in todo])
     for record, logit, prob in zip(todo, logits, probs):
         record.scores["align_m_logit"], record.scores["align_m_prob"] = float(logit), float(prob)

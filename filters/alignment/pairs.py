@@ -53,13 +53,20 @@ def scored_image(record: Record) -> Image | None:
     return images[0] if images else None
 
 
-def to_pil(image: Image):
-    """8-bit RGB for a model's own preprocessing; 16-bit data is min-max windowed (display only)."""
+def to_pil(image: Image, input_side: int | None = None):
+    """8-bit RGB for a model's own preprocessing; 16-bit data is min-max windowed (display only).
+
+    `input_side`: the side the model's processor resizes to; a passthrough JPEG is then decoded at the
+    smallest DCT scale that keeps both sides at least that large (manifests/images.py `reduced_view`).
+    None: decoded in full."""
     from PIL import Image as PILImage
 
-    from manifests.images import load_pixels
+    from manifests.images import load_pixels, pil_to_array, reduced_view
 
-    pixels = load_pixels(image)
+    if image.pixels is None and input_side:
+        pixels = pil_to_array(reduced_view(image, input_side))
+    else:
+        pixels = load_pixels(image)
     if pixels.dtype != np.uint8:
         values = pixels.astype(np.float32)
         low, high = float(values.min()), float(values.max())
@@ -70,6 +77,15 @@ def to_pil(image: Image):
     if pixels.ndim == 3 and pixels.shape[2] == 4:
         pixels = pixels[:, :, :3]
     return PILImage.fromarray(pixels).convert("RGB")
+
+
+def processor_side(image_processor) -> int | None:
+    """The side a transformers image processor resizes to (`size` as height/width or shortest_edge), if it says."""
+    size = getattr(image_processor, "size", None) or {}
+    if isinstance(size, int):
+        return size
+    sides = [size.get(key) for key in ("height", "width", "shortest_edge") if size.get(key)]
+    return max(sides) if sides else None
 
 
 BIOMEDCLIP = "biomedclip"

@@ -1,7 +1,8 @@
 """What the benchmarks count about a process they spawned: wall time from spawn, peak summed PSS of its
 process tree, the peak RSS of the process itself (its kernel high-water mark, VmHWM: the driver's own
-memory, Ray's workers not included), bytes it wrote (per-process `/proc/<pid>/io` write_bytes, last value
-seen of each process, dead ones included), and the peak size of a folder, all sampled in one thread.
+memory, Ray's workers not included), bytes it wrote and CPU seconds it used (per process `/proc/<pid>/io`
+write_bytes and user + system time, last value seen of each process, dead ones included), and the peak size
+of a folder, all sampled in one thread.
 
 Ray's workers are children of the raylet, which the build's driver starts: they are in the tree. Ray's
 object store lives in /dev/shm and is not a block device, so its writes are not in write_bytes.
@@ -63,6 +64,9 @@ class TreeMeter:
     peak_rss: int = 0  # the root process's VmHWM, last value seen (it only grows)
     peak_folder: int = 0
     written: dict[int, int] = field(default_factory=dict)  # pid -> last write_bytes seen
+    cpu: dict[int, float] = field(default_factory=dict)  # pid -> last user + system seconds seen
+    names: dict[int, str] = field(default_factory=dict)  # pid -> its process name when last seen
+    pss_by_name: dict[str, list[int]] = field(default_factory=dict)  # at the peak: name -> [summed PSS, processes]
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def sample(self) -> None:
@@ -71,15 +75,23 @@ class TreeMeter:
             tree = [root, *root.children(recursive=True)]
         except psutil.Error:
             tree = []
-        pss = 0
+        pss, by_name = 0, {}
         for process in tree:
             try:
                 with process.oneshot():
-                    pss += process.memory_full_info().pss
+                    own = process.memory_full_info().pss
+                    pss += own
+                    self.names[process.pid] = process.name()
+                    entry = by_name.setdefault(self.names[process.pid], [0, 0])
+                    entry[0] += own
+                    entry[1] += 1
                     self.written[process.pid] = process.io_counters().write_bytes
+                    times = process.cpu_times()
+                    self.cpu[process.pid] = times.user + times.system
             except psutil.Error:
                 continue
-        self.peak_pss = max(self.peak_pss, pss)
+        if pss > self.peak_pss:
+            self.peak_pss, self.pss_by_name = pss, by_name
         self.peak_rss = max(self.peak_rss, high_water_mark(self.pid))
         if self.watch is not None:
             self.peak_folder = max(self.peak_folder, folder_bytes(self.watch))
@@ -87,6 +99,17 @@ class TreeMeter:
     @property
     def bytes_written(self) -> int:
         return sum(self.written.values())
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu.values())
+
+    def cpu_by_name(self) -> dict[str, float]:
+        """CPU seconds by process name (a Ray worker under the name it had last: its last task's)."""
+        out: dict[str, float] = {}
+        for pid, seconds in self.cpu.items():
+            out[self.names.get(pid, "?")] = out.get(self.names.get(pid, "?"), 0.0) + seconds
+        return out
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -126,4 +149,6 @@ def run_measured(command: list[str], watch: Path | None = None, env: dict | None
         result = {}
     return {"seconds": seconds, "peak_pss": meter.peak_pss, "peak_rss": meter.peak_rss,
             "bytes_written": meter.bytes_written,
-            "root_written": meter.written.get(process.pid, 0), "peak_folder": meter.peak_folder, "result": result}
+            "root_written": meter.written.get(process.pid, 0), "peak_folder": meter.peak_folder,
+            "cpu_seconds": meter.cpu_seconds, "cpu_by_name": meter.cpu_by_name(), "peak_pss_by_name": meter.pss_by_name,
+            "result": result}

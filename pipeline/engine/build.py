@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from manifests import storage
+from manifests import spans, storage
 from pipeline.config import Recipe, RecipeError
 from pipeline.engine.finalize import FinalizeResult, finalize, unit_states
 from pipeline.engine.inputs import StatCache, unit_fingerprint
@@ -175,7 +175,8 @@ def build(recipe: Recipe, out: Path | str, sources_root: Path | str | None = Non
         if source.root is None:
             log.warning("source %s skipped: %s", source.name, source.reason)
             continue
-        tasks.extend(_list_units(source, report))
+        with spans.span("listing"):  # spans: where the time goes (manifests/spans.py)
+            tasks.extend(_list_units(source, report))
     if recipe.hq.enabled:  # stage 2: the high-quality subset of a finished stage-1 build, replayed
         from pipeline.stage2.replay import NAME as HQ_REPLAY, hq_units
 
@@ -207,7 +208,8 @@ def build(recipe: Recipe, out: Path | str, sources_root: Path | str | None = Non
 
         report.alignment_models = describe_models(recipe.alignment)  # a missing model fails here, early
     if pending:
-        ensure_ray(ray_address)
+        with spans.span("ray_start"):  # spans
+            ensure_ray(ray_address)
         run = _next_run(fs, state_root)
         try:
             report.records_read, report.bytes_pieces, report.bytes_rows = _run_units(
@@ -224,10 +226,12 @@ def build(recipe: Recipe, out: Path | str, sources_root: Path | str | None = Non
         collect_benchmarks(recipe.near_duplicates, sources_root, out_dir)  # hashed once; finalize reads them
     import ray
 
-    report.result = finalize(out_dir, staging_dir, units_file, recipe, use_ray=ray.is_initialized(),
-                             release_filter=release_filter, sources=source_locations(report.sources))
-    _write_stats(out_dir, report)
-    _write_resolved_config(out_dir, recipe, report)
+    with spans.span("finalise"):  # spans
+        report.result = finalize(out_dir, staging_dir, units_file, recipe, use_ray=ray.is_initialized(),
+                                 release_filter=release_filter, sources=source_locations(report.sources))
+        _write_stats(out_dir, report)
+        _write_resolved_config(out_dir, recipe, report)
+    spans.flush()  # spans
     report.wall_seconds = time.monotonic() - started
     return report
 

@@ -1,10 +1,12 @@
 """Ray set-up and the one way a stage is mapped: plain tasks, or a pool of actors, by its declared resources.
 
 `map_stages` runs a stage as Ray Data tasks unless its `pool_size()` asks for actors (a stage that
-holds a model loads it once per actor). Before anything streams, every actor of every GPU stage must
-fit at once (they stream together), next to one CPU for the tasks that read; otherwise Ray would wait
-forever, so the build fails at once with `ClusterTooSmall`. Without GPUs in the cluster, a stage that
-asks for one runs on CPU, its actors sharing half of the CPUs (the other half reads and decodes).
+holds a model loads it once per actor); consecutive task stages run in one call per batch, so records
+are unpickled and pickled once for all of them, not once per stage. Before anything streams, every actor
+of every GPU stage must fit at once (they stream together), next to one CPU for the tasks that read;
+otherwise Ray would wait forever, so the build fails at once with `ClusterTooSmall`. Without GPUs in the
+cluster, a stage that asks for one runs on CPU, its actors sharing half of the CPUs (the other half reads
+and decodes).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import os
 import warnings
 
-from pipeline.stages.base import ActorStage, Stage, run_task_stage
+from pipeline.stages.base import ActorStage, Stage, run_task_stages
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,20 @@ def placement(resources: dict[str, float] | None) -> dict:
     return {"resources": dict(resources)} if resources else {}
 
 
+def _task_runs(stages: list[Stage]) -> list[list[Stage]]:
+    """The stages in order, consecutive plain-task stages with the same CPUs and batch size grouped together;
+    an actor stage alone."""
+    runs: list[list[Stage]] = []
+    for stage in stages:
+        last = runs[-1][-1] if runs else None
+        if (last is not None and stage.pool_size() is None and last.pool_size() is None
+                and (stage.num_cpus, stage.batch_size) == (last.num_cpus, last.batch_size)):
+            runs[-1].append(stage)
+        else:
+            runs.append([stage])
+    return runs
+
+
 def map_stages(ds, stages: list[Stage], retries: int, task_resources: dict[str, float] | None = None):
     """Each stage onto the dataset in order, as tasks or as an actor pool; fails early if the pools cannot fit.
 
@@ -79,11 +95,12 @@ def map_stages(ds, stages: list[Stage], retries: int, task_resources: dict[str, 
     gpus = resources.get("GPU", 0.0)
     cpu_budget = resources.get("CPU", 1.0) / 2  # the other half reads and decodes
     pooled = sum(stage.pool_size() or 0 for stage in stages)
-    for stage in stages:
-        stage.before_run()
-        actors = stage.pool_size()
-        if actors is None:
-            ds = ds.map_batches(run_task_stage, fn_kwargs={"stage": stage}, batch_size=stage.batch_size,
+    for group in _task_runs(stages):
+        for stage in group:
+            stage.before_run()
+        stage, actors = group[0], group[0].pool_size()
+        if actors is None:  # consecutive plain-task stages: one call per batch (unpickled and pickled once)
+            ds = ds.map_batches(run_task_stages, fn_kwargs={"stages": group}, batch_size=stage.batch_size,
                                 num_cpus=stage.num_cpus, max_retries=retries, **placement(task_resources))
             continue
         num_gpus, num_cpus = stage.num_gpus, stage.num_cpus

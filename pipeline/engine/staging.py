@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import webdataset as wds
 
-from manifests import storage
+from manifests import spans, storage
 from manifests.images import shard_bytes
 from manifests.records import Record, shard_key
 from manifests.schema import STAGING_SCHEMA, member_suffix, record_row, rejection_row
@@ -40,14 +39,20 @@ def write_samples(stream, samples: Iterable[tuple[str, bytes, list[tuple[str, by
 
     Returns, per sample, its members as [suffix, data offset, size] (the JSON first): where each member's
     bytes sit in the tar, so a later copy reads them without parsing the tar.
+
+    The bytes are webdataset's TarWriter's (members in sorted suffix order, mtime 0, mode 0444, empty
+    user and group, Python's default tar format), written with tarfile itself: importing webdataset
+    imports torch (webdataset.pytorch), some 300 MiB and seconds of start-up in every Ray worker.
     """
     offsets: list[list] = []
-    with wds.TarWriter(stream, encoder=False, mtime=0, user="", group="", mode=0o444) as writer:
+    with tarfile.open(fileobj=stream, mode="w|") as tar:
         for key, sample, images in samples:
-            start = writer.tarstream.offset
-            entry = {"__key__": key, "json": sample}
-            entry.update(images)
-            writer.write(entry)
+            start = tar.offset
+            members = dict([("json", sample), *images])
+            for suffix in sorted(members):
+                info = tarfile.TarInfo(f"{key}.{suffix}")
+                info.size, info.mtime, info.mode, info.uname, info.gname = len(members[suffix]), 0, 0o444, "", ""
+                tar.addfile(info, io.BytesIO(members[suffix]))
             offsets.append(_member_offsets(start, [("json", sample), *images]))
     return offsets
 
@@ -73,6 +78,12 @@ def write_staging_batch(
     png_compress_level: int,
 ) -> dict[str, np.ndarray]:
     """Ray Data UDF: write one batch's pieces and rows; return a small summary row per input row."""
+    with spans.task():  # spans: this batch's spans are written when it ends (manifests/spans.py)
+        return _write_staging_batch(batch, staging_dir, run, cards, png_compress_level)
+
+
+def _write_staging_batch(batch: dict[str, np.ndarray], staging_dir: str, run: int, cards: dict[str, tuple[str, str]],
+                         png_compress_level: int) -> dict[str, np.ndarray]:
     fs, staging = storage.filesystem(staging_dir)
     ids = [str(i) for i in batch["id"]]
     name = "b-" + hashlib.blake2b(f"{run}|{'|'.join(ids)}".encode(), digest_size=12).hexdigest()
@@ -80,7 +91,8 @@ def write_staging_batch(
     rows: list[dict[str, Any]] = []
     pending: dict[tuple[str, int, str], list[tuple[dict, Record]]] = {}  # (unit, part, group) -> kept rows
     for record_id, unit_id, part, kind, blob in zip(ids, batch["unit_id"], parts, batch["kind"], batch["blob"]):
-        item = pickle.loads(blob)
+        with spans.span("serialise"):  # spans
+            item = pickle.loads(blob)
         if kind == "unit_end":
             count, fingerprint = item
             row = {"id": record_id, "unit_id": unit_id, "kind": "unit_end", "unit_count": int(count),
@@ -107,9 +119,10 @@ def write_staging_batch(
         piece = f"{name}-{index:04d}.tar"
         kept = sorted(kept, key=lambda pair: pair[0]["id"])
         piece_bytes += _write_piece(fs, storage.join(staging, piece), piece, kept, png_compress_level)
-    buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=STAGING_SCHEMA), buffer)
-    storage.write_bytes(fs, storage.join(staging, f"{name}.parquet"), buffer.getvalue())
+    with spans.span("write"):  # spans
+        buffer = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(rows, schema=STAGING_SCHEMA), buffer)
+        storage.write_bytes(fs, storage.join(staging, f"{name}.parquet"), buffer.getvalue())
     row_bytes = buffer.tell()
 
     summary: dict[str, list] = {column: [] for column in SUMMARY_COLUMNS}
@@ -134,9 +147,10 @@ def _write_piece(fs, path: str, piece: str, kept: list[tuple[dict, Record]], png
                   for index, image in enumerate(images)]
         row["stored_bytes"] = sum(len(data) for _, data in images)
         samples.append((row["key"] or shard_key(record.id), row["sample"].encode("utf-8"), images))
-    buffer = io.BytesIO()
-    offsets = write_samples(buffer, samples)
-    storage.write_bytes(fs, path, buffer.getvalue())
+    with spans.span("write", len(samples)):  # spans
+        buffer = io.BytesIO()
+        offsets = write_samples(buffer, samples)
+        storage.write_bytes(fs, path, buffer.getvalue())
     for (row, _), members in zip(kept, offsets):
         row["piece"], row["members"] = piece, json.dumps([m for m in members if m[0] != "json"])
     return buffer.tell()

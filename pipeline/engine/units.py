@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from manifests import spans
 from manifests.records import Record, Rejection
 from sources import get_source
 from sources.base import Source, WorkUnit
@@ -55,6 +56,13 @@ def _adapter(source: str, root: str, options_json: str, splits: tuple[str, ...] 
 
 
 def _rows(items: list[tuple[str, str, str, Any]], part: int) -> dict[str, np.ndarray]:
+    with spans.span("serialise"):  # spans: time between steps (manifests/spans.py)
+        rows = _columns(items, part)
+    spans.flush()  # spans: what this task recorded so far, before Ray takes the batch
+    return rows
+
+
+def _columns(items: list[tuple[str, str, str, Any]], part: int) -> dict[str, np.ndarray]:
     columns = {name: [] for name in ROW_COLUMNS}
     for record_id, unit_id, kind, payload in items:
         columns["id"].append(record_id)
@@ -114,7 +122,7 @@ def expand_units(batch: dict[str, np.ndarray], attempts: int, rows_per_batch: in
         task: UnitTask = pickle.loads(blob)
         pending: list = []
         pending_bytes, part, current = 0, 0, 1
-        for attempt, item in _unit_items(task, attempts):
+        for attempt, item in spans.timed_iter(_unit_items(task, attempts), "adapter"):  # spans: adapter's own time
             if attempt != current:
                 if pending:
                     yield _rows(pending, part)

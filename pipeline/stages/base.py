@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from manifests import spans
 from manifests.records import Record
 
 
@@ -48,13 +49,7 @@ class Stage:
             self.process(record)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        blobs = batch["blob"].copy()
-        indices = [index for index, kind in enumerate(batch["kind"]) if kind == "record"]
-        records: list[Record] = [pickle.loads(blobs[index]) for index in indices]
-        self.process_batch(records)
-        for index, record in zip(indices, records):
-            blobs[index] = pickle.dumps(record, protocol=5)
-        return {**batch, "blob": blobs}
+        return run_stages(batch, [self])
 
 
 class ActorStage:
@@ -68,9 +63,26 @@ class ActorStage:
         return self.stage(batch)
 
 
-def run_task_stage(batch: dict[str, np.ndarray], stage: Stage) -> dict[str, np.ndarray]:
-    """Ray Data UDF wrapper for a stage that runs as plain tasks (no per-actor state)."""
-    return stage(batch)
+def run_stages(batch: dict[str, np.ndarray], stages: list[Stage]) -> dict[str, np.ndarray]:
+    """Stages one after the other over a batch: its records unpickled once, pickled once after the last."""
+    with spans.task():  # this batch's spans are written when it ends (manifests/spans.py)
+        blobs = batch["blob"].copy()
+        indices = [index for index, kind in enumerate(batch["kind"]) if kind == "record"]
+        with spans.span("serialise"):
+            records: list[Record] = [pickle.loads(blobs[index]) for index in indices]
+        for stage in stages:
+            with spans.span(f"stage.{stage.name}", len(records)):
+                stage.process_batch(records)
+        with spans.span("serialise"):
+            for index, record in zip(indices, records):
+                blobs[index] = pickle.dumps(record, protocol=5)
+        return {**batch, "blob": blobs}
+
+
+def run_task_stages(batch: dict[str, np.ndarray], stages: list[Stage]) -> dict[str, np.ndarray]:
+    """Ray Data UDF for consecutive stages that run as plain tasks (no per-actor state): one call for all of
+    them, so a batch is converted and pickled once, not once per stage."""
+    return run_stages(batch, stages)
 
 
 class ModelStage(Stage):

@@ -17,6 +17,7 @@ from PIL import UnidentifiedImageError
 from manifests.images import (ImageDecodeError, decode_bytes, downscale_to_fit, encode_png, image_from_array,
                               load_pixels, normalised_std, pil_to_array, pixel_hash, rescale_to_uint16, shard_bytes)
 from manifests.records import Image
+from manifests.spans import span
 from sources.io.files import open_file
 
 __all__ = ["ImageDecodeError", "decode_binary_mask", "decode_bytes", "decode_file", "downscale_to_fit", "encode_png",
@@ -27,7 +28,8 @@ __all__ = ["ImageDecodeError", "decode_binary_mask", "decode_bytes", "decode_fil
 def decode_file(path: Path, *, source_path: str) -> Image:
     """Decode an image file; a missing or unreadable file raises `ImageDecodeError`."""
     try:
-        data = path.read_bytes()
+        with span("read"):
+            data = path.read_bytes()
     except FileNotFoundError as err:
         raise ImageDecodeError("missing_file", source_path) from err
     except OSError as err:
