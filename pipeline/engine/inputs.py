@@ -10,27 +10,37 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 from sources.base import Source, WorkUnit
 
 
 class StatCache:
-    """`(size, mtime_ns)` of each path under a root, stat-ed once; `-` for a path that is absent."""
+    """`(size, mtime_ns)` of each path under a root; `-` for a path that is absent.
 
-    def __init__(self, root: Path):
+    The paths every unit names (annotation files, folders) are stat-ed once; the cache is bounded
+    (least recently used out), so the paths of each unit's own items do not pile up on the driver.
+    """
+
+    def __init__(self, root: Path, capacity: int = 1 << 16):
         self.root = Path(root)
-        self._seen: dict[str, str] = {}
+        self.capacity = capacity
+        self._seen: OrderedDict[str, str] = OrderedDict()
 
     def __call__(self, relative: str) -> str:
         state = self._seen.get(relative)
-        if state is None:
-            try:
-                info = os.stat(self.root / relative)
-                state = f"{info.st_size}@{info.st_mtime_ns}"
-            except OSError:
-                state = "-"
-            self._seen[relative] = state
+        if state is not None:
+            self._seen.move_to_end(relative)
+            return state
+        try:
+            info = os.stat(self.root / relative)
+            state = f"{info.st_size}@{info.st_mtime_ns}"
+        except OSError:
+            state = "-"
+        self._seen[relative] = state
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
         return state
 
 
