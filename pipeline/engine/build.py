@@ -193,7 +193,7 @@ def write_listing(tasks: Iterable[UnitTask], rows_per_group: int = 512) -> Listi
 def listing_digest(fs, units_file: str) -> str | None:
     """The digest a listing was written with (None for listings written before it was kept)."""
     with fs.open(units_file, "rb") as handle:
-        metadata = pq.ParquetFile(handle).schema_arrow.metadata or {}
+        metadata = pq.ParquetFile(handle).metadata.metadata or {}
     value = metadata.get(LISTING_KEY)
     return value.decode() if value else None
 

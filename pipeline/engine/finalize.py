@@ -9,9 +9,9 @@
    duplicates (pipeline/engine/near_duplicates.py), and the alignment cut (filters/alignment/cut.py).
 3. The shard plan: each group's kept samples (manifests/shards.py: task family + image members) in a
    fixed order (work unit, then id), cut into shards filled to the recipe's bounds across units
-   (`ShardCutter`): a shard ends at the first sample past `shards.min_fill` of either bound whose key
-   hash hits a mask, or where the next sample would pass a bound. The cut depends only on a shard's own samples,
-   so removing or adding a sample changes its own shard (and at times the next), not every shard after
+   (`ShardCutter`): when the next sample would pass a bound, a shard ends after the sample with the
+   largest key hash among those past `shards.min_fill` of a bound. A cut depends on the samples around
+   it, so removing or adding a sample changes its own shard (rarely the next), not every shard after
    it; every shard but a group's last is at least `min_fill` full. A shard is named after its first sample
    and carries a digest of its content (keys, sample JSON, member sizes and digests).
 4. The second pass (pipeline/engine/reread.py): one Ray task per shard whose done-marker does not
@@ -102,34 +102,64 @@ class ShardPlan:
         return f"{posixpath.basename(self.name)}.{self.digest}"
 
 
-class ShardCutter:
-    """Where a group's shards end: content-defined, within the recipe's bounds.
+@dataclass(frozen=True)
+class CutItem:
+    """What the cutter needs of a sample: its key, its size in the shard, and anything to carry along."""
 
-    A shard closes before a sample that would pass `max_samples` or `max_bytes`; past `fill` of either
-    bound it also closes after the first sample whose key hash is 0 modulo `gap`, so that a cut depends on
-    the samples around it rather than on how many came before: a sample removed or added moves at most
-    its own shard's end (and rarely the next one's). `gap` spreads the expected cut over the window
-    between `fill` and the bound (about six chances in it, at least every other sample); with no window
-    (tiny shards) every cut is at the bound.
+    key: str
+    size: int
+    payload: object = None
+
+
+class ShardCutter:
+    """Where a group's shards end: filled to the recipe's bounds, at points chosen by the samples themselves.
+
+    Samples arrive in the group's order (`add`); a shard may hold up to `max_samples` samples and
+    `max_bytes` bytes. When the next sample would pass a bound, the shard ends after the sample with
+    the largest key hash among those past `fill` of either bound (the window), and the samples after it
+    start the next shard. Every shard but a group's last is therefore at least `fill` full. A cut
+    depends on the samples in its window, not on how many came before: removing or adding a sample
+    keeps every other cut unless the window's largest hash moves (the sample was that cut, or sat at an
+    edge of the window: about 2 chances in the window's length), so such a change rewrites its own shard
+    and rarely the next one, not every shard after it. A group's remaining samples (`flush`) are its last
+    shard.
     """
 
     def __init__(self, max_samples: int, max_bytes: int, fill: float):
         self.max_samples, self.max_bytes = max_samples, max_bytes
         self.min_samples = max(1, math.ceil(fill * max_samples))
         self.min_bytes = fill * max_bytes
-        window = max_samples - self.min_samples
-        self.gap = max(2, window // 6) if window >= 2 else 1
+        self.buffer: list[tuple[CutItem, int]] = []  # (item, key hash)
+        self.total = 0
 
-    def fits(self, count: int, total: int, size: int) -> bool:
-        """May a sample of `size` bytes join a shard holding `count` samples of `total` bytes?"""
-        return count == 0 or (count < self.max_samples and total + size <= self.max_bytes)
+    def add(self, item: CutItem) -> list[list[CutItem]]:
+        """Take the next sample of the group; returns the shards it completes (usually none)."""
+        done = []
+        while self.buffer and (len(self.buffer) >= self.max_samples or self.total + item.size > self.max_bytes):
+            done.append(self._cut())
+        rank = int.from_bytes(hashlib.blake2b(item.key.encode("utf-8"), digest_size=8).digest(), "big")
+        self.buffer.append((item, rank))
+        self.total += item.size
+        return done
 
-    def ends_after(self, count: int, total: int, key: str) -> bool:
-        """Does the shard end after its sample `key`, now that it holds `count` samples of `total` bytes?"""
-        if count < self.min_samples and total < self.min_bytes:
-            return False
-        digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
-        return int.from_bytes(digest, "big") % self.gap == 0
+    def flush(self) -> list[list[CutItem]]:
+        """The end of the group: what is left is its last shard."""
+        if not self.buffer:
+            return []
+        shard, self.buffer, self.total = [item for item, _ in self.buffer], [], 0
+        return [shard]
+
+    def _cut(self) -> list[CutItem]:
+        best, count, total = len(self.buffer) - 1, 0, 0
+        best_rank = -1
+        for index, (item, rank) in enumerate(self.buffer):
+            count, total = count + 1, total + item.size
+            if (count >= self.min_samples or total >= self.min_bytes) and rank > best_rank:
+                best, best_rank = index, rank
+        shard = [item for item, _ in self.buffer[:best + 1]]
+        self.buffer = self.buffer[best + 1:]
+        self.total = sum(item.size for item, _ in self.buffer)
+        return shard
 
 
 def _connect(staging_dir: str | Path, units_file: str | Path, spill_dir: str | None = None) -> duckdb.DuckDBPyConnection:
@@ -370,10 +400,10 @@ def _failed_units(con: duckdb.DuckDBPyConnection) -> list[dict]:
 def _plan_shards(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[ShardPlan]:
     """Each group's kept samples in (unit, id) order, cut by `ShardCutter`; fills `shard_of` (id, shard, position).
 
-    Streamed: rows arrive in Arrow batches and only running counters, one digest per shard and the
-    assignment of the current batch are held; the assignment goes back into DuckDB. The digest names
-    content (keys, sample JSON, member sizes and digests), never where the bytes sit, so the same
-    records give the same digest whichever run staged them.
+    Streamed: rows arrive in Arrow batches; only the cutter's window (at most one shard of keys, sizes and
+    row digests) and the assignments not yet inserted are held; the assignment goes back into DuckDB.
+    The digest names content (keys, sample JSON, member sizes and digests), never where the bytes sit,
+    so the same records give the same digest whichever run staged them.
     """
     cutter = ShardCutter(recipe.shards.max_samples, recipe.shards.max_bytes, recipe.shards.min_fill)
     con.execute("CREATE OR REPLACE TABLE shard_of (id VARCHAR, shard VARCHAR, position INTEGER)")
@@ -385,33 +415,43 @@ def _plan_shards(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[ShardPl
         "unit_id, id, key, sample, members, stored_bytes FROM chosen WHERE status = 'kept' ORDER BY grp, unit_id, id"
     ).to_arrow_reader(50_000)
     plans: list[ShardPlan] = []
-    name, group, digest, count, total = "", None, hashlib.blake2b(digest_size=16), 0, 0
+    assigned: dict[str, list] = {"id": [], "shard": [], "position": []}
 
-    for batch in reader:
-        columns = batch.to_pydict()
-        names, positions = [], []
-        for grp, key, sample, members, stored in zip(columns["grp"], columns["key"], columns["sample"],
-                                                     columns["members"], columns["stored_bytes"]):
-            entries = [(entry[0], entry[2], entry[3] if len(entry) > 3 else None) for entry in json.loads(members)]
-            size = (stored or 0) + len(sample) + (len(entries) + 1) * TAR_MEMBER_OVERHEAD
-            if count and (grp != group or not cutter.fits(count, total, size)):
-                plans.append(ShardPlan(name, digest.hexdigest(), count))
-                count = 0
-            if count == 0:
-                name, group, digest, total = keyed_shard_name(recipe.name, grp, key), grp, hashlib.blake2b(digest_size=16), 0
-            digest.update(f"{key}|{sample}|{entries}\n".encode())
-            names.append(name)
-            positions.append(count)
-            count, total = count + 1, total + size
-            if cutter.ends_after(count, total, key):
-                plans.append(ShardPlan(name, digest.hexdigest(), count))
-                count = 0
-        assignment = pa.table({"id": columns["id"], "shard": names, "position": pa.array(positions, pa.int32())})
-        writer.register("assignment", assignment)
+    def emit(group: str, shards: list[list[CutItem]]) -> None:
+        for shard in shards:
+            name = keyed_shard_name(recipe.name, group, shard[0].key)
+            digest = hashlib.blake2b(digest_size=16)
+            for position, item in enumerate(shard):
+                record_id, row_digest = item.payload
+                digest.update(row_digest)
+                assigned["id"].append(record_id)
+                assigned["shard"].append(name)
+                assigned["position"].append(position)
+            plans.append(ShardPlan(name, digest.hexdigest(), len(shard)))
+
+    def insert() -> None:
+        writer.register("assignment", pa.table({**assigned, "position": pa.array(assigned["position"], pa.int32())}))
         writer.execute("INSERT INTO shard_of SELECT id, shard, position FROM assignment")
         writer.unregister("assignment")
-    if count:
-        plans.append(ShardPlan(name, digest.hexdigest(), count))
+        for values in assigned.values():
+            values.clear()
+
+    group = None
+    for batch in reader:
+        columns = batch.to_pydict()
+        for grp, record_id, key, sample, members, stored in zip(columns["grp"], columns["id"], columns["key"],
+                                                                columns["sample"], columns["members"],
+                                                                columns["stored_bytes"]):
+            if grp != group:
+                emit(group, cutter.flush())
+                group = grp
+            entries = [(entry[0], entry[2], entry[3] if len(entry) > 3 else None) for entry in json.loads(members)]
+            size = (stored or 0) + len(sample) + (len(entries) + 1) * TAR_MEMBER_OVERHEAD
+            row_digest = hashlib.blake2b(f"{key}|{sample}|{entries}".encode(), digest_size=16).digest()
+            emit(group, cutter.add(CutItem(key, size, (record_id, row_digest))))
+        insert()
+    emit(group, cutter.flush())
+    insert()
     return plans
 
 
