@@ -4,6 +4,7 @@ rewrites only its own shards, and output files whose mode follows the umask."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -166,3 +167,25 @@ def test_output_files_follow_the_umask(ray_session, tmp_path, umask):
     wrong = {str(path.relative_to(out)): oct(path.stat().st_mode & 0o777) for path in files
              if path.stat().st_mode & 0o777 != 0o666 & ~umask}
     assert wrong == {}
+
+
+def test_second_pass_writes_only_the_bytes_that_were_staged(tmp_path):
+    from pipeline.engine.reread import MissingPixels, UnitReader
+    from pipeline.engine.staging import members_json, record_members
+    from pipeline.engine.units import _adapter
+    from tests.support import make_flaky_root, register_test_sources
+
+    register_test_sources()
+    root = make_flaky_root(tmp_path)
+    recipe = load_recipe("stage1")
+    task = UnitTask("flaky", str(root), "{}", ("train",), WorkUnit("flaky", "flaky/train/good", "train", ("good",)))
+    first = next(iter(_adapter("flaky", str(root), "{}", ("train",)).iter_records(task.unit)))
+    staged = {"id": first.id, "members": members_json(record_members(first, recipe.shards.png_compress_level))}
+    reader = UnitReader(recipe)
+    assert reader.read(task, {first.id: staged}) == {first.id: record_members(first, recipe.shards.png_compress_level)}
+    other = json.loads(staged["members"])
+    other[0][3] = "0" * 32  # the source now gives other bytes of the same size
+    with pytest.raises(MissingPixels, match="other bytes than the build staged"):
+        reader.read(task, {first.id: {**staged, "members": json.dumps(other)}})
+    with pytest.raises(MissingPixels, match="no longer gives it"):
+        reader.read(task, {"flaky/train/good-9": {**staged, "id": "flaky/train/good-9"}})

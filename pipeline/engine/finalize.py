@@ -369,9 +369,10 @@ def _listing(fs, shards_dir: str) -> dict[str, int]:
 
 
 def _remove_stale(fs, root: str, shards_dir: str, markers_dir: str, plans: list[ShardPlan]) -> None:
-    """Shards (and markers) of an earlier, different plan; group folders the plan no longer has."""
+    """Shards (and markers) of an earlier, different plan, temporary files a killed run left; group folders
+    the plan no longer has."""
     planned = {plan.name for plan in plans}
-    for stale in storage.find(fs, shards_dir, ".tar"):
+    for stale in storage.find(fs, shards_dir):
         if posixpath.relpath(stale, shards_dir) not in planned:
             storage.remove(fs, stale)
     current = {plan.marker for plan in plans}
