@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import webdataset as wds
 
 from manifests import storage
 from manifests.images import shard_bytes
@@ -43,6 +42,8 @@ def write_samples(stream, samples: Iterable[tuple[str, bytes, list[tuple[str, by
     Returns, per sample, its members as [suffix, data offset, size] (the JSON first): where each member's
     bytes sit in the tar, so a later copy reads them without parsing the tar.
     """
+    import webdataset as wds  # here, not at import: webdataset imports torch, which the driver never needs
+
     offsets: list[list] = []
     with wds.TarWriter(stream, encoder=False, mtime=0, user="", group="", mode=0o444) as writer:
         for key, sample, images in samples:
