@@ -24,7 +24,7 @@
    recipe and the record of this finalisation, `.state/finalized.json`, are written by the build after
    this: pipeline/engine/build.py.)
 
-Out of core: DuckDB runs with a memory limit (MEMORY_LIMIT) and spills to `.state/duckdb/`; rows reach
+Out of core: DuckDB runs with a memory limit (MEMORY_PER_THREAD_MB per thread) and spills to `.state/duckdb/`; rows reach
 Python only as Arrow batches (the shard plan, the plan files, the manifest), never as one list. The same
 staged rows always give the same shard bytes: member order, mtime 0, no host or clock data.
 """
@@ -59,7 +59,10 @@ from pipeline.tasks.leakage import reject_leaked_subjects
 log = logging.getLogger(__name__)
 MANIFEST_ROWS_PER_FILE = 1_000_000
 TAR_MEMBER_OVERHEAD = 1024  # a 512-byte header plus at most 511 bytes of padding, per tar member
-MEMORY_LIMIT = "1GB"  # DuckDB's share of the driver; beyond it, it spills to .state/duckdb
+# DuckDB's share of the driver, whatever the corpus size: beyond it, it spills to .state/duckdb. Per thread,
+# at most MAX_THREADS threads (3M rows of 0.5 KB: 256 MB on 2 threads peaks at 468 MB RSS, as fast as 2 GB).
+MEMORY_PER_THREAD_MB, MAX_THREADS = 128, 8
+ARROW_BATCH_ROWS = 10_000  # rows per Arrow batch pulled into Python (sample JSON: KBs each)
 SHARDS_PER_PLAN_FILE = 16  # the second pass's plan is written in files of this many shards
 PLAN_DIR, MARKERS_DIR = "plan", "shards"  # under .state
 
@@ -165,8 +168,9 @@ class ShardCutter:
 def _connect(staging_dir: str | Path, units_file: str | Path, spill_dir: str | None = None) -> duckdb.DuckDBPyConnection:
     fs, staging = storage.filesystem(staging_dir)
     con = storage.duckdb_connect(fs)
-    con.execute(f"SET threads TO {max(1, os.cpu_count() or 1)}")
-    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    threads = max(1, min(MAX_THREADS, os.cpu_count() or 1))
+    con.execute(f"SET threads TO {threads}")
+    con.execute(f"SET memory_limit = '{max(2, threads) * MEMORY_PER_THREAD_MB}MB'")
     if spill_dir:
         con.execute(f"SET temp_directory = '{spill_dir}'")
     staged = storage.location(fs, storage.join(staging, "*.parquet"))
@@ -414,7 +418,7 @@ def _plan_shards(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[ShardPl
     reader = con.sql(
         "SELECT CASE WHEN shard_group IS NULL THEN group_of_members(task_family, members) ELSE shard_group END AS grp, "
         "unit_id, id, key, sample, members, stored_bytes FROM chosen WHERE status = 'kept' ORDER BY grp, unit_id, id"
-    ).to_arrow_reader(50_000)
+    ).to_arrow_reader(ARROW_BATCH_ROWS)
     plans: list[ShardPlan] = []
     assigned: dict[str, list] = {"id": [], "shard": [], "position": []}
 
@@ -486,7 +490,7 @@ def _write_plan_files(con: duckdb.DuckDBPyConnection, fs, plan_dir: str, todo: l
         FROM todo_rows r JOIN chosen c USING (id) LEFT JOIN previous p USING (id)
         ORDER BY r.bucket, r.shard, r.position
         """
-    ).to_arrow_reader(20_000)
+    ).to_arrow_reader(ARROW_BATCH_ROWS)
     written = _write_buckets(fs, plan_dir, "samples", samples)
     has_tasks = "task" in {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{units_file}')").fetchall()}
     if has_tasks:
@@ -575,7 +579,7 @@ def write_manifest(con: duckdb.DuckDBPyConnection, fs, manifest_dir: str, relati
     published whole; returns the bytes written."""
     storage.makedirs(fs, manifest_dir)
     columns = ", ".join(f'"{name}"' for name in MANIFEST_SCHEMA.names)
-    reader = con.sql(f"SELECT {columns} FROM {relation} ORDER BY id").to_arrow_reader(100_000)
+    reader = con.sql(f"SELECT {columns} FROM {relation} ORDER BY id").to_arrow_reader(ARROW_BATCH_ROWS)
     written, sizes, part, rows_in_part, writer, tmp = [], 0, 0, 0, None, None
 
     def publish() -> int:
