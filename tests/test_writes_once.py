@@ -54,21 +54,24 @@ def test_member_offsets_point_at_the_member_bytes():
 def test_a_build_writes_each_pixel_once_and_keeps_no_second_copy(ray_session, sample_root, tmp_path):
     from pipeline.engine.build import build
 
-    report = build(sample_recipe(), tmp_path / "one", sample_root, only=["slake", "rocov2"], progress=False)
+    report = build(sample_recipe(), tmp_path / "one", sample_root, only=["slake", "rocov2", "medqa"], progress=False)
     out = report.out_dir
     stats = json.loads((out / "stats.json").read_text())
     on_disk = sum(path.stat().st_size for path in list_shards(out))
     assert stats["shard_bytes"] == on_disk > 0
-    assert stats["shards_written"] == stats["shards"] and stats["samples_reread"] == stats["kept"]
+    with_images = open_build(out).execute(
+        "SELECT count(*) FROM kept WHERE n_input_images + n_output_images > 0").fetchall()[0][0]
+    assert stats["shards_written"] == stats["shards"] and 0 < with_images < stats["kept"]
+    assert stats["samples_reread"] == with_images  # a text sample is its staged JSON: its source is not read again
     written = stats["bytes_written_by"]
     assert stats["bytes_written"] == sum(written.values())
     # every pixel written once: into its shard, nowhere before (the staged rows carry no pixels)
     assert written["shards"] == stats["shard_bytes"], written
     assert written["staged_rows"] + written["plan"] + written["manifest"] < stats["shard_bytes"], written
     assert not list((out / ".state").rglob("*.tar"))  # no pixels outside the shards
-    again = build(sample_recipe(), tmp_path / "two", sample_root, only=["slake", "rocov2"], progress=False)
+    again = build(sample_recipe(), tmp_path / "two", sample_root, only=["slake", "rocov2", "medqa"], progress=False)
     assert {n: s[2] for n, s in shard_state(again.out_dir).items()} == {n: s[2] for n, s in shard_state(out).items()}
-    rerun = build(sample_recipe(), tmp_path / "one", sample_root, only=["slake", "rocov2"], progress=False)
+    rerun = build(sample_recipe(), tmp_path / "one", sample_root, only=["slake", "rocov2", "medqa"], progress=False)
     assert rerun.units_run == 0 and rerun.result.shards_written == 0
 
 

@@ -510,7 +510,7 @@ def _write_stats(out_dir: Path, report: BuildReport) -> None:
     stats["shard_bytes"] = result.shard_bytes
     stats["shards_written"] = result.shards_written
     stats["samples_copied"] = result.samples_copied  # from the shard that held them before
-    stats["samples_reread"] = result.samples_reread  # read again from their sources by the second pass
+    stats["samples_reread"] = result.samples_reread  # images read again from their sources by the second pass
     stats["units_reread"] = result.units_reread  # unit reads of the second pass
     stats["finalize_seconds"] = result.seconds
     stats.update(report.extra_stats)

@@ -73,8 +73,8 @@ class FinalizeResult:
     rejected: int = 0
     shards: list[str] = field(default_factory=list)
     shards_written: int = 0
-    samples_copied: int = 0  # members copied from the shard that held them before (a rerun, rethreshold)
-    samples_reread: int = 0  # samples read again from their sources to be written (every sample, first time)
+    samples_copied: int = 0  # image members copied from the shard that held them before (a rerun, rethreshold)
+    samples_reread: int = 0  # samples whose images were read again from their sources (all of them, first time)
     units_reread: int = 0  # unit reads of the second pass: a unit whose kept samples span k shards counts k
     bytes_shards: int = 0  # shard bytes written this run
     bytes_plan: int = 0  # the second pass's plan files (rows without pixels, removed afterwards)

@@ -2,7 +2,8 @@
 
 The first pass stages manifest rows only (pipeline/engine/staging.py); finalisation plans the shards
 (pipeline/engine/finalize.py) and runs `write_shard` once per shard it has to write, as a Ray task on
-the recipe's writer nodes. Each sample's image members come
+the recipe's writer nodes. A sample's JSON comes from its staged row (a text sample is nothing more);
+its image members come
 - from the published shard that held the sample before (a rerun after a changed unit, `rethreshold`),
   copied byte for byte, or else
 - from its source, read again by the adapter for its own work unit (the pickled `UnitTask` of the
@@ -65,8 +66,8 @@ class ShardJob:
 @dataclass
 class ShardWritten:
     size: int = 0
-    copied: int = 0  # samples whose members were copied from the shard that held them before
-    reread: int = 0  # samples read again from their sources
+    copied: int = 0  # samples whose image members were copied from the shard that held them before
+    reread: int = 0  # samples whose images were read again from their sources
     units_read: int = 0  # unit reads (a unit whose samples span k shards is read by each)
 
 
@@ -222,8 +223,9 @@ def write_shard(job: ShardJob, root: str, recipe, sources: dict[str, SourceLocat
             while stop < len(rows) and rows[stop]["unit_id"] == rows[start]["unit_id"]:
                 stop += 1
             unit_rows = rows[start:stop]
-            members = {row["id"]: published.read(row) for row in unit_rows}
-            written.copied += sum(found is not None for found in members.values())
+            # a sample without images is its JSON alone, which the staged row holds: nothing to read again
+            members = {row["id"]: published.read(row) if staged_members(row) else [] for row in unit_rows}
+            written.copied += sum(bool(found) for found in members.values())
             wanted = {row["id"]: row for row in unit_rows if members[row["id"]] is None}
             if wanted:
                 if tasks is None:
