@@ -49,6 +49,14 @@ def test_member_offsets_point_at_the_member_bytes():
         for suffix, offset, size in members:
             assert expected[f"{key}.{suffix}"] == (offset, size)
     assert data[offsets[0][0][1]:offsets[0][0][1] + 700] == b"\xff" * 700
+    # the same bytes as webdataset's own writer
+    import webdataset as wds
+
+    expected_tar = io.BytesIO()
+    with wds.TarWriter(expected_tar, encoder=False, mtime=0, user="", group="", mode=0o444) as writer:
+        for key, sample, images in samples:
+            writer.write({"__key__": key, "json": sample, **dict(images)})
+    assert data == expected_tar.getvalue()
 
 
 def test_a_build_writes_each_pixel_once_and_keeps_no_second_copy(ray_session, sample_root, tmp_path):

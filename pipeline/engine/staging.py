@@ -39,19 +39,21 @@ SUMMARY_COLUMNS = ("rows", "kept", "rejected", "units_done", "row_bytes")
 def write_samples(stream, samples: Iterable[tuple[str, bytes, list[tuple[str, bytes]]]]) -> list[list]:
     """Write (key, sample JSON, [(suffix, bytes), ...]) as WebDataset samples; the one writer of shard bytes.
 
-    Returns, per sample, its members as [suffix, data offset, size] (the JSON first): where each member's
-    bytes sit in the tar, so a later copy reads them without parsing the tar.
+    The bytes are those of webdataset's `TarWriter(encoder=False, mtime=0, user="", group="", mode=0o444)`
+    (ustar, each sample's members in sorted suffix order), written with the standard library: a shard
+    writer never imports webdataset (which imports torch). Returns, per sample, its members as
+    [suffix, data offset, size] (the JSON first): where each member's bytes sit in the tar.
     """
-    import webdataset as wds  # here, not at import: webdataset imports torch, which the driver never needs
-
     offsets: list[list] = []
-    with wds.TarWriter(stream, encoder=False, mtime=0, user="", group="", mode=0o444) as writer:
+    with tarfile.open(fileobj=stream, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
         for key, sample, images in samples:
-            start = writer.tarstream.offset
-            entry = {"__key__": key, "json": sample}
-            entry.update(images)
-            writer.write(entry)
-            offsets.append(_member_offsets(start, [("json", sample), *images]))
+            start = tar.offset
+            members = [("json", sample), *images]
+            for suffix, data in sorted(members):
+                info = tarfile.TarInfo(f"{key}.{suffix}")
+                info.size, info.mtime, info.mode, info.uname, info.gname = len(data), 0, 0o444, "", ""
+                tar.addfile(info, io.BytesIO(data))
+            offsets.append(_member_offsets(start, members))
     return offsets
 
 
