@@ -19,7 +19,8 @@ from manifests import storage
 from manifests.query import open_build
 from manifests.shards import group_of_shard, list_shards
 from pipeline.config import load_recipe
-from pipeline.engine.build import build, listing_digest, write_listing
+from pipeline.engine.build import build
+from pipeline.engine.rerun import listing_digest, write_listing
 from pipeline.engine.finalize import CutItem, ShardCutter
 from pipeline.engine.units import UnitTask
 from sources.base import WorkUnit
@@ -42,7 +43,8 @@ def test_listing_is_written_as_it_is_listed_never_held():
 
     def tasks(count: int, changed: int | None = None):
         for index in range(count):
-            unit = WorkUnit("slake", f"slake/train/{index:05d}", "train", tuple(f"img{index}-{i}.jpg" for i in range(50)))
+            items = tuple(f"img{index}-{i}.jpg" for i in range(50))
+            unit = WorkUnit("slake", f"slake/train/{index:05d}", "train", items)
             task = UnitTask("slake", "/data/Slake1.0", "{}", ("train",), unit, "changed" if index == changed else "fp")
             alive[0] += 1
             peak[0] = max(peak[0], alive[0])

@@ -24,8 +24,8 @@
    recipe and the record of this finalisation, `.state/finalized.json`, are written by the build after
    this: pipeline/engine/build.py.)
 
-Out of core: DuckDB runs with a memory limit (MEMORY_PER_THREAD_MB per thread) and spills to `.state/duckdb/`; rows reach
-Python only as Arrow batches (the shard plan, the plan files, the manifest), never as one list. The same
+Out of core: DuckDB runs with a memory limit (MEMORY_PER_THREAD_MB per thread) and spills to `.state/duckdb/`;
+rows reach Python only as Arrow batches (the shard plan, the plan files, the manifest), never as one list. The same
 staged rows always give the same shard bytes: member order, mtime 0, no host or clock data.
 """
 
@@ -165,7 +165,8 @@ class ShardCutter:
         return shard
 
 
-def _connect(staging_dir: str | Path, units_file: str | Path, spill_dir: str | None = None) -> duckdb.DuckDBPyConnection:
+def _connect(staging_dir: str | Path, units_file: str | Path,
+             spill_dir: str | None = None) -> duckdb.DuckDBPyConnection:
     fs, staging = storage.filesystem(staging_dir)
     con = storage.duckdb_connect(fs)
     threads = max(1, min(MAX_THREADS, os.cpu_count() or 1))
@@ -492,7 +493,8 @@ def _write_plan_files(con: duckdb.DuckDBPyConnection, fs, plan_dir: str, todo: l
         """
     ).to_arrow_reader(ARROW_BATCH_ROWS)
     written = _write_buckets(fs, plan_dir, "samples", samples)
-    has_tasks = "task" in {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{units_file}')").fetchall()}
+    listed = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{units_file}')").fetchall()
+    has_tasks = "task" in {row[0] for row in listed}  # listings of older builds keep no unit tasks
     if has_tasks:
         units = con.sql(
             f"""
@@ -502,9 +504,11 @@ def _write_plan_files(con: duckdb.DuckDBPyConnection, fs, plan_dir: str, todo: l
             """
         ).to_arrow_reader(1_000)
         written += _write_buckets(fs, plan_dir, "units", units)
-    jobs = [ShardJob(plan.name, plan.samples, storage.location(fs, _bucket_file(plan_dir, "samples", index // SHARDS_PER_PLAN_FILE)),
-                     storage.location(fs, _bucket_file(plan_dir, "units", index // SHARDS_PER_PLAN_FILE)) if has_tasks else None)
-            for index, plan in enumerate(todo)]
+    def location(kind: str, index: int) -> str:
+        return storage.location(fs, _bucket_file(plan_dir, kind, index // SHARDS_PER_PLAN_FILE))
+
+    jobs = [ShardJob(plan.name, plan.samples, location("samples", index),
+                     location("units", index) if has_tasks else None) for index, plan in enumerate(todo)]
     return jobs, written
 
 

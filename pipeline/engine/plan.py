@@ -68,5 +68,5 @@ def describe_plan(recipe: Recipe) -> list[dict]:
     rows.append({"stage": "finalize", "runs_as": "driver", "num_cpus": 1.0, "num_gpus": 0.0, "actors": None,
                  "batch_size": None})
     rows.append({"stage": "write_shards", "runs_as": "tasks", "num_cpus": 1.0, "num_gpus": 0.0, "actors": None,
-                 "batch_size": f"one shard: {recipe.shards.max_samples} samples or {recipe.shards.max_bytes >> 20} MiB"})
+                 "batch_size": f"a shard: {recipe.shards.max_samples} samples or {recipe.shards.max_bytes >> 20} MiB"})
     return rows

@@ -18,8 +18,9 @@ from pathlib import Path
 import yaml
 
 from manifests import storage
-from pipeline.engine.build import (BuildReport, ResolvedSource, _benchmarks_digest, _write_resolved_config, _write_stats,
-                                   forget_finalisation, listing_digest, record_finalisation, source_locations)
+from pipeline.engine.build import (BuildReport, ResolvedSource, _benchmarks_digest, _write_resolved_config,
+                                   _write_stats, source_locations)
+from pipeline.engine.rerun import forget_finalisation, listing_digest, record_finalisation
 from pipeline.config import RecipeError, parse_recipe
 from pipeline.engine.finalize import finalize
 from pipeline.engine.reread import MissingPixels
@@ -67,9 +68,9 @@ def refinalize(build_dir: Path, recipe, resolved_sources: dict, models: dict) ->
     fs, root = storage.filesystem(build_dir)
     units_file = build_dir / ".state" / "units.parquet"
     forget_finalisation(fs, root)
+    listed = source_locations([s for s in sources if s.name in {entry.name for entry in recipe.sources}])
     try:
-        report.result = finalize(build_dir, staging_dir, units_file, recipe, use_ray=False,
-                                 sources=source_locations([s for s in sources if s.name in {e.name for e in recipe.sources}]))
+        report.result = finalize(build_dir, staging_dir, units_file, recipe, use_ray=False, sources=listed)
     except MissingPixels as err:
         raise RecipeError(str(err)) from None
     report.alignment_models = models
