@@ -108,9 +108,12 @@ STAGING_SCHEMA = pa.schema(
         pa.field("unit_count", pa.int32()),  # unit_end rows: how many rows the unit produced
         pa.field("unit_fingerprint", pa.string()),  # unit_end rows: the inputs' fingerprint it was read with
         pa.field("staging_tar", pa.string()),  # builds before pieces: the tar holding the row's image bytes
-        pa.field("members", pa.string()),  # JSON [[suffix, offset, size], ...] in `piece` (or `staging_tar`)
+        # JSON [[suffix, offset, size, digest], ...]: each image member's size and blake2b digest (16 bytes, hex)
+        # as the shard stores it; offset is null (older builds: the offset in `piece` or `staging_tar`, no digest)
+        pa.field("members", pa.string()),
         pa.field("part", pa.int32()),  # the part of its unit the row was read in (pipeline/engine/units.py)
-        pa.field("piece", pa.string()),  # the WebDataset tar its sample was written to, in final member format
+        pa.field("piece", pa.string()),  # older builds: the WebDataset tar its sample was written to
+        pa.field("shard_group", pa.string()),  # kept rows: the shard group (manifests/shards.py), set when staged
     ],
     metadata={"unimed5m.schema_version": SCHEMA_VERSION},
 )

@@ -1,7 +1,7 @@
 """The shard layout of a build: one member layout per shard group, one folder per group, the
 dataset card that lets Hugging Face `datasets` open each group, and `ShardReader` for a sample's members.
 
-    shards/<group>/<recipe>-<group>-<unit>-PPPPP-NNN.tar   every sample in it has the same members
+    shards/<group>/<recipe>-<group>-<tag>.tar      every sample in it has the same members
     README.md                                      dataset card: one `datasets` config per group
 
 A group is the task family plus the sample's image members, for example `i2t-in0_jpg` (`<key>.json` and
@@ -11,10 +11,9 @@ the first examples of the first shard and needs every example to have the same m
 one such set of columns, and one `data_files` glob per group loads it. JPEG and PNG never share a group,
 so images keep their bytes (PNG lossless, JPEG passed through).
 
-A build names each shard after the work unit its samples came from (`<unit>`: a short hash of the unit's
-id), the unit's part (`PPPPP`: the engine cuts a unit's rows into parts, pipeline/engine/units.py) and a
-number within that part (`NNN`, almost always 000): a sample's shard never depends on other units, so
-rethresholding or adding a unit rewrites only the shards whose samples change.
+A build fills each group's shards to the recipe's bounds across work units (pipeline/engine/finalize.py)
+and names each shard after its first sample (`<tag>`: a short hash of that sample's key): a shard keeps
+its name, and its bytes, for as long as its samples stay the same, whatever changes elsewhere.
 
 The manifest's `shard` column holds the shard's path relative to `shards/` (`<group>/<file>.tar`).
 No dots in a group or a shard's file name: `datasets` picks its builder from every dot-suffix of a
@@ -49,17 +48,19 @@ def shard_group_of_members(task_family: str, members: str | None) -> str:
     return shard_group(task_family or "unknown", [entry[0] for entry in json.loads(members or "[]")])
 
 
-def shard_name(recipe: str, group: str, index: int, unit: str | None = None, part: int = 0) -> str:
-    """The shard's path relative to `shards/`: `<group>/<recipe>-<group>-<unit>-PPPPP-NNN.tar` for a build's
-    shard of work unit `unit`, `<group>/<recipe>-<group>-NNNNNN.tar` for a group numbered as a whole."""
-    if unit is None:
-        return f"{group}/{recipe}-{group}-{index:06d}.tar"
-    return f"{group}/{recipe}-{group}-{unit_tag(unit)}-{part:05d}-{index:03d}.tar"
+def shard_name(recipe: str, group: str, index: int) -> str:
+    """`<group>/<recipe>-<group>-NNNNNN.tar`: the path relative to `shards/` of a group's shard numbered `index`."""
+    return f"{group}/{recipe}-{group}-{index:06d}.tar"
 
 
-def unit_tag(unit: str) -> str:
-    """A work unit's id as 10 hex digits: stable, and free of the dots and slashes unit ids may hold."""
-    return hashlib.blake2b(unit.encode("utf-8"), digest_size=5).hexdigest()
+def keyed_shard_name(recipe: str, group: str, first_key: str) -> str:
+    """`<group>/<recipe>-<group>-<tag>.tar`: a build's shard, named after the key of its first sample."""
+    return f"{group}/{recipe}-{group}-{key_tag(first_key)}.tar"
+
+
+def key_tag(text: str) -> str:
+    """10 hex digits of a key or id: stable, and free of the dots and slashes ids may hold."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=5).hexdigest()
 
 
 def group_of_shard(name: str) -> str:

@@ -165,7 +165,22 @@ def scratch_file(suffix: str = "") -> str:
     """
     handle, path = tempfile.mkstemp(prefix="unimed-", suffix=suffix)
     os.close(handle)
+    os.chmod(path, 0o666 & ~current_umask())  # mkstemp makes it 0600; a published output follows the umask
     return path
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (Linux /proc), else by setting and restoring it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def find(fs: fsspec.AbstractFileSystem, folder: str, suffix: str = "") -> list[str]:

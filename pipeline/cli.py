@@ -82,6 +82,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from pipeline.config import RecipeError, load_recipe
     from filters.models import ModelNotAvailable
     from pipeline.engine.licences import AccessRefused
+    from pipeline.engine.reread import MissingPixels
 
     try:
         recipe = load_recipe(args.recipe)
@@ -106,7 +107,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
                        _parse_source_paths(args.source_path), only, args.ray_address, progress=not args.quiet,
                        hq_build=_input_location(args.hq_build) if args.hq_build else None, refresh=args.refresh,
                        access=args.access)
-    except (RecipeError, AccessRefused, KeyError, ModelNotAvailable) as err:  # one line, what to do
+    except (RecipeError, AccessRefused, KeyError, ModelNotAvailable, MissingPixels) as err:  # one line, what to do
         prefix = {RecipeError: "recipe error: ", ModelNotAvailable: "model missing: "}.get(type(err), "")
         console.print(f"[red]{prefix}{err.args[0] if isinstance(err, KeyError) else err}[/red]")
         return 1

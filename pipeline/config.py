@@ -28,6 +28,13 @@ class ShardSettings:
     max_samples: int = 1000
     max_bytes: int = 1 << 30  # a shard closes before it passes this size
     png_compress_level: int = 6
+    # Every shard but a group's last holds at least this fraction of max_samples or max_bytes; between it
+    # and the bound, shards end where their samples' key hashes say (pipeline/engine/finalize.py ShardCutter)
+    min_fill: float = 0.92
+
+    def __post_init__(self):
+        if not 0 < self.min_fill <= 1:
+            raise RecipeError(f"shards.min_fill must be in (0, 1], not {self.min_fill!r}")
 
 
 @dataclass

@@ -63,6 +63,12 @@ def _read_lines(path: str, mtime_ns: int) -> tuple[str, ...]:
         return tuple(handle.read().splitlines())
 
 
+def _count_lines(path: str) -> int:
+    """How many lines `_read_lines` gives, without keeping them (listing runs on the driver)."""
+    with open_file(path, "r", encoding="utf-8") as handle:
+        return len(handle.read().splitlines())
+
+
 def format_options(options: dict) -> str:
     return "\n".join(f"{letter}. {str(text).strip()}" for letter, text in options.items())
 
@@ -111,9 +117,8 @@ class Medqa(Source):
             path = folder / pattern.format(stem=stem)
             if not path.is_file() or not self.wants_split(split):
                 continue
-            lines = _read_lines(str(path), mtime_ns(path))
             relative = self.relative(path)
-            units.extend(self.chunked_units(split, [(relative, index) for index in range(len(lines))]))
+            units.extend(self.chunked_units(split, [(relative, index) for index in range(_count_lines(str(path)))]))
         return units
 
     def iter_records(self, unit: WorkUnit) -> Iterator[Record | Rejection]:

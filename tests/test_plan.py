@@ -12,7 +12,8 @@ from pipeline.stages import STAGES
 from tests.conftest import REPO
 
 STAGE1_ALIGNED = ["read_units", "coarse_scores", "coarse_decision", "alignment_prepare", "medgemma_captions",
-                  "e5_similarity", "medsiglip_score", "alignment_cache_write", "write_staging", "finalize"]
+                  "e5_similarity", "medsiglip_score", "alignment_cache_write", "write_staging", "finalize",
+                  "write_shards"]
 
 
 def test_every_stage_lives_in_a_module_named_after_it():

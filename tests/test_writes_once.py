@@ -1,6 +1,6 @@
-"""Pixels written once (issue 13, P1b) and rethreshold without repacking (P7): the workers write each part's
-samples in final form, finalisation moves them into place, and a new decision rewrites only the shards
-whose samples change."""
+"""Pixels written once (issue 13, P1b; issue 26 and 27: aligned builds too) and rethreshold without repacking
+(P7): the first pass stages rows only, the shards are written once after the global rules decide, and a new
+decision rewrites only the shards whose samples change."""
 
 from __future__ import annotations
 
@@ -49,27 +49,38 @@ def test_member_offsets_point_at_the_member_bytes():
         for suffix, offset, size in members:
             assert expected[f"{key}.{suffix}"] == (offset, size)
     assert data[offsets[0][0][1]:offsets[0][0][1] + 700] == b"\xff" * 700
+    # the same bytes as webdataset's own writer
+    import webdataset as wds
+
+    expected_tar = io.BytesIO()
+    with wds.TarWriter(expected_tar, encoder=False, mtime=0, user="", group="", mode=0o444) as writer:
+        for key, sample, images in samples:
+            writer.write({"__key__": key, "json": sample, **dict(images)})
+    assert data == expected_tar.getvalue()
 
 
 def test_a_build_writes_each_pixel_once_and_keeps_no_second_copy(ray_session, sample_root, tmp_path):
     from pipeline.engine.build import build
 
-    report = build(sample_recipe(), tmp_path / "one", sample_root, only=["slake", "rocov2"], progress=False)
+    report = build(sample_recipe(), tmp_path / "one", sample_root, only=["slake", "rocov2", "medqa"], progress=False)
     out = report.out_dir
     stats = json.loads((out / "stats.json").read_text())
     on_disk = sum(path.stat().st_size for path in list_shards(out))
     assert stats["shard_bytes"] == on_disk > 0
-    assert stats["pieces_moved"] > 0
+    with_images = open_build(out).execute(
+        "SELECT count(*) FROM kept WHERE n_input_images + n_output_images > 0").fetchall()[0][0]
+    assert stats["shards_written"] == stats["shards"] and 0 < with_images < stats["kept"]
+    assert stats["samples_reread"] == with_images  # a text sample is its staged JSON: its source is not read again
     written = stats["bytes_written_by"]
     assert stats["bytes_written"] == sum(written.values())
-    # every pixel written once: the pieces became the shards (the rows are metadata, small beside real images)
-    assert written["pieces"] + written["shards_copied"] <= 1.1 * stats["shard_bytes"], written
-    assert not list((out / ".state").rglob("*.tar"))  # no pixels left outside the shards
-    again = build(sample_recipe(), tmp_path / "two", sample_root, only=["slake", "rocov2"], progress=False)
+    # every pixel written once: into its shard, nowhere before (the staged rows carry no pixels)
+    assert written["shards"] == stats["shard_bytes"], written
+    assert written["staged_rows"] + written["plan"] + written["manifest"] < stats["shard_bytes"], written
+    assert not list((out / ".state").rglob("*.tar"))  # no pixels outside the shards
+    again = build(sample_recipe(), tmp_path / "two", sample_root, only=["slake", "rocov2", "medqa"], progress=False)
     assert {n: s[2] for n, s in shard_state(again.out_dir).items()} == {n: s[2] for n, s in shard_state(out).items()}
-    rerun = build(sample_recipe(), tmp_path / "one", sample_root, only=["slake", "rocov2"], progress=False)
+    rerun = build(sample_recipe(), tmp_path / "one", sample_root, only=["slake", "rocov2", "medqa"], progress=False)
     assert rerun.units_run == 0 and rerun.result.shards_written == 0
-    assert json.loads((out / "stats.json").read_text())["bytes_written_by"]["pieces"] == 0
 
 
 def test_rethreshold_rewrites_only_the_shards_whose_samples_change(
@@ -79,7 +90,8 @@ def test_rethreshold_rewrites_only_the_shards_whose_samples_change(
 
     def aligned(keep_fraction: float):
         recipe = sample_recipe()
-        for entry in recipe.sources:  # small units: many shards, most untouched by a new cut
+        recipe.shards.max_samples = 1  # the sample keeps few SLAKE pairs: one shard each, so a cut leaves some alone
+        for entry in recipe.sources:
             if entry.name == "slake":
                 entry.options = {**entry.options, "items_per_unit": 2}
         recipe.alignment = cpu_settings(demo_dir, keep_fraction=keep_fraction)
@@ -88,6 +100,11 @@ def test_rethreshold_rewrites_only_the_shards_whose_samples_change(
     first = build(aligned(0.5), tmp_path / "built", sample_root, only=["slake"], progress=False)
     out = first.out_dir
     assert first.exit_code == 0 and not list((out / ".state").rglob("*.tar"))
+    # an aligned build writes each pixel once as well: the cut is decided before any shard is written
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["alignment_cut"]["below_cut"] > 0
+    assert stats["bytes_written_by"]["shards"] == stats["shard_bytes"] > 0
+    assert stats["samples_reread"] == stats["kept"]
     before, keys_before, ids_before = shard_state(out), shard_keys(out), kept_ids(out)
 
     tightened = rethreshold(out, keep_fraction=0.25)

@@ -2,21 +2,31 @@
 
 Layout of a build directory (later tools depend on it)::
 
-    <out>/<recipe>/shards/<group>/<recipe>-<group>-<unit>-PPPPP-NNN.tar   WebDataset, one member layout per group
+    <out>/<recipe>/shards/<group>/<recipe>-<group>-<tag>.tar   WebDataset, one member layout per group
                                                   (manifests/shards.py): <key>.json plus its images
     <out>/<recipe>/README.md                      dataset card: one Hugging Face `datasets` config per group
     <out>/<recipe>/manifest/part-00000.parquet    one row per input record, kept or rejected
     <out>/<recipe>/stats.json                     counts by source, modality, task, status, reason
     <out>/<recipe>/config.resolved.yaml
-    <out>/<recipe>/.state/                        staged manifest rows (no pixels), unit lists, shard done-markers
+    <out>/<recipe>/.state/                        the unit listing, staged manifest rows (no pixels), shard
+                                                  done-markers, the record of the last finalisation
 
-Execution is Ray Data, streaming: unit tasks -> records (the adapters, pipeline/engine/units.py) -> the
+Decide, then write. The unit listing is streamed into `.state/units.parquet` as the adapters list it
+(the driver holds one row group of unit tasks, never the list). The first pass is Ray Data, streaming:
+the pending unit tasks, read from Parquet -> records (the adapters, pipeline/engine/units.py) -> the
 recipe's stage plan (pipeline/engine/plan.py: coarse scores and decision, task builders and refinement,
-alignment scoring) -> pieces (each part's samples, written once in final form, pipeline/engine/staging.py) and
-staged rows; then `finalize` applies the global rules and turns pieces into shards. A rerun re-reads only units that no earlier run
-completed, so a killed build finishes with the same records, none twice and none lost. A unit counts
-as completed only for the inputs it was read from (pipeline/engine/inputs.py): a file added, removed,
-resized or touched since re-runs its unit; `refresh` re-runs every unit.
+alignment scoring) -> staged manifest rows, no pixels (pipeline/engine/staging.py). Then `finalize`
+(pipeline/engine/finalize.py), out of core: the global rules decide, each group's kept samples are cut
+into shards filled to the recipe's bounds across units, and the second pass writes each new shard once,
+its samples read again from their sources (pipeline/engine/reread.py). Pixels are written once, aligned
+or not; what is read twice is the kept samples' source files.
+
+A rerun re-reads only units that no earlier run completed, so a killed build finishes with the same
+records, none twice and none lost. A unit counts as completed only for the inputs it was read from
+(pipeline/engine/inputs.py): a file added, removed, resized or touched since re-runs its unit; `refresh`
+re-runs every unit. When the listing (units and input fingerprints), the recipe and the published
+outputs are all what the last finalisation recorded (`.state/finalized.json`), a rerun stops after
+listing: nothing is finalised or rewritten.
 
 `out` is a local folder or any fsspec URL (`s3://bucket/prefix`): every output and every piece of state
 goes through manifests/storage.py, and workers are handed locations (URLs), never a driver-only path.
@@ -24,27 +34,28 @@ goes through manifests/storage.py, and workers are handed locations (URLs), neve
 
 from __future__ import annotations
 
-import io
+import hashlib
+import itertools
 import json
 import logging
-import pickle
+import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from manifests import spans, storage
-from pipeline.config import Recipe, RecipeError
-from pipeline.engine.finalize import FinalizeResult, finalize, unit_states
+from pipeline.config import Recipe
+from pipeline.engine.finalize import FinalizeResult, finalize, pending_units
 from pipeline.engine.inputs import StatCache, unit_fingerprint
 from pipeline.engine.plan import stage_plan
 from pipeline.engine.reread import SourceLocation
+from pipeline.engine.rerun import forget_finalisation, record_finalisation, unchanged_finalisation, write_listing
 from pipeline.engine.ray_setup import ensure_ray, map_stages, placement, quiet_retry_warning
-from pipeline.engine.staging import write_staging_batch
+from pipeline.engine.staging import SUMMARY_COLUMNS, write_staging_batch
 from pipeline.engine.units import UnitTask, expand_units
 from pipeline.engine.licences import check_access, licence_mix
 from sources import get_source
@@ -80,7 +91,6 @@ class BuildReport:
     extra_stats: dict = field(default_factory=dict)  # stage 2: the HQ subset and the CAG model
     units_changed: int = 0  # units done before whose inputs changed since (re-run this time)
     records_read: int = 0  # rows the units run this time produced (0 when every unit was already staged)
-    bytes_pieces: int = 0  # the pieces (samples in final form) the workers wrote this run
     bytes_rows: int = 0  # the staged manifest rows the workers wrote this run
     sources_empty: dict[str, str] = field(default_factory=dict)  # found, but the requested splits have no files
     sources_failed: dict[str, str] = field(default_factory=dict)  # could not be listed: one line, what to do
@@ -139,14 +149,12 @@ def _next_run(fs, state_dir: str) -> int:
     return run
 
 
-def _write_units(fs, path: str, tasks: list[UnitTask]) -> None:
-    table = pa.table({"unit_id": [t.unit.id for t in tasks], "source": [t.source for t in tasks],
-                      "fingerprint": [t.fingerprint for t in tasks]},
-                     schema=pa.schema([("unit_id", pa.string()), ("source", pa.string()),
-                                       ("fingerprint", pa.string())]))
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    storage.write_bytes(fs, path, buffer.getvalue())
+def _benchmarks_digest(out_dir) -> str | None:
+    """A digest of the hashed benchmarks (a folder or a URL): a changed benchmark re-finalises."""
+    from pipeline.engine.benchmarks import benchmark_file
+
+    fs, path = storage.filesystem(benchmark_file(out_dir))
+    return hashlib.blake2b(storage.read_bytes(fs, path), digest_size=16).hexdigest() if fs.isfile(path) else None
 
 
 def build(recipe: Recipe, out: Path | str, sources_root: Path | str | None = None,
@@ -166,36 +174,48 @@ def build(recipe: Recipe, out: Path | str, sources_root: Path | str | None = Non
     staging_root = storage.join(state_root, "staging", recipe.processing_digest())
     staging_dir = storage.location(fs, staging_root)
     resolved = resolve_sources(recipe, sources_root, source_paths or {}, only)
-    check_access(access or recipe.access, [s.name for s in resolved if s.root is not None])
+    access = access or recipe.access
+    check_access(access, [s.name for s in resolved if s.root is not None])
     storage.makedirs(fs, staging_root)
-    report = BuildReport(out_dir, resolved, access=access or recipe.access)
+    report = BuildReport(out_dir, resolved, access=access)
 
-    tasks: list[UnitTask] = []
-    for source in report.sources:
-        if source.root is None:
-            log.warning("source %s skipped: %s", source.name, source.reason)
-            continue
-        with spans.span("listing"):  # spans: where the time goes (manifests/spans.py)
-            tasks.extend(_list_units(source, report))
+    hq_tasks: list[UnitTask] = []
     if recipe.hq.enabled:  # stage 2: the high-quality subset of a finished stage-1 build, replayed
         from pipeline.stage2.replay import NAME as HQ_REPLAY, hq_units
 
         root, options_json, units = hq_units(recipe.hq, hq_build or recipe.hq.build, state_dir)
-        tasks.extend(UnitTask(HQ_REPLAY, root, options_json, ("train",), unit) for unit in units)
+        hq_tasks = [UnitTask(HQ_REPLAY, root, options_json, ("train",), unit) for unit in units]
         report.extra_stats["hq_build"] = root
+    with spans.span("listing"):  # spans: where the time goes (manifests/spans.py)
+        listing = write_listing(itertools.chain(
+            *(_list_units(source, report) for source in report.sources), hq_tasks))
+    del hq_tasks
     if report.sources_failed:
         report.sources_failed_skipped = recipe.execution.on_source_error == "skip"
-    units_root = storage.join(state_root, "units.parquet")
-    _write_units(fs, units_root, tasks)
-    units_file = storage.location(fs, units_root)
-    report.units_total = len(tasks)
+    report.units_total = listing.count
+    if recipe.near_duplicates.enabled and recipe.near_duplicates.decontaminate:
+        from pipeline.engine.benchmarks import collect_benchmarks
 
-    done, changed = unit_states(staging_dir, units_file)
-    report.units_changed = len(changed)
-    if changed:
-        log.info("%d units have changed inputs since they were built; re-running them", len(changed))
-    pending = [task for task in tasks if refresh or task.unit.id not in done]
-    report.units_run = len(pending)
+        collect_benchmarks(recipe.near_duplicates, sources_root, out_dir)  # hashed once; finalize reads them
+    benchmarks = _benchmarks_digest(out_dir) if recipe.near_duplicates.enabled else None
+    if not refresh and release_filter is None:
+        previous = unchanged_finalisation(fs, build_root, listing.digest, recipe, access, benchmarks)
+        if previous is not None:  # nothing changed since the last finalisation: nothing to do
+            os.unlink(listing.path)
+            log.info("all %d units unchanged since the last finalisation; outputs are current", listing.count)
+            report.result = previous
+            report.wall_seconds = time.monotonic() - started
+            return report
+    forget_finalisation(fs, build_root)
+    units_root = storage.join(state_root, "units.parquet")
+    storage.put_file(fs, listing.path, units_root)
+    units_file = storage.location(fs, units_root)
+
+    pending_root = storage.join(state_root, "pending")
+    report.units_run, report.units_changed = pending_units(
+        out_dir, staging_dir, units_file, storage.location(fs, pending_root), refresh)
+    if report.units_changed:
+        log.info("%d units have changed inputs since they were built; re-running them", report.units_changed)
     cards = {name: (cls.card.licence, cls.card.access) for name, cls in _registry().items()}
     cards["hq_replay"] = ("per source", "per source")  # only a replay unit's own error rows carry it
     if recipe.cag.enabled:
@@ -207,23 +227,24 @@ def build(recipe: Recipe, out: Path | str, sources_root: Path | str | None = Non
         from filters.alignment.pairs import describe_models
 
         report.alignment_models = describe_models(recipe.alignment)  # a missing model fails here, early
-    if pending:
+    if report.units_run:
         with spans.span("ray_start"):  # spans
             ensure_ray(ray_address)
         run = _next_run(fs, state_root)
+        stage_started = time.monotonic()
         try:
-            report.records_read, report.bytes_pieces, report.bytes_rows = _run_units(
-                pending, recipe, staging_dir, state_dir, run, cards, progress)
+            report.records_read, report.bytes_rows = _run_units(
+                storage.location(fs, pending_root), report.units_run, recipe, staging_dir, state_dir, run, cards,
+                progress)
         except Exception as err:  # noqa: BLE001 - the engine gave up; report it, finalise what completed
             log.error("the Ray pipeline stopped: %s", err)
             report.engine_error = f"{type(err).__name__}: {err}"
+        report.extra_stats["stage_seconds"] = round(time.monotonic() - stage_started, 3)
     else:
-        log.info("all %d units already staged; finalising", len(tasks))
+        log.info("all %d units already staged; finalising", listing.count)
+    for leftover in storage.find(fs, pending_root):
+        storage.remove(fs, leftover)
 
-    if recipe.near_duplicates.enabled and recipe.near_duplicates.decontaminate:
-        from pipeline.engine.benchmarks import collect_benchmarks
-
-        collect_benchmarks(recipe.near_duplicates, sources_root, out_dir)  # hashed once; finalize reads them
     import ray
 
     with spans.span("finalise"):  # spans
@@ -231,6 +252,8 @@ def build(recipe: Recipe, out: Path | str, sources_root: Path | str | None = Non
                                  release_filter=release_filter, sources=source_locations(report.sources))
         _write_stats(out_dir, report)
         _write_resolved_config(out_dir, recipe, report)
+    if not report.engine_error and release_filter is None:
+        record_finalisation(fs, build_root, listing.digest, recipe, access, report.result, benchmarks)
     spans.flush()  # spans
     report.wall_seconds = time.monotonic() - started
     return report
@@ -242,20 +265,26 @@ def source_locations(sources: list[ResolvedSource]) -> dict[str, SourceLocation]
             for s in sources if s.root is not None}
 
 
-def _list_units(source: ResolvedSource, report: BuildReport) -> list[UnitTask]:
-    """One source's units with their input fingerprints; a source that cannot be listed is reported.
+def _list_units(source: ResolvedSource, report: BuildReport) -> Iterator[UnitTask]:
+    """One source's units with their input fingerprints, as they are listed; a source that cannot be listed is
+    reported.
 
     A whole-source problem (a Git LFS pointer where the annotation file should be, an unreadable file,
     a layout the adapter does not recognise) becomes one line in `report.sources_failed`, never a
     traceback that stops the other sources.
     """
+    if source.root is None:
+        log.warning("source %s skipped: %s", source.name, source.reason)
+        return
     adapter: Source = get_source(source.name)(source.root, source.options, source.splits)
     options_json = json.dumps(source.options, sort_keys=True)
     stats = StatCache(source.root)
+    listed = 0
     try:
-        units = adapter.work_units()
-        tasks = [UnitTask(source.name, str(source.root), options_json, tuple(source.splits), unit,
-                          unit_fingerprint(adapter, unit, stats)) for unit in units]
+        for unit in adapter.work_units():
+            yield UnitTask(source.name, str(source.root), options_json, tuple(source.splits), unit,
+                           unit_fingerprint(adapter, unit, stats))
+            listed += 1
     except SourceError as err:
         report.sources_failed[source.name] = str(err)
     except Exception as err:  # noqa: BLE001 - any listing failure is this source's, reported in one line
@@ -263,17 +292,18 @@ def _list_units(source: ResolvedSource, report: BuildReport) -> list[UnitTask]:
         report.sources_failed[source.name] = _lfs_hint(adapter) or (
             f"{source.root}: {type(err).__name__}: {err} (rerun with -v for the traceback)")
     else:
-        if not tasks and _lfs_hint(adapter):  # pointers in place of the files it lists from
+        if not listed and _lfs_hint(adapter):  # pointers in place of the files it lists from
             report.sources_failed[source.name] = _lfs_hint(adapter)
-        elif not tasks:
+        elif not listed:
             expected = adapter.expected_files()
             report.sources_empty[source.name] = (
                 f"no files for split {'/'.join(source.splits)} under {source.root}"
                 + (f"; expected {', '.join(expected)}" if expected else ""))
             log.warning("source %s is empty: %s", source.name, report.sources_empty[source.name])
-        return tasks
+        return
+    if listed:
+        report.sources_failed[source.name] += f" (after {listed} units were listed; those are built)"
     log.error("source %s failed: %s", source.name, report.sources_failed[source.name])
-    return []
 
 
 def _lfs_hint(adapter: Source) -> str | None:
@@ -291,8 +321,10 @@ def _registry() -> dict:
     return SOURCES
 
 
-def _run_units(pending: list[UnitTask], recipe: Recipe, staging_dir: str, state_dir: str, run: int,
-               cards: dict, progress: bool) -> tuple[int, int, int]:
+def _run_units(pending: str, units: int, recipe: Recipe, staging_dir: str, state_dir: str, run: int,
+               cards: dict, progress: bool) -> tuple[int, int]:
+    """The first pass: the pending unit tasks (Parquet files, read by Ray Data: never a list on the driver) ->
+    records -> the stage plan -> staged manifest rows. Returns (rows, staged row bytes)."""
     import ray.data
 
     quiet_retry_warning()
@@ -302,14 +334,15 @@ def _run_units(pending: list[UnitTask], recipe: Recipe, staging_dir: str, state_
     # holds more than a few batches of images, however large the corpus.
     context.target_max_block_size = recipe.execution.batch_bytes
     retries = recipe.execution.max_task_retries
-    items = [{"task": pickle.dumps(task, protocol=5)} for task in pending]
-    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 20_000))
+    fs, path = storage.filesystem(pending)
+    ds = ray.data.read_parquet(path, filesystem=_arrow_filesystem(fs), columns=["task"])
+    # one unit per block, so that units are read in parallel (a file holds many)
+    ds = ds.repartition(target_num_rows_per_block=1)
     ds = ds.map_batches(expand_units, batch_size=1, max_retries=retries,
                         **placement(recipe.execution.placement.get("read")),
-                        # a unit's parts become its shards: cut them at the shard bounds too
                         fn_kwargs={"attempts": recipe.execution.unit_attempts,
-                                   "rows_per_batch": min(recipe.execution.batch_size, recipe.shards.max_samples),
-                                   "bytes_per_batch": min(recipe.execution.batch_bytes, recipe.shards.max_bytes)})
+                                   "rows_per_batch": recipe.execution.batch_size,
+                                   "bytes_per_batch": recipe.execution.batch_bytes})
     # raises ClusterTooSmall when the recipe's GPU requests cannot be placed (rather than hang)
     caches = storage.join(state_dir, "align_cache"), storage.join(state_dir, "cag_cache")  # paths or URLs
     ds = map_stages(ds, stage_plan(recipe, *caches), retries, recipe.execution.placement.get("score"))
@@ -317,30 +350,34 @@ def _run_units(pending: list[UnitTask], recipe: Recipe, staging_dir: str, state_
                         **placement(recipe.execution.placement.get("write")),
                         fn_kwargs={"staging_dir": str(staging_dir), "run": run, "cards": cards,
                                    "png_compress_level": recipe.shards.png_compress_level})
-    return _consume(ds, len(pending), progress)
+    return _consume(ds, units, progress)
 
 
-def _consume(ds, units: int, progress: bool) -> tuple[int, int, int]:
-    """Drain the summary rows, showing units done and kept/rejected counts as they stream in;
-    (rows, piece bytes, staged row bytes)."""
+def _arrow_filesystem(fs):
+    """A pyarrow filesystem for Ray Data to read an fsspec location with (None for a local path)."""
+    if storage.is_local(fs):
+        return None
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    return PyFileSystem(FSSpecHandler(fs))
+
+
+def _consume(ds, units: int, progress: bool) -> tuple[int, int]:
+    """Drain the per-batch summaries, showing units done and kept/rejected counts as they stream in;
+    (rows, staged row bytes)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    counts: Counter = Counter()
-    pieces = rows = 0
+    totals: Counter = Counter()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), disable=not progress,
                   transient=False) as bar:
         task = bar.add_task("units", total=units, detail="")
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            pieces += int(sum(batch["piece_bytes"]))
-            rows += int(sum(batch["row_bytes"]))
-            for kind, status in zip(batch["kind"], batch["status"]):
-                if kind == "unit_end" or kind == "unit_error":
-                    bar.advance(task)
-                else:
-                    counts[status or "rejected"] += 1
-            bar.update(task, detail=f"kept {counts['kept']}  rejected {counts['rejected']}")
-    return sum(counts.values()), pieces, rows
+            for column in SUMMARY_COLUMNS:
+                totals[column] += int(batch[column].sum())
+            bar.update(task, completed=totals["units_done"],
+                       detail=f"kept {totals['kept']}  rejected {totals['rejected']}")
+    return totals["rows"], totals["row_bytes"]
 
 
 def _write_stats(out_dir: Path, report: BuildReport) -> None:
@@ -358,15 +395,18 @@ def _write_stats(out_dir: Path, report: BuildReport) -> None:
             "SELECT source, task_family, status, count(*) FROM records GROUP BY ALL ORDER BY ALL NULLS LAST"
         ).fetchall()
     ]
-    # what this run wrote: the workers' pieces and rows, shards copied at finalisation, the manifest
+    # what this run wrote: the staged rows (no pixels), the second pass's plan files, the shards, the manifest
     result = report.result
-    written = {"pieces": report.bytes_pieces, "shards_copied": result.bytes_copied,
-               "staged_rows": report.bytes_rows, "manifest": result.bytes_manifest}
+    written = {"staged_rows": report.bytes_rows, "plan": result.bytes_plan, "shards": result.bytes_shards,
+               "manifest": result.bytes_manifest}
     stats["bytes_written"] = sum(written.values())
     stats["bytes_written_by"] = written
     stats["shard_bytes"] = result.shard_bytes
-    stats["pieces_moved"] = result.pieces_moved
-    stats["shards_copied"] = result.shards_written - result.pieces_moved
+    stats["shards_written"] = result.shards_written
+    stats["samples_copied"] = result.samples_copied  # from the shard that held them before
+    stats["samples_reread"] = result.samples_reread  # images read again from their sources by the second pass
+    stats["units_reread"] = result.units_reread  # unit reads of the second pass
+    stats["finalize_seconds"] = result.seconds
     stats.update(report.extra_stats)
     stats["sources_skipped"] = {s.name: s.reason for s in report.sources if s.root is None}
     stats["sources_empty"] = report.sources_empty

@@ -1,38 +1,45 @@
-"""Finalisation: from the staging area to the build's outputs, deterministically.
+"""Finalisation: decide, then write. From the staged rows to the build's outputs, deterministically.
 
 1. Choose, per work unit, the newest run in which it completed (its `unit_end` count matches the
    distinct rows staged) with the inputs it has now (the fingerprint in `units.parquet` equals the
    one its `unit_end` row carries, pipeline/engine/inputs.py); rows of incomplete runs, of stale
    inputs and of units no longer listed are ignored, so a killed run leaves no trace.
-2. The global rules, over manifest columns: subject leakage (pipeline/tasks/leakage.py), exact
-   duplicates (filters/dedup.py: same decoded pixels and text within one task, the smallest id kept),
-   benchmark overlap and near duplicates (pipeline/engine/near_duplicates.py), and the alignment cut
-   (filters/alignment/cut.py).
-3. Kept rows are grouped by member layout (manifests/shards.py: task family + image members, one
-   folder per group) and by the work unit and part they were read in (pipeline/engine/units.py), and
-   packed in id order into shards bounded by samples and bytes: a shard's name and content depend only
-   on its own unit. The workers already wrote each part's samples as a piece in final form
-   (pipeline/engine/staging.py): a piece that holds exactly its shard's kept samples is moved into
-   place; a shard that lost samples to a global rule is written by copying members (from its piece, or
-   from the shard published before: how `rethreshold` tightens without repacking). Every new shard is
-   written before any is published; then a done-marker holding its content digest. A rerun skips shards
-   whose marker matches, so nothing is rewritten that need not be. Leftover pieces are removed: no
-   second copy of the pixels survives. The dataset card (README.md, one `datasets` config per group)
-   follows.
-4. The manifest (every chosen row) is streamed to Parquet in id order. (stats.json and the resolved
-   recipe are written by the build, pipeline/engine/build.py, after this.)
-The same staged rows always give the same shard bytes: member order, mtime 0, no host or clock data.
+2. The global rules, over manifest columns: a release's decisions (`unimed rebuild`), subject leakage
+   (pipeline/tasks/leakage.py), exact duplicates (filters/dedup.py), benchmark overlap and near
+   duplicates (pipeline/engine/near_duplicates.py), and the alignment cut (filters/alignment/cut.py).
+3. The shard plan: each group's kept samples (manifests/shards.py: task family + image members) in a
+   fixed order (work unit, then id), cut into shards filled to the recipe's bounds across units
+   (`ShardCutter`): when the next sample would pass a bound, a shard ends after the sample with the
+   largest key hash among those past `shards.min_fill` of a bound. A cut depends on the samples around
+   it, so removing or adding a sample changes its own shard (rarely the next), not every shard after
+   it; every shard but a group's last is at least `min_fill` full. A shard is named after its first sample
+   and carries a digest of its content (keys, sample JSON, member sizes and digests).
+4. The second pass (pipeline/engine/reread.py): one Ray task per shard whose done-marker does not
+   match its digest, on the recipe's writer nodes, writes the shard under a temporary name, its
+   members copied from the shard that held them before or read again from the sources. Every new
+   shard is written before any is published (old shards may be sources), then each is renamed into
+   place and its done-marker (`.state/shards/<shard>.<digest>`) written. Shards of an earlier plan are
+   removed. The dataset card (README.md, one `datasets` config per group) follows.
+5. The manifest (every chosen row) is streamed to Parquet in id order. (stats.json, the resolved
+   recipe and the record of this finalisation, `.state/finalized.json`, are written by the build after
+   this: pipeline/engine/build.py.)
+
+Out of core: DuckDB runs with a memory limit (MEMORY_PER_THREAD_MB per thread) and spills to `.state/duckdb/`;
+rows reach Python only as Arrow batches (the shard plan, the plan files, the manifest), never as one list. The same
+staged rows always give the same shard bytes: member order, mtime 0, no host or clock data.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
+import math
 import os
 import posixpath
-import tarfile
+import shutil
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,16 +50,21 @@ import pyarrow.parquet as pq
 from filters.alignment.cut import apply_cut
 from filters.dedup import reject_exact_duplicates
 from manifests import storage
-from manifests.schema import MANIFEST_SCHEMA
-from manifests.shards import CARD_NAME, dataset_card, group_of_shard, shard_group_of_members, shard_name
+from manifests.schema import MANIFEST_SCHEMA, STAGING_SCHEMA
+from manifests.shards import CARD_NAME, dataset_card, group_of_shard, keyed_shard_name, shard_group_of_members
 from pipeline.config import Recipe
-from pipeline.engine.reread import MissingPixels, SourceLocation, reread_pieces
-from pipeline.engine.staging import write_samples
+from pipeline.engine.reread import MissingPixels, ShardJob, ShardWritten, SourceLocation, tmp_name, write_shard
 from pipeline.tasks.leakage import reject_leaked_subjects
 
 log = logging.getLogger(__name__)
 MANIFEST_ROWS_PER_FILE = 1_000_000
 TAR_MEMBER_OVERHEAD = 1024  # a 512-byte header plus at most 511 bytes of padding, per tar member
+# DuckDB's share of the driver, whatever the corpus size: beyond it, it spills to .state/duckdb. Per thread,
+# at most MAX_THREADS threads (3M rows of 0.5 KB: 256 MB on 2 threads peaks at 468 MB RSS, as fast as 2 GB).
+MEMORY_PER_THREAD_MB, MAX_THREADS = 128, 8
+ARROW_BATCH_ROWS = 10_000  # rows per Arrow batch pulled into Python (sample JSON: KBs each)
+SHARDS_PER_PLAN_FILE = 16  # the second pass's plan is written in files of this many shards
+PLAN_DIR, MARKERS_DIR = "plan", "shards"  # under .state
 
 
 @dataclass
@@ -61,23 +73,26 @@ class FinalizeResult:
     rejected: int = 0
     shards: list[str] = field(default_factory=list)
     shards_written: int = 0
-    pieces_moved: int = 0  # shards that were a worker's piece, moved into place (no byte copied)
-    bytes_copied: int = 0  # shard bytes written here by copying members (a rule rejected some of a piece)
+    samples_copied: int = 0  # image members copied from the shard that held them before (a rerun, rethreshold)
+    samples_reread: int = 0  # samples whose images were read again from their sources (all of them, first time)
+    units_reread: int = 0  # unit reads of the second pass: a unit whose kept samples span k shards counts k
+    bytes_shards: int = 0  # shard bytes written this run
+    bytes_plan: int = 0  # the second pass's plan files (rows without pixels, removed afterwards)
     bytes_manifest: int = 0
-    samples_reread: int = 0  # kept now, rejected before: images read again from their sources
     shard_bytes: int = 0  # the size of every shard of the build
     failed_units: list[dict] = field(default_factory=list)
     alignment: dict = field(default_factory=dict)  # scored / unscored / below_cut counts
     near_duplicates: dict = field(default_factory=dict)  # rejection counts and the contamination report
+    seconds: dict = field(default_factory=dict)  # decide (steps 1-3), write_shards (4), manifest (5)
 
 
 @dataclass(frozen=True)
 class ShardPlan:
     """One final shard: its name (relative to shards/), a digest of its content, and how many samples it holds.
 
-    The samples themselves stay in the plan file (`.state/plan.parquet`, sorted by shard), which each
-    shard writer reads filtered to its shard: nothing proportional to the build passes through the
-    driver's memory or the task arguments.
+    Which samples, in which order, stays in DuckDB (`shard_of`) and, for the shards to write, in the plan
+    files under `.state/plan/`: nothing proportional to the build passes through the driver's memory or
+    the task arguments.
     """
 
     name: str
@@ -86,32 +101,93 @@ class ShardPlan:
 
     @property
     def marker(self) -> str:
-        return f"{posixpath.basename(self.name)}.json"  # the file name carries the group: unique in the build
+        """The done-marker's file name: the shard's (which carries its group, unique in the build) and digest."""
+        return f"{posixpath.basename(self.name)}.{self.digest}"
 
 
-def _connect(staging_dir: str | Path, units_file: str | Path) -> duckdb.DuckDBPyConnection:
+@dataclass(frozen=True)
+class CutItem:
+    """What the cutter needs of a sample: its key, its size in the shard, and anything to carry along."""
+
+    key: str
+    size: int
+    payload: object = None
+
+
+class ShardCutter:
+    """Where a group's shards end: filled to the recipe's bounds, at points chosen by the samples themselves.
+
+    Samples arrive in the group's order (`add`); a shard may hold up to `max_samples` samples and
+    `max_bytes` bytes. When the next sample would pass a bound, the shard ends after the sample with
+    the largest key hash among those past `fill` of either bound (the window), and the samples after it
+    start the next shard. Every shard but a group's last is therefore at least `fill` full. A cut
+    depends on the samples in its window, not on how many came before: removing or adding a sample
+    keeps every other cut unless the window's largest hash moves (the sample was that cut, or sat at an
+    edge of the window: about 2 chances in the window's length), so such a change rewrites its own shard
+    and rarely the next one, not every shard after it. A group's remaining samples (`flush`) are its last
+    shard.
+    """
+
+    def __init__(self, max_samples: int, max_bytes: int, fill: float):
+        self.max_samples, self.max_bytes = max_samples, max_bytes
+        self.min_samples = max(1, math.ceil(fill * max_samples))
+        self.min_bytes = fill * max_bytes
+        self.buffer: list[tuple[CutItem, int]] = []  # (item, key hash)
+        self.total = 0
+
+    def add(self, item: CutItem) -> list[list[CutItem]]:
+        """Take the next sample of the group; returns the shards it completes (usually none)."""
+        done = []
+        while self.buffer and (len(self.buffer) >= self.max_samples or self.total + item.size > self.max_bytes):
+            done.append(self._cut())
+        rank = int.from_bytes(hashlib.blake2b(item.key.encode("utf-8"), digest_size=8).digest(), "big")
+        self.buffer.append((item, rank))
+        self.total += item.size
+        return done
+
+    def flush(self) -> list[list[CutItem]]:
+        """The end of the group: what is left is its last shard."""
+        if not self.buffer:
+            return []
+        shard, self.buffer, self.total = [item for item, _ in self.buffer], [], 0
+        return [shard]
+
+    def _cut(self) -> list[CutItem]:
+        best, count, total = len(self.buffer) - 1, 0, 0
+        best_rank = -1
+        for index, (item, rank) in enumerate(self.buffer):
+            count, total = count + 1, total + item.size
+            if (count >= self.min_samples or total >= self.min_bytes) and rank > best_rank:
+                best, best_rank = index, rank
+        shard = [item for item, _ in self.buffer[:best + 1]]
+        self.buffer = self.buffer[best + 1:]
+        self.total = sum(item.size for item, _ in self.buffer)
+        return shard
+
+
+def _connect(staging_dir: str | Path, units_file: str | Path,
+             spill_dir: str | None = None) -> duckdb.DuckDBPyConnection:
     fs, staging = storage.filesystem(staging_dir)
     con = storage.duckdb_connect(fs)
-    con.execute(f"SET threads TO {max(1, os.cpu_count() or 1)}")
+    threads = max(1, min(MAX_THREADS, os.cpu_count() or 1))
+    con.execute(f"SET threads TO {threads}")
+    con.execute(f"SET memory_limit = '{max(2, threads) * MEMORY_PER_THREAD_MB}MB'")
+    if spill_dir:
+        con.execute(f"SET temp_directory = '{spill_dir}'")
     staged = storage.location(fs, storage.join(staging, "*.parquet"))
-    has_staged = bool(storage.glob(fs, storage.join(staging, "*.parquet")))
-    if has_staged:
+    if storage.glob(fs, storage.join(staging, "*.parquet")):
         con.execute(f"CREATE VIEW staged AS SELECT * FROM read_parquet('{staged}', union_by_name = true)")
     else:  # nothing staged yet: an empty view with the staging columns
-        from manifests.schema import STAGING_SCHEMA
-
         con.register("empty_staged", pa.Table.from_pylist([], schema=STAGING_SCHEMA))
         con.execute("CREATE VIEW staged AS SELECT * FROM empty_staged")
-    con.execute(f"CREATE TABLE units AS SELECT * FROM read_parquet('{units_file}')")
-    # builds staged before input fingerprints existed: no fingerprint on either side
-    if "fingerprint" not in _columns(con, "units"):
-        con.execute("ALTER TABLE units ADD COLUMN fingerprint VARCHAR")
-    # staging areas of older builds: no fingerprints, no pieces (image bytes in `staging_tar`), no parts,
+    listed = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{units_file}')").fetchall()}
+    fingerprint = "fingerprint" if "fingerprint" in listed else "NULL::VARCHAR AS fingerprint"  # older listings
+    con.execute(f"CREATE TABLE units AS SELECT unit_id, source, {fingerprint} FROM read_parquet('{units_file}')")
+    # staging areas of older builds: no fingerprints, no pieces (image bytes in `staging_tar`), no parts, no groups,
     # no hash per image
     missing = [f"NULL::{kind} AS {name}" for name, kind in (
         ("unit_fingerprint", "VARCHAR"), ("staging_tar", "VARCHAR"), ("piece", "VARCHAR"), ("part", "INTEGER"),
-        ("image_hashes", "VARCHAR[]"))
-        if name not in _columns(con, "staged")]
+        ("shard_group", "VARCHAR"), ("image_hashes", "VARCHAR[]")) if name not in _columns(con, "staged")]
     if missing:
         con.execute("ALTER VIEW staged RENAME TO staged_as_written")
         con.execute(f"CREATE VIEW staged AS SELECT *, {', '.join(missing)} FROM staged_as_written")
@@ -122,19 +198,43 @@ def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> set[str]:
     return {row[0] for row in con.execute(f"DESCRIBE {relation}").fetchall()}
 
 
-def completed_units(staging_dir: Path, units_file: Path) -> set[str]:
-    """Units that some run staged completely from the inputs they have now: a rerun skips them."""
-    return unit_states(staging_dir, units_file)[0]
+def _spill_dir(out_dir: str | Path) -> tuple[str, bool]:
+    """Where DuckDB spills: `.state/duckdb` of a local build, else a local temporary folder (removed after)."""
+    fs, root = storage.filesystem(out_dir)
+    if storage.is_local(fs):
+        folder = storage.join(root, ".state", "duckdb")
+        storage.makedirs(fs, folder)
+        return folder, False
+    return tempfile.mkdtemp(prefix="unimed-duckdb-"), True
 
 
-def unit_states(staging_dir: Path, units_file: Path) -> tuple[set[str], set[str]]:
-    """(done, changed): units complete for their current inputs, and units complete only for older ones."""
-    con = _connect(staging_dir, units_file)
-    _choose_runs(con)
-    done = {row[0] for row in con.execute("SELECT unit_id FROM complete").fetchall()}
-    finished = {row[0] for row in con.execute(
-        "SELECT DISTINCT f.unit_id FROM finished f SEMI JOIN units u ON f.unit_id = u.unit_id").fetchall()}
-    return done, finished - done
+def pending_units(out_dir: str | Path, staging_dir: str | Path, units_file: str | Path, pending_dir: str,
+                  refresh: bool = False, units_per_file: int = 64) -> tuple[int, int]:
+    """Write the unit tasks a run must read (not staged complete for their current inputs, or all with
+    `refresh`) as Parquet files of `units_per_file` tasks under `pending_dir` (for Ray Data to read);
+    returns (how many, how many of them were complete for older inputs)."""
+    fs, pending = storage.filesystem(pending_dir)
+    for stale in storage.glob(fs, storage.join(pending, "*.parquet")):
+        storage.remove(fs, stale)
+    spill, own_spill = _spill_dir(out_dir)
+    try:
+        con = _connect(staging_dir, units_file, spill)
+        _choose_runs(con)
+        changed = con.execute(
+            "SELECT count(DISTINCT f.unit_id) FROM finished f SEMI JOIN units u ON f.unit_id = u.unit_id "
+            "WHERE f.unit_id NOT IN (SELECT unit_id FROM complete)").fetchall()[0][0]
+        done = "" if refresh else "WHERE unit_id NOT IN (SELECT unit_id FROM complete)"
+        reader = con.sql(f"SELECT task FROM read_parquet('{units_file}') {done}").to_arrow_reader(units_per_file)
+        count = 0
+        for number, batch in enumerate(reader):
+            if batch.num_rows:
+                _write_parquet(fs, storage.join(pending, f"units-{number:06d}.parquet"), pa.Table.from_batches([batch]))
+                count += batch.num_rows
+        con.close()
+    finally:
+        if own_spill:
+            shutil.rmtree(spill, ignore_errors=True)
+    return count, changed
 
 
 def _choose_runs(con: duckdb.DuckDBPyConnection) -> None:
@@ -145,7 +245,8 @@ def _choose_runs(con: duckdb.DuckDBPyConnection) -> None:
                max(CASE WHEN kind = 'unit_end' THEN unit_count END) AS expected,
                count(DISTINCT CASE WHEN kind IN ('record', 'rejection') THEN id END) AS got,
                bool_or(kind = 'unit_error') AS errored,
-               max(CASE WHEN kind = 'unit_end' THEN unit_fingerprint END) AS fingerprint
+               max(CASE WHEN kind = 'unit_end' THEN unit_fingerprint END) AS fingerprint,
+               any_value(CASE WHEN kind = 'unit_error' THEN detail END) AS error
         FROM staged GROUP BY unit_id, run
         """
     )
@@ -168,9 +269,24 @@ def _choose_runs(con: duckdb.DuckDBPyConnection) -> None:
 
 def finalize(out_dir: str | Path, staging_dir: str | Path, units_file: str | Path, recipe: Recipe, use_ray: bool = True,
              release_filter=None, sources: dict[str, SourceLocation] | None = None) -> FinalizeResult:
-    """`sources`: where each source was read, so that samples kept now whose images no shard holds
-    (rejected before) are read again (pipeline/engine/reread.py); without it they raise MissingPixels."""
-    con = _connect(staging_dir, units_file)
+    """`sources`: where each source was read, for builds listed before the listing kept its unit tasks
+    (pipeline/engine/reread.py reads samples again from those); a sample that cannot be read again raises
+    MissingPixels, and nothing is published."""
+    spill, own_spill = _spill_dir(out_dir)
+    try:
+        con = _connect(staging_dir, units_file, spill)
+        try:
+            return _finalize(con, out_dir, staging_dir, units_file, recipe, use_ray, release_filter, sources)
+        finally:
+            con.close()
+    finally:
+        if own_spill:
+            shutil.rmtree(spill, ignore_errors=True)
+
+
+def _finalize(con: duckdb.DuckDBPyConnection, out_dir, staging_dir, units_file, recipe: Recipe, use_ray: bool,
+              release_filter, sources) -> FinalizeResult:
+    started = time.monotonic()
     _choose_runs(con)
     result = FinalizeResult()
     result.failed_units = _failed_units(con)
@@ -180,7 +296,7 @@ def finalize(out_dir: str | Path, staging_dir: str | Path, units_file: str | Pat
         CREATE TABLE chosen AS
         SELECT s.* FROM staged s JOIN complete c ON s.unit_id = c.unit_id AND s.run = c.run
         WHERE s.kind IN ('record', 'rejection')
-        QUALIFY row_number() OVER (PARTITION BY s.id ORDER BY s.piece NULLS LAST, s.staging_tar NULLS LAST) = 1
+        QUALIFY row_number() OVER (PARTITION BY s.id ORDER BY s.members NULLS LAST) = 1
         """
     )
     if release_filter is not None:  # a rebuild: the release's decisions, and its hashes checked (pipeline/release)
@@ -195,58 +311,91 @@ def finalize(out_dir: str | Path, staging_dir: str | Path, units_file: str | Pat
         result.near_duplicates = apply_near_duplicate_rules(con, recipe, out_dir)
     if recipe.alignment.enabled:  # the top-fraction cut needs every score: a global step, from columns
         result.alignment = apply_cut(con, recipe.alignment)
-    con.execute("UPDATE chosen SET key = NULL WHERE status <> 'kept'")
 
     plans = _plan_shards(con, recipe)
     fs, root = storage.filesystem(out_dir)
+    shards_dir, markers_dir = storage.join(root, "shards"), storage.join(root, ".state", MARKERS_DIR)
+    published = _listing(fs, shards_dir)
+    markers: dict[str, list[str]] = {}  # shard file name -> its markers (the current one, or an older one)
+    for path in storage.find(fs, markers_dir):
+        markers.setdefault(posixpath.basename(path).partition(".tar")[0], []).append(posixpath.basename(path))
+    todo = [plan for plan in plans if plan.name not in published or
+            plan.marker not in markers.get(posixpath.basename(plan.name).partition(".tar")[0], ())]
+    result.seconds["decide"] = round(time.monotonic() - started, 3)
+
+    started = time.monotonic()
     _previous_shards(con, fs, root)
-    shards_dir, markers_dir = storage.join(root, "shards"), storage.join(root, ".state", "shards")
-    todo = [plan for plan in plans if not _shard_done(fs, plan, shards_dir, markers_dir)]
-    result.samples_reread = _bring_back(con, staging_dir, sources, recipe.shards.png_compress_level,
-                                        {plan.name for plan in todo})
-    plan_file = storage.join(root, ".state", "plan.parquet")
-    _write_plan_file(con, fs, plan_file)
-    moves = _movable_pieces(con, fs, staging_dir, {plan.name for plan in todo})
-    copies = [plan for plan in todo if plan.name not in moves]
-    result.bytes_copied = _write_shards(copies, storage.location(fs, plan_file), storage.location(fs, root),
-                                        str(staging_dir), use_ray, recipe.execution.placement.get("write"))
+    plan_dir = storage.join(root, ".state", PLAN_DIR)
+    jobs, result.bytes_plan = _write_plan_files(con, fs, plan_dir, todo, units_file)
+    done = _write_shards(jobs, storage.location(fs, root), recipe, sources, use_ray,
+                         recipe.execution.placement.get("write"))
+    for written in done:
+        result.bytes_shards += written.size
+        result.samples_copied += written.copied
+        result.samples_reread += written.reread
+        result.units_reread += written.units_read
     for plan in todo:  # every new shard is written before any is published: old shards may be sources
         final = storage.join(shards_dir, plan.name)
         storage.makedirs(fs, storage.join(shards_dir, group_of_shard(plan.name)))
-        fs.mv(moves.get(plan.name) or _tmp(final), final)
-        storage.write_text(fs, storage.join(markers_dir, plan.marker),
-                           json.dumps({"digest": plan.digest, "samples": plan.samples}))
-    result.pieces_moved = len(moves)
-    planned = {plan.name for plan in plans}
-    for stale in storage.find(fs, shards_dir, ".tar"):  # shards of an earlier, different plan
-        if posixpath.relpath(stale, shards_dir) not in planned:
-            storage.remove(fs, stale)
-            storage.remove(fs, storage.join(markers_dir, f"{posixpath.basename(stale)}.json"))
-    if storage.is_local(fs):  # a group the plan no longer has (an object store has no empty folders)
-        storage.makedirs(fs, shards_dir)
-        for folder in sorted(Path(shards_dir).iterdir()):
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-    staging_fs, staging = storage.filesystem(staging_dir)
-    for leftover in storage.glob(staging_fs, storage.join(staging, "*.tar")):  # published, or of runs not chosen
+        fs.mv(tmp_name(final), final)
+        for old in markers.get(posixpath.basename(plan.name).partition(".tar")[0], ()):
+            storage.remove(fs, storage.join(markers_dir, old))  # the marker of what this name held before
+        storage.write_bytes(fs, storage.join(markers_dir, plan.marker), b"")
+    _remove_stale(fs, root, shards_dir, markers_dir, plans)
+    for leftover in storage.find(fs, plan_dir):
+        storage.remove(fs, leftover)
+    staging_fs, staging = storage.filesystem(str(staging_dir))
+    for leftover in storage.glob(staging_fs, storage.join(staging, "*.tar")):  # pieces of older builds
         storage.remove(staging_fs, leftover)
     storage.write_text(fs, storage.join(root, CARD_NAME), _card(recipe.name, plans))
+    result.seconds["write_shards"] = round(time.monotonic() - started, 3)
 
-    result.bytes_manifest = write_manifest(con, fs, storage.join(root, "manifest"))
-    result.shard_bytes = sum(fs.size(storage.join(shards_dir, plan.name)) for plan in plans)
+    started = time.monotonic()
+    manifest_rows = ("(SELECT c.* REPLACE (s.shard AS shard, CASE WHEN c.status = 'kept' THEN c.key END AS key) "
+                     "FROM chosen c LEFT JOIN shard_of s USING (id))")
+    result.bytes_manifest = write_manifest(con, fs, storage.join(root, "manifest"), manifest_rows)
+    sizes = _listing(fs, shards_dir)
+    result.shard_bytes = sum(sizes[plan.name] for plan in plans)
     result.shards = [plan.name for plan in plans]
     result.shards_written = len(todo)
     result.kept, result.rejected = con.execute(
         "SELECT count(*) FILTER (status = 'kept'), count(*) FILTER (status <> 'kept') FROM chosen"
     ).fetchone()
+    result.seconds["manifest"] = round(time.monotonic() - started, 3)
     return result
+
+
+def _listing(fs, shards_dir: str) -> dict[str, int]:
+    """{shard relative to shards/: size} of every published shard, from one listing."""
+    fs.invalidate_cache()
+    if not fs.exists(shards_dir):
+        return {}
+    return {posixpath.relpath(path, shards_dir): info["size"]
+            for path, info in fs.find(shards_dir, detail=True).items() if path.endswith(".tar")}
+
+
+def _remove_stale(fs, root: str, shards_dir: str, markers_dir: str, plans: list[ShardPlan]) -> None:
+    """Shards (and markers) of an earlier, different plan, temporary files a killed run left; group folders
+    the plan no longer has."""
+    planned = {plan.name for plan in plans}
+    for stale in storage.find(fs, shards_dir):
+        if posixpath.relpath(stale, shards_dir) not in planned:
+            storage.remove(fs, stale)
+    current = {plan.marker for plan in plans}
+    for marker in storage.find(fs, markers_dir):
+        if posixpath.basename(marker) not in current:
+            storage.remove(fs, marker)
+    if storage.is_local(fs):  # an object store has no empty folders
+        storage.makedirs(fs, shards_dir)
+        for folder in sorted(Path(shards_dir).iterdir()):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def _failed_units(con: duckdb.DuckDBPyConnection) -> list[dict]:
     rows = con.execute(
         """
-        SELECT u.unit_id, u.source,
-               (SELECT any_value(detail) FROM staged s WHERE s.unit_id = u.unit_id AND s.kind = 'unit_error') AS error
+        SELECT u.unit_id, u.source, (SELECT any_value(r.error) FROM unit_runs r WHERE r.unit_id = u.unit_id) AS error
         FROM units u ANTI JOIN complete c ON u.unit_id = c.unit_id
         ORDER BY u.unit_id
         """
@@ -256,58 +405,60 @@ def _failed_units(con: duckdb.DuckDBPyConnection) -> list[dict]:
 
 
 def _plan_shards(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[ShardPlan]:
-    """Per (group, unit, part), greedy packing in id order: a shard closes before it would pass either
-    bound; shards are numbered from 0 within each (group, unit, part), which is almost always one shard
-    (units.py cuts parts at the shard bounds). A sample's shard depends only on its own unit's rows.
+    """Each group's kept samples in (unit, id) order, cut by `ShardCutter`; fills `shard_of` (id, shard, position).
 
-    Streamed: rows arrive in Arrow batches and only running counters, one digest per shard and the
-    (key, shard) assignment of the current batch are held; the assignment goes back into DuckDB.
-    The digest names content (keys, sample JSON, member sizes), never where the bytes were staged,
+    Streamed: rows arrive in Arrow batches; only the cutter's window (at most one shard of keys, sizes and
+    row digests) and the assignments not yet inserted are held; the assignment goes back into DuckDB.
+    The digest names content (keys, sample JSON, member sizes and digests), never where the bytes sit,
     so the same records give the same digest whichever run staged them.
     """
-    limits = recipe.shards
-    writer = con.cursor()  # a second cursor on the same database, while the first one streams
-    writer.execute("CREATE OR REPLACE TABLE shard_of (key VARCHAR, shard_name VARCHAR)")
-    con.create_function("shard_group", shard_group_of_members, ["VARCHAR", "VARCHAR"], "VARCHAR",
+    cutter = ShardCutter(recipe.shards.max_samples, recipe.shards.max_bytes, recipe.shards.min_fill)
+    con.execute("CREATE OR REPLACE TABLE shard_of (id VARCHAR, shard VARCHAR, position INTEGER)")
+    con.create_function("group_of_members", shard_group_of_members, ["VARCHAR", "VARCHAR"], "VARCHAR",
                         null_handling="special", side_effects=False)
+    writer = con.cursor()  # a second cursor on the same database, while the first one streams
     reader = con.sql(
-        "SELECT shard_group(task_family, members) AS grp, unit_id, coalesce(part, 0) AS part, key, sample, members, "
-        "stored_bytes FROM chosen WHERE status = 'kept' ORDER BY grp, unit_id, part, id"
-    ).to_arrow_reader(50_000)
+        "SELECT CASE WHEN shard_group IS NULL THEN group_of_members(task_family, members) ELSE shard_group END AS grp, "
+        "unit_id, id, key, sample, members, stored_bytes FROM chosen WHERE status = 'kept' ORDER BY grp, unit_id, id"
+    ).to_arrow_reader(ARROW_BATCH_ROWS)
     plans: list[ShardPlan] = []
-    digest, count, total, where, number = hashlib.blake2b(digest_size=16), 0, 0, None, 0
+    assigned: dict[str, list] = {"id": [], "shard": [], "position": []}
 
-    def name() -> str:
-        return shard_name(recipe.name, where[0], number, unit=where[1], part=where[2])
+    def emit(group: str, shards: list[list[CutItem]]) -> None:
+        for shard in shards:
+            name = keyed_shard_name(recipe.name, group, shard[0].key)
+            digest = hashlib.blake2b(digest_size=16)
+            for position, item in enumerate(shard):
+                record_id, row_digest = item.payload
+                digest.update(row_digest)
+                assigned["id"].append(record_id)
+                assigned["shard"].append(name)
+                assigned["position"].append(position)
+            plans.append(ShardPlan(name, digest.hexdigest(), len(shard)))
 
-    def close() -> None:
-        plans.append(ShardPlan(name(), digest.hexdigest(), count))
+    def insert() -> None:
+        writer.register("assignment", pa.table({**assigned, "position": pa.array(assigned["position"], pa.int32())}))
+        writer.execute("INSERT INTO shard_of SELECT id, shard, position FROM assignment")
+        writer.unregister("assignment")
+        for values in assigned.values():
+            values.clear()
 
+    group = None
     for batch in reader:
         columns = batch.to_pydict()
-        names = []
-        for grp, unit, part, key, sample, members, stored in zip(
-                columns["grp"], columns["unit_id"], columns["part"], columns["key"], columns["sample"],
-                columns["members"], columns["stored_bytes"]):
-            entries = json.loads(members)
+        for grp, record_id, key, sample, members, stored in zip(columns["grp"], columns["id"], columns["key"],
+                                                                columns["sample"], columns["members"],
+                                                                columns["stored_bytes"]):
+            if grp != group:
+                emit(group, cutter.flush())
+                group = grp
+            entries = [(entry[0], entry[2], entry[3] if len(entry) > 3 else None) for entry in json.loads(members)]
             size = (stored or 0) + len(sample) + (len(entries) + 1) * TAR_MEMBER_OVERHEAD
-            here = (grp, unit, part)
-            if count and (here != where or count >= limits.max_samples or total + size > limits.max_bytes):
-                close()
-                number = 0 if here != where else number + 1
-                digest, count, total = hashlib.blake2b(digest_size=16), 0, 0
-            where = here
-            sizes = [(suffix, length) for suffix, _, length in entries]
-            digest.update(f"{key}|{sample}|{sizes}\n".encode())
-            count, total = count + 1, total + size
-            names.append(name())
-        assignment = pa.table({"key": columns["key"], "shard_name": names})
-        writer.register("assignment", assignment)
-        writer.execute("INSERT INTO shard_of SELECT key, shard_name FROM assignment")
-        writer.unregister("assignment")
-    if count:
-        close()
-    con.execute("UPDATE chosen SET shard = shard_of.shard_name FROM shard_of WHERE chosen.key = shard_of.key")
+            row_digest = hashlib.blake2b(f"{key}|{sample}|{entries}".encode(), digest_size=16).digest()
+            emit(group, cutter.add(CutItem(key, size, (record_id, row_digest))))
+        insert()
+    emit(group, cutter.flush())
+    insert()
     return plans
 
 
@@ -321,164 +472,102 @@ def _previous_shards(con: duckdb.DuckDBPyConnection, fs, root: str) -> None:
         con.execute("CREATE OR REPLACE TABLE previous (id VARCHAR, shard VARCHAR)")
 
 
-def _bring_back(con: duckdb.DuckDBPyConnection, staging_dir: Path, sources: dict[str, SourceLocation] | None,
-                png_compress_level: int, todo: set[str]) -> int:
-    """Kept samples of the shards to write (`todo`) whose images are in no piece and no earlier shard get a
-    piece read from their source."""
-    fs, staging = storage.filesystem(str(staging_dir))
-    present = pa.table({"name": [posixpath.basename(path) for path in fs.glob(storage.join(staging, "*.tar"))]},
-                       schema=pa.schema([("name", pa.string())]))
-    con.register("present", present)
-    con.register("todo", pa.table({"shard": sorted(todo)}, schema=pa.schema([("shard", pa.string())])))
-    rows = con.sql(
-        """
-        SELECT id, unit_id, source, key, sample, members FROM chosen
-        WHERE status = 'kept' AND shard IN (SELECT shard FROM todo) AND id NOT IN (SELECT id FROM previous)
-          AND coalesce(piece NOT IN (SELECT name FROM present), true)
-          AND coalesce(staging_tar NOT IN (SELECT name FROM present), true)
-        ORDER BY id
-        """
-    ).to_arrow_table().to_pylist()
-    con.unregister("present")
+def _write_plan_files(con: duckdb.DuckDBPyConnection, fs, plan_dir: str, todo: list[ShardPlan],
+                      units_file: str | Path) -> tuple[list[ShardJob], int]:
+    """The samples of the shards to write, in files of SHARDS_PER_PLAN_FILE shards (sorted by shard, then
+    position, so a writer's filtered read skips the other shards), and the unit tasks they are read from."""
+    for stale in storage.find(fs, plan_dir):
+        storage.remove(fs, stale)
+    if not todo:
+        return [], 0
+    storage.makedirs(fs, plan_dir)
+    con.register("todo", pa.table({"shard": [plan.name for plan in todo],
+                                   "bucket": [index // SHARDS_PER_PLAN_FILE for index in range(len(todo))]}))
+    con.execute("CREATE OR REPLACE TABLE todo_rows AS SELECT t.bucket, s.shard, s.position, s.id "
+                "FROM shard_of s JOIN todo t USING (shard)")
     con.unregister("todo")
-    if not rows:
-        return 0
-    if sources is None:
-        raise MissingPixels(f"the images of {rows[0]['id']} (and {len(rows) - 1} more) are in no shard of this build: "
-                            "rebuild with `unimed build ... --refresh`")
-    found = reread_pieces(rows, sources, str(staging_dir), png_compress_level)
-    con.register("found", pa.table({"id": list(found), "piece": [v[0] for v in found.values()],
-                                    "members": [v[1] for v in found.values()]}))
-    con.execute("UPDATE chosen SET piece = found.piece, members = found.members, staging_tar = NULL "
-                "FROM found WHERE chosen.id = found.id")
-    con.unregister("found")
-    log.info("%d kept samples had no images in the build; read again from their sources", len(rows))
-    return len(rows)
-
-
-def _write_plan_file(con: duckdb.DuckDBPyConnection, fs, plan_file: str) -> None:
-    """Every kept sample with where its bytes are, sorted by shard so readers skip row groups."""
-    tmp = Path(storage.scratch_file(".parquet"))
-    con.execute(
-        f"""
-        COPY (SELECT c.shard, c.key, c.sample, c.members, c.piece, c.staging_tar, p.shard AS previous
-              FROM chosen c LEFT JOIN previous p USING (id) WHERE c.status = 'kept' ORDER BY c.shard, c.id)
-        TO '{tmp.as_posix()}' (FORMAT parquet, ROW_GROUP_SIZE 2048)
+    samples = con.sql(
         """
-    )
-    storage.put_file(fs, tmp, plan_file)
-
-
-def _movable_pieces(con: duckdb.DuckDBPyConnection, fs, staging_dir: Path, wanted: set[str]) -> dict[str, str]:
-    """{shard: piece} for shards whose kept samples are exactly one piece's samples: the piece is the shard.
-
-    A piece holds its samples in id order in final member format (pipeline/engine/staging.py), so when
-    no global rule rejected any of them and none sits in another piece, moving it gives the same bytes
-    as writing the shard.
-    """
-    rows = con.execute(
+        SELECT r.bucket, r.shard, r.position, c.id, c.unit_id, c.source, c.key, c.sample, c.members, p.shard AS previous
+        FROM todo_rows r JOIN chosen c USING (id) LEFT JOIN previous p USING (id)
+        ORDER BY r.bucket, r.shard, r.position
         """
-        WITH k AS (SELECT shard, count(*) AS n, count(piece) AS with_piece, count(DISTINCT piece) AS pieces,
-                          any_value(piece) AS piece
-                   FROM chosen WHERE status = 'kept' GROUP BY shard),
-             p AS (SELECT piece, count(*) AS n FROM staged WHERE piece IS NOT NULL GROUP BY piece)
-        SELECT k.shard, k.piece FROM k JOIN p USING (piece) WHERE k.pieces = 1 AND k.with_piece = k.n AND p.n = k.n
-        """
-    ).fetchall()
-    moves = {}
-    for shard, piece in rows:
-        path = storage.join(str(staging_dir), piece)
-        if shard in wanted and fs.exists(path):
-            moves[shard] = path
-    return moves
+    ).to_arrow_reader(ARROW_BATCH_ROWS)
+    written = _write_buckets(fs, plan_dir, "samples", samples)
+    listed = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{units_file}')").fetchall()
+    has_tasks = "task" in {row[0] for row in listed}  # listings of older builds keep no unit tasks
+    if has_tasks:
+        units = con.sql(
+            f"""
+            SELECT x.bucket, u.unit_id, u.task
+            FROM (SELECT DISTINCT r.bucket, c.unit_id FROM todo_rows r JOIN chosen c USING (id)) x
+            JOIN read_parquet('{units_file}') u USING (unit_id) ORDER BY x.bucket, u.unit_id
+            """
+        ).to_arrow_reader(1_000)
+        written += _write_buckets(fs, plan_dir, "units", units)
+    def location(kind: str, index: int) -> str:
+        return storage.location(fs, _bucket_file(plan_dir, kind, index // SHARDS_PER_PLAN_FILE))
+
+    jobs = [ShardJob(plan.name, plan.samples, location("samples", index),
+                     location("units", index) if has_tasks else None) for index, plan in enumerate(todo)]
+    return jobs, written
 
 
-def _shard_done(fs, plan: ShardPlan, shards_dir: str, markers_dir: str) -> bool:
-    marker = storage.join(markers_dir, plan.marker)
-    if not (fs.isfile(marker) and fs.isfile(storage.join(shards_dir, plan.name))):
-        return False
+def _bucket_file(plan_dir: str, kind: str, bucket: int) -> str:
+    return storage.join(plan_dir, f"{kind}-{bucket:06d}.parquet")
+
+
+def _write_buckets(fs, plan_dir: str, kind: str, reader) -> int:
+    """Stream batches ordered by `bucket` into one Parquet file per bucket; returns the bytes written."""
+    written, bucket, pending = 0, None, []
+
+    def flush() -> int:
+        table = pa.concat_tables(pending).drop_columns(["bucket"])
+        return _write_parquet(fs, _bucket_file(plan_dir, kind, bucket), table, row_group_size=2048)
+
+    for batch in reader:
+        table = pa.Table.from_batches([batch])
+        buckets = table.column("bucket").to_pylist()
+        start = 0
+        for index in range(1, len(buckets) + 1):
+            if index == len(buckets) or buckets[index] != buckets[start]:
+                if bucket is not None and buckets[start] != bucket:
+                    written += flush()
+                    pending = []
+                bucket = buckets[start]
+                pending.append(table.slice(start, index - start))
+                start = index
+    if pending:
+        written += flush()
+    return written
+
+
+def _write_parquet(fs, path: str, table: pa.Table, row_group_size: int | None = None) -> int:
+    """Publish a Parquet file (a scratch file first, mode from the umask); returns its size."""
+    scratch = storage.scratch_file(".parquet")
+    pq.write_table(table, scratch, row_group_size=row_group_size)
+    size = os.path.getsize(scratch)
+    storage.put_file(fs, scratch, path)
+    return size
+
+
+def _write_shards(jobs: list[ShardJob], root: str, recipe: Recipe, sources: dict[str, SourceLocation] | None,
+                  use_ray: bool, resources: dict[str, float] | None = None) -> list[ShardWritten]:
+    """The second pass: write every planned shard under its temporary name, in parallel on the recipe's writer nodes."""
+    if not jobs:
+        return []
+    if not use_ray:
+        return [write_shard(job, root, recipe, sources) for job in jobs]
+    import ray
+
+    remote = ray.remote(max_retries=3, resources=resources or None)(write_shard)
+    recipe_ref = ray.put(recipe)
     try:
-        return json.loads(fs.cat_file(marker))["digest"] == plan.digest
-    except (ValueError, KeyError):
-        return False
-
-
-def _tmp(path: str) -> str:
-    folder, _, name = path.rpartition("/")
-    return f"{folder}/.{name}.tmp"
-
-
-class _Members:
-    """Reads a sample's member bytes from a piece, a legacy staging tar, or a shard already published."""
-
-    def __init__(self, fs, root: str, staging_dir: str):
-        self.fs, self.root, self.staging_dir = fs, root, staging_dir
-        self.shard_index: dict[str, dict[str, tuple[int, int]]] = {}
-
-    def _ranges(self, path: str, ranges: list[tuple[str, int, int]]) -> list[tuple[str, bytes]]:
-        with self.fs.open(path, "rb") as handle:
-            found = []
-            for suffix, offset, size in ranges:
-                handle.seek(offset)
-                data = handle.read(size)
-                if len(data) != size:
-                    raise OSError(f"{path} is truncated at offset {offset}")
-                found.append((suffix, data))
-        return found
-
-    def _index(self, shard: str) -> dict[str, tuple[int, int]]:
-        if shard not in self.shard_index:
-            path, index = storage.join(self.root, "shards", shard), {}
-            if self.fs.isfile(path):
-                with self.fs.open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r:") as tar:
-                    index = {m.name: (m.offset_data, m.size) for m in tar.getmembers() if m.isfile()}
-            self.shard_index[shard] = index
-        return self.shard_index[shard]
-
-    def read(self, row: dict, shard: str) -> list[tuple[str, bytes]]:
-        entries = json.loads(row["members"] or "[]")
-        for holder in (row["piece"], row["staging_tar"]):
-            path = holder and storage.join(self.staging_dir, holder)
-            if path and self.fs.exists(path):
-                return self._ranges(path, [tuple(entry) for entry in entries])
-        for candidate in dict.fromkeys(c for c in (shard, row["previous"]) if c):
-            index = self._index(candidate)
-            names = [f"{row['key']}.{suffix}" for suffix, _, _ in entries]
-            if all(name in index for name in names):
-                return self._ranges(storage.join(self.root, "shards", candidate),
-                                    [(suffix, *index[name]) for (suffix, _, _), name in zip(entries, names)])
-        raise MissingPixels(f"the images of {row['key']} are in no piece and no shard of this build: "
-                            "rebuild with `unimed build ... --refresh`")
-
-
-def write_shard(plan: ShardPlan, plan_file: str, root: str, staging_dir: str) -> int:
-    """Write one shard under its temporary name (`_tmp`) from wherever its samples' bytes are; return its size."""
-    fs, root = storage.filesystem(root)
-    plan_fs, plan_path = storage.filesystem(plan_file)
-    rows = pq.read_table(plan_path, filesystem=plan_fs, filters=[("shard", "=", plan.name)],
-                         columns=["key", "sample", "members", "piece", "staging_tar", "previous"]).to_pylist()
-    if len(rows) != plan.samples:
-        raise RuntimeError(f"plan file lists {len(rows)} samples for {plan.name}, expected {plan.samples}")
-    members = _Members(fs, root, staging_dir)
-    buffer = io.BytesIO()
-    write_samples(buffer, ((row["key"], row["sample"].encode("utf-8"), members.read(row, plan.name))
-                           for row in rows))
-    storage.write_bytes(fs, _tmp(storage.join(root, "shards", plan.name)), buffer.getvalue())
-    return buffer.tell()
-
-
-def _write_shards(plans: list[ShardPlan], plan_file: str, root: str, staging_dir: str, use_ray: bool,
-                  resources: dict[str, float] | None = None) -> int:
-    """Write the shards no piece can become, in parallel (on the recipe's writer nodes); the bytes written."""
-    if not plans:
-        return 0
-    args = (plan_file, root, staging_dir)
-    if use_ray:
-        import ray
-
-        remote = ray.remote(max_retries=3, resources=resources or None)(write_shard)
-        return sum(ray.get([remote.remote(plan, *args) for plan in plans]))
-    return sum(write_shard(plan, *args) for plan in plans)
+        return ray.get([remote.remote(job, root, recipe_ref, sources) for job in jobs])
+    except ray.exceptions.RayTaskError as err:
+        if isinstance(err.cause, MissingPixels):
+            raise MissingPixels(str(err.cause)) from None
+        raise
 
 
 def _card(recipe_name: str, plans: list[ShardPlan]) -> str:
@@ -490,12 +579,12 @@ def _card(recipe_name: str, plans: list[ShardPlan]) -> str:
     return dataset_card(recipe_name, groups)
 
 
-def write_manifest(con: duckdb.DuckDBPyConnection, fs, manifest_dir: str) -> int:
-    """Every chosen row, in id order, in parts of MANIFEST_ROWS_PER_FILE, each built in a scratch file and
+def write_manifest(con: duckdb.DuckDBPyConnection, fs, manifest_dir: str, relation: str = "chosen") -> int:
+    """Every row of `relation`, in id order, in parts of MANIFEST_ROWS_PER_FILE, each built in a scratch file and
     published whole; returns the bytes written."""
     storage.makedirs(fs, manifest_dir)
     columns = ", ".join(f'"{name}"' for name in MANIFEST_SCHEMA.names)
-    reader = con.sql(f"SELECT {columns} FROM chosen ORDER BY id").to_arrow_reader(100_000)
+    reader = con.sql(f"SELECT {columns} FROM {relation} ORDER BY id").to_arrow_reader(ARROW_BATCH_ROWS)
     written, sizes, part, rows_in_part, writer, tmp = [], 0, 0, 0, None, None
 
     def publish() -> int:

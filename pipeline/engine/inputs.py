@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+from collections import OrderedDict
 from pathlib import Path
 
 from sources.base import Source, WorkUnit
@@ -22,25 +23,35 @@ from sources.io.files import is_remote, source_path
 
 
 class StatCache:
-    """`(size, mtime_ns)` of each path under a root, stat-ed once; `-` for a path that is absent."""
+    """`(size, mtime_ns)` of each path under a root; `-` for a path that is absent.
 
-    def __init__(self, root: Path | str):
+    The paths every unit names (annotation files, folders) are stat-ed once; the cache is bounded
+    (least recently used out), so the paths of each unit's own items do not pile up on the driver. On object
+    storage the root is listed once instead (one listing request per page, not one per file).
+    """
+
+    def __init__(self, root: Path | str, capacity: int = 1 << 16):
         self.root = source_path(root)
-        self._seen: dict[str, str] = {}
+        self.capacity = capacity
+        self._seen: OrderedDict[str, str] = OrderedDict()
         self._listing: dict[str, str] | None = None  # object storage: relative path -> state
 
     def __call__(self, relative: str) -> str:
         state = self._seen.get(relative)
-        if state is None:
-            if is_remote(self.root):
-                state = self._remote_listing().get(posixpath.normpath(relative), "-")
-            else:
-                try:
-                    info = os.stat(self.root / relative)
-                    state = f"{info.st_size}@{info.st_mtime_ns}"
-                except OSError:
-                    state = "-"
-            self._seen[relative] = state
+        if state is not None:
+            self._seen.move_to_end(relative)
+            return state
+        if is_remote(self.root):
+            state = self._remote_listing().get(posixpath.normpath(relative), "-")
+        else:
+            try:
+                info = os.stat(self.root / relative)
+                state = f"{info.st_size}@{info.st_mtime_ns}"
+            except OSError:
+                state = "-"
+        self._seen[relative] = state
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
         return state
 
     def _remote_listing(self) -> dict[str, str]:

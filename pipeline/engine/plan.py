@@ -1,6 +1,7 @@
 """The stage plan of a recipe: which stages a build runs, in which order, with which resources.
 
-Every build is: read units (the adapters) -> the stages below -> write staged bytes -> finalise.
+Every build is: read units (the adapters) -> the stages below -> write staged rows -> finalise (decide,
+plan the shards) -> write each shard once (its samples read again).
 `unimed build --plan` prints this list without running anything.
 """
 
@@ -64,6 +65,8 @@ def describe_plan(recipe: Recipe) -> list[dict]:
         rows.append({"stage": stage.name, "runs_as": "actors" if resources["actors"] else "tasks", **resources})
     rows.append({"stage": "write_staging", "runs_as": "tasks", "num_cpus": 1.0, "num_gpus": 0.0, "actors": None,
                  "batch_size": None})
-    rows.append({"stage": "finalize", "runs_as": "driver + tasks", "num_cpus": 1.0, "num_gpus": 0.0, "actors": None,
+    rows.append({"stage": "finalize", "runs_as": "driver", "num_cpus": 1.0, "num_gpus": 0.0, "actors": None,
                  "batch_size": None})
+    rows.append({"stage": "write_shards", "runs_as": "tasks", "num_cpus": 1.0, "num_gpus": 0.0, "actors": None,
+                 "batch_size": f"a shard: {recipe.shards.max_samples} samples or {recipe.shards.max_bytes >> 20} MiB"})
     return rows

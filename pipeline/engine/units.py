@@ -5,10 +5,10 @@ pickled `Record` / `Rejection`: adapters differ wildly in what they carry, and a
 Ray Data any per-block schema inference. Consecutive task stages are fused by Ray Data into one task,
 so the pickling between them costs a memcpy, not a transfer.
 
-A unit's rows are cut into parts bounded by rows and image bytes, in adapter order; `part` numbers them
-from 0. The cut depends only on the unit's own records, so it is the same on every run and every
-machine: the final shards are named after (unit, part) (manifests/shards.py), whatever batches Ray
-Data forms downstream.
+The unit tasks come from the build's unit listing (`.state/units.parquet`, pipeline/engine/build.py),
+read by Ray Data, one pickled `UnitTask` per row: the driver never holds the list. A unit's rows are cut
+into parts bounded by rows and image bytes, in adapter order (`part` numbers them from 0), so no batch
+holds more than the recipe's batch bounds of pixels.
 """
 
 from __future__ import annotations

@@ -3,10 +3,11 @@
 The staged rows of a build carry the raw alignment scores; normalisation, lambda and the cut are
 not part of the processing digest, so the same staged rows serve any of them. `rethreshold` re-runs
 finalisation with the new settings: statuses and the manifest change, and no model is loaded or called.
-Shards are keyed by work unit and part (pipeline/engine/finalize.py), so only the shards whose kept
-samples change are rewritten, by copying members out of the shard itself; a sample kept now that was
-rejected before has no pixels in the build, and is read again from its source, its unit only
-(pipeline/engine/reread.py). The cost follows the samples that change, not the build's pixel bytes.
+A shard's boundaries depend only on its own samples (pipeline/engine/finalize.py), so only the shards
+whose kept samples change are rewritten: members of samples still kept are copied out of the shard that
+held them; a sample kept now that was rejected before has no pixels in the build and is read again from
+its source, its unit only (pipeline/engine/reread.py). The cost follows the samples that change, not
+the build's pixel bytes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from pathlib import Path
 import yaml
 
 from manifests import storage
-from pipeline.engine.build import BuildReport, ResolvedSource, _write_resolved_config, _write_stats, source_locations
+from pipeline.engine.build import (BuildReport, ResolvedSource, _benchmarks_digest, _write_resolved_config,
+                                   _write_stats, source_locations)
+from pipeline.engine.rerun import forget_finalisation, listing_digest, record_finalisation
 from pipeline.config import RecipeError, parse_recipe
 from pipeline.engine.finalize import finalize
 from pipeline.engine.reread import MissingPixels
@@ -66,16 +69,19 @@ def refinalize(build_dir: Path | str, recipe, resolved_sources: dict, models: di
                           "only be rebuilt (scores stay cached under .state/align_cache)")
     sources = recorded_sources(recipe, resolved_sources)
     report = BuildReport(build_dir, sources)
+    units_path = storage.join(root, ".state", "units.parquet")
+    units_file = storage.location(fs, units_path)
+    forget_finalisation(fs, root)
+    listed = source_locations([s for s in sources if s.name in {entry.name for entry in recipe.sources}])
     try:
-        units_file = storage.location(fs, storage.join(root, ".state", "units.parquet"))
-        report.result = finalize(build_dir, staging_dir, units_file, recipe,
-                                 use_ray=False, sources=source_locations(
-                                     [s for s in sources if s.name in {e.name for e in recipe.sources}]))
+        report.result = finalize(build_dir, staging_dir, units_file, recipe, use_ray=False, sources=listed)
     except MissingPixels as err:
         raise RecipeError(str(err)) from None
     report.alignment_models = models
     _write_stats(build_dir, report)
     _write_resolved_config(build_dir, recipe, report)
+    record_finalisation(fs, root, listing_digest(fs, units_path), recipe, recipe.access, report.result,
+                        _benchmarks_digest(build_dir) if recipe.near_duplicates.enabled else None)
     return report
 
 

@@ -43,6 +43,14 @@ class Stage:
     def process(self, record: Record) -> None:
         raise NotImplementedError
 
+    def redo_pixels(self, record: Record) -> None:
+        """Redo what this stage does to the images of a record known to be kept; the default: nothing.
+
+        Shards are written after the global rules decide, from the sources read again
+        (pipeline/engine/reread.py): a stage that changes a kept record's images redoes it here, with
+        no model and no score (the staged row already holds the decision and the texts).
+        """
+
     def process_batch(self, records: list[Record]) -> None:
         """A model stage overrides this to run its model once per batch; the default is per record."""
         for record in records:

@@ -22,6 +22,10 @@ class CoarseDecisionStage(Stage):
         if record.status == "kept" and self.settings.oversize == "downscale":
             self._fit_loader_limits(record)
 
+    def redo_pixels(self, record: Record) -> None:
+        if self.settings.oversize == "downscale":
+            self._fit_loader_limits(record)
+
     def _fit_loader_limits(self, record: Record) -> None:
         for images in (record.input_images, record.output_images):
             for index, image in enumerate(images):

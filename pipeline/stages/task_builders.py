@@ -30,3 +30,6 @@ class TaskBuildersStage(Stage):
         problem = builder.build(record)
         if problem is not None:
             record.status, (record.reason, record.detail) = "rejected", problem
+
+    def redo_pixels(self, record: Record) -> None:
+        self.process(record)  # a kept record's interleaved sample is built again: the same images
