@@ -8,7 +8,6 @@ import glob
 import io
 import pickle
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -222,11 +221,17 @@ def test_the_pipeline_records_every_step_and_writes_full_decodes(tmp_path, monke
     assert all(reason is None for rid, reason in reasons.items() if "000004" not in rid)
     assert {caller for caller, _ in draft_calls} == {"decode_bytes"} and len(draft_calls) == 4
 
-    # what the pieces hold: the passthrough JPEGs byte for byte; the oversized one as a full decode, resized
+    # what the second pass writes (pipeline/engine/reread.py reads each unit's kept samples again): the
+    # passthrough JPEGs byte for byte; the oversized one as a full decode, resized
+    from pipeline.engine.reread import UnitReader
+
+    reader = UnitReader(recipe)
     members: dict[str, bytes] = {}
-    for piece in staging.glob("*.tar"):
-        with tarfile.open(piece) as tar:
-            members.update({m.name: tar.extractfile(m).read() for m in tar.getmembers()})
+    for task in tasks:
+        wanted = {row["id"]: row for row in rows
+                  if row["kind"] == "record" and row["status"] == "kept" and row["unit_id"] == task.unit.id}
+        for record_id, found in reader.read(task, wanted).items():
+            members.update({f"{record_id}.{suffix}": data for suffix, data in found})
     jpegs = {name: data for name, data in members.items() if name.endswith(".jpg")}
     pngs = {name: data for name, data in members.items() if name.endswith(".png")}
     assert jpegs and pngs
